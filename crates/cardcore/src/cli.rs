@@ -1,0 +1,165 @@
+//! The command line. Every option has an environment variable fallback.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// cardcore: card management and PIN service.
+#[derive(Debug, Parser)]
+#[command(name = "cardcore", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrations are applied at start).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage service keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Master key helpers.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+}
+
+/// Where the database is and how to open its keys.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// `sqlite://PATH` or `postgres://...`. Default: SQLite in ./cardcore-data/.
+    #[arg(long, env = "CARDCORE_DATABASE_URL")]
+    pub database: Option<String>,
+    /// File holding the master key (64 hex characters). On the SQLite default,
+    /// `master.key` beside the database, created on first start.
+    #[arg(long, env = "CARDCORE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Most database connections per node (PostgreSQL) or readers (SQLite).
+    #[arg(long, env = "CARDCORE_DB_POOL_SIZE", default_value_t = 8)]
+    pub db_pool_size: u32,
+    /// Seconds to wait for a database connection before answering 503.
+    #[arg(long, env = "CARDCORE_DB_TIMEOUT_SECONDS", default_value_t = 3)]
+    pub db_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CARDCORE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Log format.
+    #[arg(long, env = "CARDCORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Issuer BIN for new cards (6 to 11 digits). Default: a Visa test BIN.
+    #[arg(long, env = "CARDCORE_BIN", default_value = "424242")]
+    pub bin: String,
+    /// Shortest PIN the program allows (4 to 12).
+    #[arg(long, env = "CARDCORE_PIN_MIN_LENGTH", default_value_t = 4)]
+    pub pin_min_length: usize,
+    /// Longest PIN the program allows (4 to 12).
+    #[arg(long, env = "CARDCORE_PIN_MAX_LENGTH", default_value_t = 4)]
+    pub pin_max_length: usize,
+    /// Consecutive wrong PINs that block the PIN.
+    #[arg(long, env = "CARDCORE_PIN_MAX_TRIES", default_value_t = 3)]
+    pub pin_max_tries: u32,
+    /// How long an OTP is valid, in seconds (at most 600).
+    #[arg(long, env = "CARDCORE_OTP_TTL_SECONDS", default_value_t = 300)]
+    pub otp_ttl_seconds: u32,
+    /// How long 3 wrong OTPs lock the operation, in seconds.
+    #[arg(long, env = "CARDCORE_OTP_LOCK_SECONDS", default_value_t = 600)]
+    pub otp_lock_seconds: u32,
+    /// Currency of new cards' limits (ISO 4217).
+    #[arg(long, env = "CARDCORE_CURRENCY", default_value = "EUR")]
+    pub currency: String,
+    /// Create a tenant named "demo" at first start and print its API key.
+    #[arg(long, env = "CARDCORE_DEMO_TENANT")]
+    pub demo_tenant: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first API key (printed once).
+    Create {
+        /// Unique tenant name.
+        #[arg(long)]
+        name: String,
+        /// Print `{"tenant_id", "name", "api_key"}` and nothing else.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Make a zone PIN key for PIN blocks the tenant sends (printed once).
+    ZoneKey {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// `aes` (AES-128, format 4 blocks) or `tdes` (double-length TDES, formats 0 and 3).
+        #[arg(long, value_enum, default_value_t = ZoneAlgorithm::Aes)]
+        algorithm: ZoneAlgorithm,
+        /// Print `{"key_id", "algorithm", "key_hex", "kcv"}` and nothing else.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Add an API key to a tenant (printed once).
+    ApiKey {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// May this key reveal PAN and CVV?
+        #[arg(long)]
+        can_reveal: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ZoneAlgorithm {
+    Aes,
+    Tdes,
+}
+
+impl ZoneAlgorithm {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aes => "aes",
+            Self::Tdes => "tdes",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new version of the PIN verification and data keys. Old rows keep
+    /// verifying and move to the new version on their next write.
+    Rotate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Print a new random master key (64 hex characters).
+    Generate,
+}

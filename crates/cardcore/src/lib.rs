@@ -1,0 +1,349 @@
+//! The cardcore binary as a library: configuration, startup, commands.
+//! `main` only parses the command line and calls [`run`]; tests call
+//! [`Server::start`] to run a real server on a free port.
+
+pub mod cli;
+mod master_key;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use cardcore_service::{Keyring, Service, ServiceConfig};
+use cardcore_store::Store;
+use cardcore_store_sqlite::{SqliteOptions, SqliteStore};
+use cli::{Cli, Command, DbArgs, KeysCommand, LogFormat, MasterKeyCommand, ServeArgs, TenantCommand};
+use tokio::net::TcpListener;
+
+pub use master_key::resolve_master_key;
+
+/// The database URL used when none is given.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./cardcore-data/cardcore.db";
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_format);
+            let server = Server::start(&args, None).await?;
+            server.wait_for_shutdown_signal().await
+        }
+        Command::Migrate(db) => {
+            let store = open_store(&db).await?;
+            store.migrate().await?;
+            println!("migrations applied to {}", display_url(&database_url(&db)));
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create { name, json, db }) => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let (tenant, key) = service.create_tenant(&name).await.map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "tenant_id": tenant.id, "name": tenant.name, "api_key": key.secret.as_str() })
+                );
+            } else {
+                println!("tenant created: {} ({})", tenant.name, tenant.id);
+                println!("API key (shown once, store it now): {}", key.secret.as_str());
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::ApiKey {
+            tenant,
+            can_reveal,
+            json,
+            db,
+        }) => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let tenant = service
+                .tenant(parse_tenant(&tenant)?)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let key = service
+                .create_api_key(tenant.id, can_reveal)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "tenant_id": tenant.id, "api_key_id": key.id, "api_key": key.secret.as_str() })
+                );
+            } else {
+                println!("API key for {} (shown once): {}", tenant.name, key.secret.as_str());
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::ZoneKey {
+            tenant,
+            algorithm,
+            json,
+            db,
+        }) => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let tenant = service
+                .tenant(parse_tenant(&tenant)?)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let key = service
+                .keys()
+                .create_zone_key(tenant.id, algorithm.as_str())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let key_hex = zeroize::Zeroizing::new(hex::encode_upper(key.key.expose()));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "key_id": key.id, "algorithm": key.algorithm, "key_hex": key_hex.as_str(), "kcv": key.kcv })
+                );
+            } else {
+                println!("zone PIN key {} ({}) for {}", key.id, key.algorithm, tenant.name);
+                println!("key (shown once): {}  KCV {}", key_hex.as_str(), key.kcv);
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { db }) => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            for (purpose, version) in service.keys().rotate().await.map_err(anyhow::Error::msg)? {
+                println!("{} key: now version {version}", purpose.as_str());
+            }
+            Ok(())
+        }
+        Command::MasterKey(MasterKeyCommand::Generate) => {
+            println!(
+                "{}",
+                cardcore_crypto::keys::MasterKey::generate_hex(&mut rand::rngs::OsRng).as_str()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn parse_tenant(s: &str) -> anyhow::Result<cardcore_domain::TenantId> {
+    s.parse()
+        .with_context(|| format!("--tenant {s:?} is not a tenant id (a UUID)"))
+}
+
+/// The database URL: the flag, the environment, or the embedded default.
+pub fn database_url(db: &DbArgs) -> String {
+    db.database.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
+}
+
+fn display_url(url: &str) -> String {
+    // Never print a password from a postgres:// URL.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+/// The SQLite file of a `sqlite://` URL.
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+}
+
+/// Opens the store a URL names, creating the SQLite directory if needed.
+pub async fn open_store(db: &DbArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let url = database_url(db);
+    let timeout = Duration::from_secs(db.db_timeout_seconds.max(1));
+    if let Some(path) = sqlite_path(&url) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dir(dir)?;
+        }
+        let store = SqliteStore::open(
+            &path,
+            &SqliteOptions {
+                readers: db.db_pool_size.max(1),
+                acquire_timeout: timeout,
+            },
+        )
+        .await
+        .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this build yet");
+    }
+    bail!(
+        "--database must be sqlite://PATH or postgres://...; got {}",
+        display_url(&url)
+    )
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
+/// Opens store, migrations, master key and keyring: a ready service.
+pub async fn open_service(db: &DbArgs, config: ServiceConfig) -> anyhow::Result<Arc<Service>> {
+    let store = open_store(db).await?;
+    store.migrate().await.context("cannot apply database migrations")?;
+    let master = resolve_master_key(db, &database_url(db), store.as_ref()).await?;
+    let keys = Keyring::open(master, store.clone()).await.map_err(anyhow::Error::msg)?;
+    Ok(Arc::new(Service::new(store, keys, config).map_err(anyhow::Error::msg)?))
+}
+
+/// The service settings a `serve` command line asks for.
+pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
+    use cardcore_domain::otp::OtpPolicy;
+    use cardcore_domain::pin_policy::PinPolicy;
+    let pin_policy = PinPolicy::new(args.pin_min_length, args.pin_max_length)
+        .context("PIN lengths must satisfy 4 <= --pin-min-length <= --pin-max-length <= 12")?;
+    if args.otp_ttl_seconds == 0 || args.otp_ttl_seconds > 600 {
+        bail!("--otp-ttl-seconds must be 1 to 600 (NIST SP 800-63B: at most 10 minutes)");
+    }
+    if args.pin_max_tries == 0 || args.pin_max_tries > 10 {
+        bail!("--pin-max-tries must be 1 to 10");
+    }
+    Ok(ServiceConfig {
+        bin: args.bin.clone(),
+        currency: args.currency.clone(),
+        pin_policy,
+        pin_max_failures: args.pin_max_tries,
+        otp_policy: OtpPolicy {
+            ttl: chrono::Duration::seconds(i64::from(args.otp_ttl_seconds)),
+            lock_for: chrono::Duration::seconds(i64::from(args.otp_lock_seconds.max(1))),
+            ..OtpPolicy::default()
+        },
+        ..ServiceConfig::default()
+    })
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub service: Arc<Service>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Opens everything and starts serving. `listener` overrides `--listen`
+    /// (tests bind port 0 themselves).
+    pub async fn start(args: &ServeArgs, listener: Option<TcpListener>) -> anyhow::Result<Self> {
+        let service = open_service(&args.db, service_config(args)?).await?;
+        let listener = match listener {
+            Some(l) => l,
+            None => TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?,
+        };
+        let addr = listener.local_addr()?;
+        let url = database_url(&args.db);
+        tracing::info!(%addr, database = %display_url(&url), "cardcore listening");
+        println!("cardcore listening on http://{addr} (database: {})", display_url(&url));
+        if service.tenant_count().await.map_err(anyhow::Error::msg)? == 0 {
+            if args.demo_tenant {
+                let (tenant, key) = service.create_tenant("demo").await.map_err(anyhow::Error::msg)?;
+                println!(
+                    "created demo tenant {} with API key (shown once): {}",
+                    tenant.id,
+                    key.secret.as_str()
+                );
+            } else {
+                println!(
+                    "no tenant yet: create one with `cardcore tenant create --name acme` (add --json for a script)"
+                );
+            }
+        }
+        let (shutdown, mut rx) = tokio::sync::watch::channel(false);
+        spawn_key_refresh(service.clone(), rx.clone());
+        let app = cardcore_http::app(service.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        Ok(Self {
+            addr,
+            service,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Stops accepting, lets requests in flight finish, and returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        self.task.await??;
+        Ok(())
+    }
+
+    /// Runs until SIGTERM or Ctrl-C, then stops gracefully.
+    pub async fn wait_for_shutdown_signal(self) -> anyhow::Result<()> {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        self.stop().await
+    }
+}
+
+fn spawn_key_refresh(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    // Another node may rotate keys; pick new versions up within a minute
+    // (an unknown version is also fetched on first sight).
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = service.keys().reload().await {
+                        tracing::warn!(cause = %e, "key refresh failed");
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Logs to stderr, text or JSON; `RUST_LOG` sets the level (default info).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
+}

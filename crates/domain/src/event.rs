@@ -1,0 +1,219 @@
+//! Events (the outbox: what webhooks deliver) and audit entries (who did
+//! what, why, before and after).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ApiKeyId, AuditId, CardId, EventId, TenantId};
+use crate::reason::StatusReason;
+use crate::Timestamp;
+
+/// Every event type cardcore emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    CardCreated,
+    CardActivationCode,
+    CardActivated,
+    CardStatusChanged,
+    CardReplaced,
+    CardLimitsUpdated,
+    CardPinSet,
+    CardPinChanged,
+    CardPinBlocked,
+    CardPinUnblocked,
+    OtpCreated,
+}
+
+impl EventType {
+    /// Every type.
+    pub const ALL: [EventType; 11] = [
+        Self::CardCreated,
+        Self::CardActivationCode,
+        Self::CardActivated,
+        Self::CardStatusChanged,
+        Self::CardReplaced,
+        Self::CardLimitsUpdated,
+        Self::CardPinSet,
+        Self::CardPinChanged,
+        Self::CardPinBlocked,
+        Self::CardPinUnblocked,
+        Self::OtpCreated,
+    ];
+
+    /// The wire name, e.g. `card.status_changed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CardCreated => "card.created",
+            Self::CardActivationCode => "card.activation_code",
+            Self::CardActivated => "card.activated",
+            Self::CardStatusChanged => "card.status_changed",
+            Self::CardReplaced => "card.replaced",
+            Self::CardLimitsUpdated => "card.limits_updated",
+            Self::CardPinSet => "card.pin_set",
+            Self::CardPinChanged => "card.pin_changed",
+            Self::CardPinBlocked => "card.pin_blocked",
+            Self::CardPinUnblocked => "card.pin_unblocked",
+            Self::OtpCreated => "otp.created",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Events whose data holds a code for the cardholder (activation code,
+    /// OTP). Their data is encrypted at rest and never logged.
+    pub fn carries_code(self) -> bool {
+        matches!(self, Self::CardActivationCode | Self::OtpCreated)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// An event: `{id, type, card_id?, created_at, data}`.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    pub card_id: Option<CardId>,
+    pub created_at: Timestamp,
+    pub data: serde_json::Value,
+}
+
+impl fmt::Debug for Event {
+    // `data` may hold a code for the cardholder: never print it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("id", &self.id)
+            .field("type", &self.event_type)
+            .field("card_id", &self.card_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Event {
+    /// A new event now.
+    pub fn new(
+        tenant_id: TenantId,
+        card_id: Option<CardId>,
+        event_type: EventType,
+        now: Timestamp,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            id: EventId::new(),
+            tenant_id,
+            event_type,
+            card_id,
+            created_at: now,
+            data,
+        }
+    }
+
+    /// The body webhooks deliver: `{"type", "timestamp", "data"}`.
+    pub fn webhook_payload(&self) -> serde_json::Value {
+        serde_json::json!({
+            "type": self.event_type,
+            "timestamp": self.created_at,
+            "data": self.data,
+        })
+    }
+}
+
+/// Who acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    /// A caller authenticated by an API key.
+    ApiKey,
+    /// An operator at the command line.
+    Cli,
+    /// cardcore itself (e.g. a scheduled task).
+    System,
+}
+
+/// Through which API a request came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Native,
+    P100,
+    Qitech,
+    M2p,
+    Cli,
+    System,
+}
+
+/// The actor of an audit entry: kind, the API key id (never the key), and
+/// the API the request came through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    #[serde(rename = "type")]
+    pub kind: ActorKind,
+    pub api_key_id: Option<ApiKeyId>,
+    pub channel: Channel,
+}
+
+impl Actor {
+    /// A caller with an API key.
+    pub fn api_key(id: ApiKeyId, channel: Channel) -> Self {
+        Self {
+            kind: ActorKind::ApiKey,
+            api_key_id: Some(id),
+            channel,
+        }
+    }
+
+    /// An operator at the command line.
+    pub fn cli() -> Self {
+        Self {
+            kind: ActorKind::Cli,
+            api_key_id: None,
+            channel: Channel::Cli,
+        }
+    }
+
+    /// cardcore itself.
+    pub fn system() -> Self {
+        Self {
+            kind: ActorKind::System,
+            api_key_id: None,
+            channel: Channel::System,
+        }
+    }
+}
+
+/// One audit entry: `{id, type, actor, request_id, reason, before, after, created_at}`.
+/// Never holds a PIN, OTP, PAN, CVV or code: `before`/`after` are
+/// [`crate::Card::snapshot`]s or limits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    #[serde(skip)]
+    pub tenant_id: TenantId,
+    pub card_id: Option<CardId>,
+    /// What happened, e.g. `card.lock`, `card.pin_set`, `card.sensitive_revealed`.
+    #[serde(rename = "type")]
+    pub entry_type: String,
+    pub actor: Actor,
+    pub request_id: Option<String>,
+    pub reason: Option<StatusReason>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,618 @@
+//! Cards: issue, read, reveal, lifecycle, replacement, limits.
+
+use cardcore_crypto::verifier::{label, MacKey};
+use cardcore_crypto::{Cvv, Otp, Pan};
+use cardcore_domain::lifecycle::{self, LifecycleAction, ReplaceReason, Transition};
+use cardcore_domain::{
+    AccountId, Brand, Card, CardId, CardStatus, CardType, Cardholder, CardholderId, EventType, Expiry, KitNumber,
+    Limits, PinStatus, ProgramId, ReasonCode, RuleViolation, StatusReason, ValidationErrors,
+};
+use cardcore_store::{CardFilter, CardRecord, CardSecrets, Tx, Verifier};
+use rand::rngs::OsRng;
+use rand::Rng;
+
+use crate::keyring::Purpose;
+use crate::{Ctx, Service, ServiceError, ServiceResult};
+
+/// Input for a new card.
+#[derive(Debug, Clone)]
+pub struct CreateCard {
+    pub cardholder_id: CardholderId,
+    pub card_type: CardType,
+    pub account_id: Option<AccountId>,
+    pub program_id: Option<ProgramId>,
+    pub card_name: Option<String>,
+    pub printed_name: Option<String>,
+}
+
+/// A lifecycle answer: the card, and whether anything changed.
+#[derive(Debug, Clone)]
+pub struct StatusChange {
+    pub card: Card,
+    pub changed: bool,
+}
+
+/// A reason as the caller sent it, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct ReasonInput {
+    pub code: Option<String>,
+    pub message: Option<String>,
+}
+
+/// Card data revealed to a key allowed to see it.
+#[derive(Debug)]
+pub struct SensitiveData {
+    pub pan: Pan,
+    pub cvv: Cvv,
+    pub expiry: Expiry,
+}
+
+/// A page of cards.
+#[derive(Debug, Clone)]
+pub struct CardPage {
+    pub data: Vec<Card>,
+    pub next_cursor: Option<CardId>,
+}
+
+/// Which cards to list.
+#[derive(Debug, Clone, Default)]
+pub struct ListCards {
+    pub cardholder_id: Option<CardholderId>,
+    pub status: Option<CardStatus>,
+    pub cursor: Option<CardId>,
+    pub limit: Option<u32>,
+}
+
+/// Page sizes: default and maximum.
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 100;
+
+pub(crate) fn page_limit(limit: Option<u32>) -> ServiceResult<u32> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(l) if (1..=MAX_LIMIT).contains(&l) => Ok(l),
+        Some(_) => Err(ServiceError::invalid("limit", format!("must be 1 to {MAX_LIMIT}"))),
+    }
+}
+
+/// The secrets of a freshly made card, for the caller to deliver.
+struct Issued {
+    record: CardRecord,
+    activation_code: Option<Otp>,
+}
+
+fn pan_aad(card: &Card) -> String {
+    format!("cardcore/pan/{}/{}", card.tenant_id, card.id)
+}
+
+fn cvv_aad(card: &Card) -> String {
+    format!("cardcore/cvv/{}/{}", card.tenant_id, card.id)
+}
+
+fn random_digits<const N: usize>() -> [u8; N] {
+    let mut d = [0u8; N];
+    for x in d.iter_mut() {
+        *x = OsRng.gen_range(0..10);
+    }
+    d
+}
+
+/// A 6-digit code from the OS CSPRNG (activation codes, OTPs).
+pub(crate) fn random_code() -> Otp {
+    let digits = zeroize::Zeroizing::new(random_digits::<6>());
+    // Six values 0..=9 always make a valid code.
+    Otp::from_digit_values(digits.as_ref()).unwrap_or_else(|_| unreachable_code())
+}
+
+#[allow(clippy::panic)]
+fn unreachable_code() -> Otp {
+    panic!("six digits are always a valid code")
+}
+
+fn optional_text(errors: &mut ValidationErrors, field: &str, value: &Option<String>, max: usize) {
+    if let Some(v) = value {
+        cardcore_domain::validation::text(errors, field, v, 1, max);
+    }
+}
+
+impl Service {
+    pub(crate) fn parse_reason(&self, input: &ReasonInput, required: bool) -> ServiceResult<Option<StatusReason>> {
+        let mut errors = ValidationErrors::new();
+        optional_text(&mut errors, "reason_message", &input.message, 500);
+        let code = match &input.code {
+            Some(c) => match ReasonCode::parse(c, &self.config.extra_reason_codes) {
+                Ok(code) => Some(code),
+                Err(m) => {
+                    errors.add("reason_code", m);
+                    None
+                }
+            },
+            None if required => {
+                errors.add(
+                    "reason_code",
+                    "is required for this action; e.g. LOST_CARD or FRAUD_CONFIRMED",
+                );
+                None
+            }
+            None => None,
+        };
+        errors.into_result()?;
+        Ok(code.map(|code| StatusReason {
+            code,
+            message: input.message.clone(),
+        }))
+    }
+
+    /// Issues a card: virtual cards start ACTIVE, physical ones INACTIVE with
+    /// an activation code delivered through the `card.activation_code` event.
+    pub async fn create_card(&self, ctx: &Ctx, input: CreateCard) -> ServiceResult<Card> {
+        let mut errors = ValidationErrors::new();
+        optional_text(&mut errors, "card_name", &input.card_name, 50);
+        optional_text(&mut errors, "printed_name", &input.printed_name, 26);
+        errors.into_result()?;
+        let holder = self.cardholder(ctx, input.cardholder_id).await?;
+        let mut tx = self.store.begin().await?;
+        let card = self.issue_in(ctx, &mut *tx, &holder, &input, None).await?;
+        tx.commit().await?;
+        Ok(card)
+    }
+
+    /// Makes and inserts a card with its events, inside `tx`.
+    async fn issue_in(
+        &self,
+        ctx: &Ctx,
+        tx: &mut dyn Tx,
+        holder: &Cardholder,
+        input: &CreateCard,
+        replacement_for: Option<CardId>,
+    ) -> ServiceResult<Card> {
+        let mut issued = None;
+        for _ in 0..8 {
+            let candidate = self.new_card(ctx, holder, input, replacement_for).await?;
+            if tx.insert_card(&candidate.record).await? {
+                issued = Some(candidate);
+                break;
+            }
+        }
+        let issued =
+            issued.ok_or_else(|| ServiceError::Internal("could not draw a unique PAN and kit number".into()))?;
+        let card = issued.record.card.clone();
+        tx.insert_audit(&self.audit(ctx, Some(card.id), "card.created", None, None, Some(card.snapshot())))
+            .await?;
+        tx.insert_event(
+            &self
+                .event(
+                    card.tenant_id,
+                    Some(card.id),
+                    EventType::CardCreated,
+                    serde_json::json!({ "card": card }),
+                )
+                .await?,
+        )
+        .await?;
+        if let Some(code) = &issued.activation_code {
+            let data = serde_json::json!({ "card_id": card.id, "activation_code": code.expose() });
+            tx.insert_event(
+                &self
+                    .event(card.tenant_id, Some(card.id), EventType::CardActivationCode, data)
+                    .await?,
+            )
+            .await?;
+        }
+        Ok(card)
+    }
+
+    async fn new_card(
+        &self,
+        ctx: &Ctx,
+        holder: &Cardholder,
+        input: &CreateCard,
+        replacement_for: Option<CardId>,
+    ) -> ServiceResult<Issued> {
+        let now = self.now();
+        let pan = cardcore_crypto::luhn::generate_pan(&self.config.bin, self.config.pan_length, &mut OsRng)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let expiry = Expiry::years_after(now, self.config.card_validity_years);
+        let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
+        let cvv =
+            cardcore_crypto::cvv::generate_cvv(&cvk, &pan, &expiry.yymm(), cardcore_crypto::cvv::SERVICE_CODE_CVV2)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let brand = Brand::of_bin(&self.config.bin).ok_or_else(|| ServiceError::Internal("BIN has no brand".into()))?;
+        let card = Card {
+            id: CardId::new(),
+            tenant_id: ctx.tenant_id(),
+            cardholder_id: holder.id,
+            account_id: input.account_id.unwrap_or(holder.default_account_id),
+            program_id: input.program_id.unwrap_or(ctx.tenant().default_program_id),
+            card_type: input.card_type,
+            status: match input.card_type {
+                CardType::Virtual => CardStatus::Active,
+                CardType::Physical => CardStatus::Inactive,
+            },
+            status_reason: None,
+            pin_status: PinStatus::NotSet,
+            brand,
+            last_four: pan.last_four().to_owned(),
+            expiry,
+            card_name: input.card_name.clone(),
+            printed_name: Some(
+                input
+                    .printed_name
+                    .clone()
+                    .unwrap_or_else(|| holder.name.to_uppercase().chars().take(26).collect()),
+            ),
+            kit_number: KitNumber::from_digits(random_digits::<10>()),
+            replacement_for,
+            limits: Limits::unlimited(&self.config.currency),
+            created_at: now,
+            updated_at: now,
+        };
+        let (data_version, data_key) = self.keys.data_key(None).await?;
+        let (_, lookup) = self.keys.mac_key(Purpose::PanLookup, None).await?;
+        let activation_code = (input.card_type == CardType::Physical).then(random_code);
+        let activation = match &activation_code {
+            Some(code) => {
+                let (v, otp_key) = self.keys.mac_key(Purpose::Otp, None).await?;
+                Some(Verifier {
+                    value: activation_verifier(&otp_key, card.id, code).to_vec(),
+                    key_version: v,
+                })
+            }
+            None => None,
+        };
+        let secrets = CardSecrets {
+            pan_hash: lookup
+                .compute(
+                    label::PAN_LOOKUP,
+                    &[card.tenant_id.as_uuid().as_bytes(), pan.expose_bytes()],
+                )
+                .to_vec(),
+            pan_sealed: data_key.seal(pan_aad(&card).as_bytes(), pan.expose_bytes(), &mut OsRng),
+            cvv_sealed: data_key.seal(cvv_aad(&card).as_bytes(), cvv.expose_bytes(), &mut OsRng),
+            data_key_version: data_version,
+            activation_code: activation,
+            pin: None,
+            pin_failures: 0,
+        };
+        Ok(Issued {
+            record: CardRecord { card, secrets },
+            activation_code,
+        })
+    }
+
+    /// A card of the caller's tenant.
+    pub async fn card(&self, ctx: &Ctx, id: CardId) -> ServiceResult<Card> {
+        Ok(self.card_record(ctx, id).await?.card)
+    }
+
+    pub(crate) async fn card_record(&self, ctx: &Ctx, id: CardId) -> ServiceResult<CardRecord> {
+        self.store
+            .card(ctx.tenant_id(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("card"))
+    }
+
+    /// A card by its kit number.
+    pub async fn card_by_kit(&self, ctx: &Ctx, kit: &str) -> ServiceResult<Card> {
+        let kit = KitNumber::parse(kit).ok_or(ServiceError::NotFound("card"))?;
+        Ok(self
+            .store
+            .card_by_kit(ctx.tenant_id(), &kit)
+            .await?
+            .ok_or(ServiceError::NotFound("card"))?
+            .card)
+    }
+
+    /// Lists cards, oldest first, a page at a time.
+    pub async fn cards(&self, ctx: &Ctx, query: ListCards) -> ServiceResult<CardPage> {
+        let limit = page_limit(query.limit)?;
+        let mut data = self
+            .store
+            .cards(
+                ctx.tenant_id(),
+                &CardFilter {
+                    cardholder_id: query.cardholder_id,
+                    status: query.status,
+                    after: query.cursor,
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let next_cursor = if data.len() > limit as usize {
+            data.truncate(limit as usize);
+            data.last().map(|c| c.id)
+        } else {
+            None
+        };
+        Ok(CardPage { data, next_cursor })
+    }
+
+    /// Reveals PAN, CVV and expiry to a key allowed to; the reveal is audited.
+    pub async fn reveal(&self, ctx: &Ctx, id: CardId) -> ServiceResult<SensitiveData> {
+        if !ctx.principal.can_reveal {
+            return Err(ServiceError::Forbidden("this API key may not reveal card data"));
+        }
+        let rec = self.card_record(ctx, id).await?;
+        let (_, key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
+        let pan = key
+            .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
+            .map_err(|_| ServiceError::Internal(format!("PAN of card {id} does not open")))?;
+        let cvv = key
+            .open(cvv_aad(&rec.card).as_bytes(), &rec.secrets.cvv_sealed)
+            .map_err(|_| ServiceError::Internal(format!("CVV of card {id} does not open")))?;
+        let text =
+            |b: &cardcore_crypto::SecretBytes| std::str::from_utf8(b.expose()).map(str::to_owned).unwrap_or_default();
+        let pan = Pan::parse(&zeroize::Zeroizing::new(text(&pan)))
+            .map_err(|_| ServiceError::Internal("stored PAN is malformed".into()))?;
+        let cvv = Cvv::parse(&zeroize::Zeroizing::new(text(&cvv)))
+            .map_err(|_| ServiceError::Internal("stored CVV is malformed".into()))?;
+        let mut tx = self.store.begin().await?;
+        tx.insert_audit(&self.audit(ctx, Some(id), "card.sensitive_revealed", None, None, None))
+            .await?;
+        tx.commit().await?;
+        Ok(SensitiveData {
+            pan,
+            cvv,
+            expiry: rec.card.expiry,
+        })
+    }
+
+    /// Opens a card's PAN (for PIN blocks bound to it).
+    #[allow(dead_code)] // used by PIN-block input, next
+    pub(crate) async fn open_pan(&self, rec: &CardRecord) -> ServiceResult<Pan> {
+        let (_, key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
+        let pan = key
+            .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
+            .map_err(|_| ServiceError::Internal(format!("PAN of card {} does not open", rec.card.id)))?;
+        let text = zeroize::Zeroizing::new(std::str::from_utf8(pan.expose()).map(str::to_owned).unwrap_or_default());
+        Pan::parse(&text).map_err(|_| ServiceError::Internal("stored PAN is malformed".into()))
+    }
+
+    /// Re-seals PAN and CVV under the newest data key when an older one made
+    /// them: rotation reaches every row on its next write.
+    pub(crate) async fn reseal_if_old(&self, rec: &mut CardRecord) -> ServiceResult<()> {
+        let (newest, new_key) = self.keys.data_key(None).await?;
+        if rec.secrets.data_key_version >= newest {
+            return Ok(());
+        }
+        let (_, old_key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
+        let pan = old_key
+            .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
+            .map_err(|_| ServiceError::Internal("PAN does not open".into()))?;
+        let cvv = old_key
+            .open(cvv_aad(&rec.card).as_bytes(), &rec.secrets.cvv_sealed)
+            .map_err(|_| ServiceError::Internal("CVV does not open".into()))?;
+        rec.secrets.pan_sealed = new_key.seal(pan_aad(&rec.card).as_bytes(), pan.expose(), &mut OsRng);
+        rec.secrets.cvv_sealed = new_key.seal(cvv_aad(&rec.card).as_bytes(), cvv.expose(), &mut OsRng);
+        rec.secrets.data_key_version = newest;
+        Ok(())
+    }
+
+    /// Writes a changed card after re-sealing its data if needed.
+    pub(crate) async fn save_card(&self, tx: &mut dyn Tx, rec: &mut CardRecord) -> ServiceResult<()> {
+        rec.card.updated_at = self.now();
+        self.reseal_if_old(rec).await?;
+        tx.update_card(rec).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn lock_card(&self, ctx: &Ctx, tx: &mut dyn Tx, id: CardId) -> ServiceResult<CardRecord> {
+        tx.lock_card(ctx.tenant_id(), id)
+            .await?
+            .ok_or(ServiceError::NotFound("card"))
+    }
+
+    /// Lock, unlock, block or close. Same status: success, nothing written.
+    pub async fn change_status(
+        &self,
+        ctx: &Ctx,
+        id: CardId,
+        action: LifecycleAction,
+        reason: ReasonInput,
+    ) -> ServiceResult<StatusChange> {
+        if action == LifecycleAction::Activate {
+            return Err(ServiceError::invalid("action", "activation needs the activation code"));
+        }
+        let reason = self.parse_reason(&reason, action == LifecycleAction::Block)?;
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        let Transition::Changed { from, to } = lifecycle::transition(rec.card.status, action)? else {
+            return Ok(StatusChange {
+                card: rec.card,
+                changed: false,
+            });
+        };
+        let before = rec.card.snapshot();
+        rec.card.status = to;
+        rec.card.status_reason = reason.clone();
+        self.save_card(&mut *tx, &mut rec).await?;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            &format!("card.{}", action.as_str()),
+            reason,
+            Some(before),
+            Some(rec.card.snapshot()),
+        ))
+        .await?;
+        let data = serde_json::json!({ "card": rec.card, "previous_status": from });
+        tx.insert_event(
+            &self
+                .event(ctx.tenant_id(), Some(id), EventType::CardStatusChanged, data)
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(StatusChange {
+            card: rec.card,
+            changed: true,
+        })
+    }
+
+    /// Activates a physical card with the code issued at creation.
+    pub async fn activate(&self, ctx: &Ctx, id: CardId, activation_code: &str) -> ServiceResult<StatusChange> {
+        let code =
+            Otp::parse(activation_code).map_err(|_| ServiceError::invalid("activation_code", "must be 6 digits"))?;
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        let Transition::Changed { .. } = lifecycle::transition(rec.card.status, LifecycleAction::Activate)? else {
+            return Ok(StatusChange {
+                card: rec.card,
+                changed: false,
+            });
+        };
+        let verifier = rec
+            .secrets
+            .activation_code
+            .clone()
+            .ok_or(RuleViolation::ActivationCodeInvalid)?;
+        let (_, key) = self.keys.mac_key(Purpose::Otp, Some(verifier.key_version)).await?;
+        if !key.verify(
+            label::ACTIVATION,
+            &[rec.card.id.as_uuid().as_bytes(), code.expose_bytes()],
+            &verifier.value,
+        ) {
+            return Err(RuleViolation::ActivationCodeInvalid.into());
+        }
+        let before = rec.card.snapshot();
+        rec.card.status = CardStatus::Active;
+        rec.card.status_reason = None;
+        rec.secrets.activation_code = None;
+        self.save_card(&mut *tx, &mut rec).await?;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "card.activate",
+            None,
+            Some(before),
+            Some(rec.card.snapshot()),
+        ))
+        .await?;
+        tx.insert_event(
+            &self
+                .event(
+                    ctx.tenant_id(),
+                    Some(id),
+                    EventType::CardActivated,
+                    serde_json::json!({ "card": rec.card }),
+                )
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(StatusChange {
+            card: rec.card,
+            changed: true,
+        })
+    }
+
+    /// Replaces a card: a new card (new PAN, same cardholder, account,
+    /// program, type and limits); the old one ends BLOCKED (lost, stolen) or
+    /// CLOSED (damaged, expired).
+    pub async fn replace(&self, ctx: &Ctx, id: CardId, why: ReplaceReason) -> ServiceResult<Card> {
+        let mut tx = self.store.begin().await?;
+        let mut old = self.lock_card(ctx, &mut *tx, id).await?;
+        let outcome = lifecycle::replace(old.card.status, old.card.status_reason.as_ref(), why)?;
+        if let Some(by) = tx.replacement_of(ctx.tenant_id(), id).await? {
+            return Err(ServiceError::Conflict {
+                code: "card_already_replaced",
+                message: format!("card {id} was already replaced by card {by}"),
+            });
+        }
+        let holder = self
+            .store
+            .cardholder(ctx.tenant_id(), old.card.cardholder_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal("card without cardholder".into()))?;
+        let input = CreateCard {
+            cardholder_id: holder.id,
+            card_type: old.card.card_type,
+            account_id: Some(old.card.account_id),
+            program_id: Some(old.card.program_id),
+            card_name: old.card.card_name.clone(),
+            printed_name: old.card.printed_name.clone(),
+        };
+        let mut new_card = self.issue_in(ctx, &mut *tx, &holder, &input, Some(id)).await?;
+        if new_card.limits != old.card.limits {
+            // Carry the old card's limits over.
+            let mut rec = self.lock_card(ctx, &mut *tx, new_card.id).await?;
+            rec.card.limits = old.card.limits.clone();
+            self.save_card(&mut *tx, &mut rec).await?;
+            new_card = rec.card;
+        }
+        let before = old.card.snapshot();
+        let previous = old.card.status;
+        if old.card.status != outcome.old_status {
+            old.card.status = outcome.old_status;
+            old.card.status_reason = outcome.old_reason.clone();
+            self.save_card(&mut *tx, &mut old).await?;
+            let data = serde_json::json!({ "card": old.card, "previous_status": previous });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardStatusChanged, data)
+                    .await?,
+            )
+            .await?;
+        }
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "card.replace",
+            outcome.old_reason,
+            Some(before),
+            Some(serde_json::json!({ "status": old.card.status, "replaced_by": new_card.id, "reason": why })),
+        ))
+        .await?;
+        let data = serde_json::json!({ "card": old.card, "replacement": new_card, "reason": why });
+        tx.insert_event(
+            &self
+                .event(ctx.tenant_id(), Some(id), EventType::CardReplaced, data)
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(new_card)
+    }
+
+    /// A card's limits.
+    pub async fn limits(&self, ctx: &Ctx, id: CardId) -> ServiceResult<Limits> {
+        Ok(self.card(ctx, id).await?.limits)
+    }
+
+    /// Replaces a card's limits.
+    pub async fn set_limits(&self, ctx: &Ctx, id: CardId, limits: Limits) -> ServiceResult<Limits> {
+        limits.validate()?;
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        if rec.card.status == CardStatus::Closed {
+            return Err(RuleViolation::InvalidCardStatus {
+                status: CardStatus::Closed,
+                operation: "changing limits",
+            }
+            .into());
+        }
+        if rec.card.limits == limits {
+            return Ok(limits);
+        }
+        let before = serde_json::to_value(&rec.card.limits).ok();
+        rec.card.limits = limits.clone();
+        self.save_card(&mut *tx, &mut rec).await?;
+        let after = serde_json::to_value(&limits).ok();
+        tx.insert_audit(&self.audit(ctx, Some(id), "card.limits_updated", None, before, after))
+            .await?;
+        let data = serde_json::json!({ "card_id": id, "limits": limits });
+        tx.insert_event(
+            &self
+                .event(ctx.tenant_id(), Some(id), EventType::CardLimitsUpdated, data)
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(limits)
+    }
+}
+
+/// The verifier of an activation code for a card.
+pub(crate) fn activation_verifier(key: &MacKey, card: CardId, code: &Otp) -> [u8; 32] {
+    key.compute(label::ACTIVATION, &[card.as_uuid().as_bytes(), code.expose_bytes()])
+}

@@ -1,0 +1,402 @@
+//! The keyring: every service key, unwrapped in memory, with its versions.
+//!
+//! Keys are made once (by whichever node starts first) and stored wrapped by
+//! the master key, so every node on the same database with the same master
+//! key uses the same keys. Verification uses the version stored on the row;
+//! new values use the newest version. A version a node does not know yet
+//! (another node rotated) is fetched on first sight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use cardcore_crypto::keys::{random_key, DataKey, MasterKey};
+use cardcore_crypto::transport::TransportKey;
+use cardcore_crypto::verifier::MacKey;
+use cardcore_crypto::SecretBytes;
+use cardcore_domain::{TenantId, ZoneKeyId};
+use cardcore_store::{Store, StoredKey, ZoneKeyRecord};
+use rand::rngs::OsRng;
+
+use crate::error::ServiceError;
+
+/// What a service key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Purpose {
+    /// AES-256-GCM: PAN, CVV, codes in events, webhook secrets. Rotates.
+    Data,
+    /// HMAC-SHA256: PIN verification values. Rotates.
+    Pin,
+    /// HMAC-SHA256: OTP and activation-code verifiers.
+    Otp,
+    /// HMAC-SHA256: the PAN lookup hash. Never rotates (lookups need one
+    /// stable hash per PAN).
+    PanLookup,
+    /// Double-length TDES card verification key (Visa CVV algorithm).
+    Cvk,
+    /// RSA-2048 PIN transport key (PKCS#8).
+    Transport,
+    /// HMAC-SHA256: signs the M2P dialect's access tokens.
+    Jwt,
+}
+
+impl Purpose {
+    /// Every purpose.
+    pub const ALL: [Purpose; 7] = [
+        Self::Data,
+        Self::Pin,
+        Self::Otp,
+        Self::PanLookup,
+        Self::Cvk,
+        Self::Transport,
+        Self::Jwt,
+    ];
+
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Pin => "pin",
+            Self::Otp => "otp",
+            Self::PanLookup => "pan_lookup",
+            Self::Cvk => "cvk",
+            Self::Transport => "transport",
+            Self::Jwt => "jwt",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Purposes that `cardcore keys rotate` gives a new version.
+    pub const ROTATING: [Purpose; 2] = [Self::Data, Self::Pin];
+
+    fn generate(self) -> Result<SecretBytes, ServiceError> {
+        match self {
+            Self::Transport => TransportKey::generate_pkcs8().map_err(|e| ServiceError::Internal(e.to_string())),
+            Self::Cvk => Ok(random_key(16, &mut OsRng)),
+            _ => Ok(random_key(32, &mut OsRng)),
+        }
+    }
+}
+
+fn label(purpose: Purpose, version: i32) -> String {
+    format!("cardcore/service-key/{}/v{version}", purpose.as_str())
+}
+
+fn zone_label(tenant: TenantId, id: ZoneKeyId, algorithm: &str) -> String {
+    format!("cardcore/zone-key/{tenant}/{id}/{algorithm}")
+}
+
+const MASTER_CHECK_META: &str = "master_key_check";
+const MASTER_CHECK_LABEL: &str = "cardcore/master-key-check";
+
+/// One unwrapped key.
+#[derive(Clone)]
+pub enum Key {
+    Data(Arc<DataKey>),
+    Mac(MacKey),
+    Cvk(Arc<SecretBytes>),
+    Transport(Arc<TransportKey>),
+}
+
+/// A tenant's zone PIN key, unwrapped.
+#[derive(Clone)]
+pub struct ZoneKey {
+    pub id: ZoneKeyId,
+    /// `aes` or `tdes`.
+    pub algorithm: String,
+    pub key: Arc<SecretBytes>,
+    pub kcv: String,
+}
+
+#[derive(Default)]
+struct Keys {
+    by_purpose: HashMap<Purpose, BTreeMap<i32, Key>>,
+}
+
+/// All keys of this database, unwrapped.
+pub struct Keyring {
+    master: MasterKey,
+    store: Arc<dyn Store>,
+    keys: RwLock<Keys>,
+    zones: RwLock<HashMap<TenantId, Vec<ZoneKey>>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyring([redacted])")
+    }
+}
+
+/// Whether the database already holds keys (so a new master key must not be made).
+pub async fn database_has_keys(store: &dyn Store) -> Result<bool, ServiceError> {
+    Ok(store.meta(MASTER_CHECK_META).await?.is_some() || !store.service_keys().await?.is_empty())
+}
+
+impl Keyring {
+    /// Checks the master key against the database, makes any missing key
+    /// (version 1), and loads them all.
+    pub async fn open(master: MasterKey, store: Arc<dyn Store>) -> Result<Self, ServiceError> {
+        match store.meta(MASTER_CHECK_META).await? {
+            Some(check) => {
+                let wrapped = hex::decode(check)
+                    .map_err(|_| ServiceError::Internal("master key check value is corrupt".into()))?;
+                master.unwrap(MASTER_CHECK_LABEL, &wrapped).map_err(|_| {
+                    ServiceError::Startup(
+                        "the master key does not match this database: it was created with another master key \
+                         (check CARDCORE_MASTER_KEY or the key file)"
+                            .into(),
+                    )
+                })?;
+            }
+            None => {
+                if !store.service_keys().await?.is_empty() {
+                    return Err(ServiceError::Startup(
+                        "the database holds keys but no master key check value".into(),
+                    ));
+                }
+                let check = master.wrap(MASTER_CHECK_LABEL, &SecretBytes::from_slice(&[0u8; 32]), &mut OsRng);
+                if !store.put_meta_if_absent(MASTER_CHECK_META, &hex::encode(check)).await? {
+                    // Another node initialised first: its check value must open with our key.
+                    return Box::pin(Self::open(master, store)).await;
+                }
+            }
+        }
+        let ring = Self {
+            master,
+            store,
+            keys: RwLock::new(Keys::default()),
+            zones: RwLock::new(HashMap::new()),
+        };
+        for purpose in Purpose::ALL {
+            ring.ensure(purpose).await?;
+        }
+        ring.reload().await?;
+        Ok(ring)
+    }
+
+    async fn ensure(&self, purpose: Purpose) -> Result<(), ServiceError> {
+        let exists = self
+            .store
+            .service_keys()
+            .await?
+            .iter()
+            .any(|k| k.purpose == purpose.as_str());
+        if !exists {
+            self.add_version(purpose, 1).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_version(&self, purpose: Purpose, version: i32) -> Result<bool, ServiceError> {
+        let key = purpose.generate()?;
+        let wrapped = self.master.wrap(&label(purpose, version), &key, &mut OsRng);
+        Ok(self
+            .store
+            .insert_service_key(&StoredKey {
+                purpose: purpose.as_str().to_owned(),
+                version,
+                wrapped,
+                created_at: chrono::Utc::now(),
+            })
+            .await?)
+    }
+
+    /// Adds a new version of each rotating key; returns the new versions.
+    pub async fn rotate(&self) -> Result<Vec<(Purpose, i32)>, ServiceError> {
+        let mut out = Vec::new();
+        for purpose in Purpose::ROTATING {
+            loop {
+                self.reload().await?;
+                let next = self.current_version(purpose)? + 1;
+                if self.add_version(purpose, next).await? {
+                    out.push((purpose, next));
+                    break;
+                }
+            }
+        }
+        self.reload().await?;
+        Ok(out)
+    }
+
+    /// Re-reads every key from the database.
+    pub async fn reload(&self) -> Result<(), ServiceError> {
+        let stored = self.store.service_keys().await?;
+        let mut keys = Keys::default();
+        for s in stored {
+            let Some(purpose) = Purpose::parse(&s.purpose) else {
+                continue;
+            };
+            let raw = self
+                .master
+                .unwrap(&label(purpose, s.version), &s.wrapped)
+                .map_err(|_| {
+                    ServiceError::Startup(format!(
+                        "service key {} v{} does not open with the master key",
+                        s.purpose, s.version
+                    ))
+                })?;
+            let key = match purpose {
+                Purpose::Data => Key::Data(Arc::new(
+                    DataKey::from_bytes(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                )),
+                Purpose::Pin | Purpose::Otp | Purpose::PanLookup | Purpose::Jwt => {
+                    Key::Mac(MacKey::new(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?)
+                }
+                Purpose::Cvk => Key::Cvk(Arc::new(raw)),
+                Purpose::Transport => Key::Transport(Arc::new(
+                    TransportKey::from_pkcs8(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                )),
+            };
+            keys.by_purpose.entry(purpose).or_default().insert(s.version, key);
+        }
+        *self.keys.write().map_err(|_| poisoned())? = keys;
+        Ok(())
+    }
+
+    fn current_version(&self, purpose: Purpose) -> Result<i32, ServiceError> {
+        let keys = self.keys.read().map_err(|_| poisoned())?;
+        Ok(keys
+            .by_purpose
+            .get(&purpose)
+            .and_then(|m| m.keys().next_back().copied())
+            .unwrap_or(0))
+    }
+
+    fn get(&self, purpose: Purpose, version: Option<i32>) -> Result<Option<(i32, Key)>, ServiceError> {
+        let keys = self.keys.read().map_err(|_| poisoned())?;
+        let Some(versions) = keys.by_purpose.get(&purpose) else {
+            return Ok(None);
+        };
+        Ok(match version {
+            Some(v) => versions.get(&v).map(|k| (v, k.clone())),
+            None => versions.iter().next_back().map(|(v, k)| (*v, k.clone())),
+        })
+    }
+
+    /// A key by purpose and version (`None`: the newest). A version this node
+    /// has not seen yet is fetched from the database once.
+    pub async fn key(&self, purpose: Purpose, version: Option<i32>) -> Result<(i32, Key), ServiceError> {
+        if let Some(found) = self.get(purpose, version)? {
+            return Ok(found);
+        }
+        self.reload().await?;
+        self.get(purpose, version)?
+            .ok_or_else(|| ServiceError::Internal(format!("no {} key version {version:?}", purpose.as_str())))
+    }
+
+    /// The newest data key.
+    pub async fn data_key(&self, version: Option<i32>) -> Result<(i32, Arc<DataKey>), ServiceError> {
+        match self.key(Purpose::Data, version).await? {
+            (v, Key::Data(k)) => Ok((v, k)),
+            _ => Err(ServiceError::Internal("data key has the wrong type".into())),
+        }
+    }
+
+    /// A MAC key (PIN, OTP, PAN lookup, JWT).
+    pub async fn mac_key(&self, purpose: Purpose, version: Option<i32>) -> Result<(i32, MacKey), ServiceError> {
+        match self.key(purpose, version).await? {
+            (v, Key::Mac(k)) => Ok((v, k)),
+            _ => Err(ServiceError::Internal(format!(
+                "{} key has the wrong type",
+                purpose.as_str()
+            ))),
+        }
+    }
+
+    /// The card verification key (16 bytes).
+    pub async fn cvk(&self) -> Result<[u8; 16], ServiceError> {
+        match self.key(Purpose::Cvk, None).await? {
+            (_, Key::Cvk(k)) => k
+                .expose()
+                .try_into()
+                .map_err(|_| ServiceError::Internal("CVK must be 16 bytes".into())),
+            _ => Err(ServiceError::Internal("CVK has the wrong type".into())),
+        }
+    }
+
+    /// The RSA transport key and its id.
+    pub async fn transport(&self) -> Result<(i32, Arc<TransportKey>), ServiceError> {
+        match self.key(Purpose::Transport, None).await? {
+            (v, Key::Transport(k)) => Ok((v, k)),
+            _ => Err(ServiceError::Internal("transport key has the wrong type".into())),
+        }
+    }
+
+    /// Makes a zone PIN key for a tenant and returns it in clear, once.
+    pub async fn create_zone_key(&self, tenant: TenantId, algorithm: &str) -> Result<ZoneKey, ServiceError> {
+        let key = random_key(16, &mut OsRng);
+        let kcv = match algorithm {
+            "aes" => cardcore_crypto::kcv::aes_kcv(key.expose()),
+            "tdes" => cardcore_crypto::kcv::tdes_kcv(key.expose()),
+            _ => return Err(ServiceError::invalid("algorithm", "must be aes or tdes")),
+        }
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let id = ZoneKeyId::new();
+        let wrapped = self.master.wrap(&zone_label(tenant, id, algorithm), &key, &mut OsRng);
+        self.store
+            .insert_zone_key(&ZoneKeyRecord {
+                id,
+                tenant_id: tenant,
+                algorithm: algorithm.to_owned(),
+                wrapped,
+                kcv: kcv.clone(),
+                created_at: chrono::Utc::now(),
+            })
+            .await?;
+        self.zones.write().map_err(|_| poisoned())?.remove(&tenant);
+        Ok(ZoneKey {
+            id,
+            algorithm: algorithm.to_owned(),
+            key: Arc::new(key),
+            kcv,
+        })
+    }
+
+    /// A tenant's zone key: by id, or else the newest of `algorithm`. Keys
+    /// made since this node last looked (by the CLI) are found at once.
+    pub async fn zone_key(
+        &self,
+        tenant: TenantId,
+        id: Option<ZoneKeyId>,
+        algorithm: &str,
+    ) -> Result<Option<ZoneKey>, ServiceError> {
+        let pick = |keys: &[ZoneKey]| -> Option<ZoneKey> {
+            match id {
+                Some(id) => keys.iter().find(|k| k.id == id).cloned(),
+                None => keys.iter().rev().find(|k| k.algorithm == algorithm).cloned(),
+            }
+        };
+        if let Some(keys) = self.zones.read().map_err(|_| poisoned())?.get(&tenant) {
+            if let Some(k) = pick(keys) {
+                // A cached pick by id is final; "newest" may have changed, so
+                // only trust it when asking by id.
+                if id.is_some() {
+                    return Ok(Some(k));
+                }
+            }
+        }
+        let records = self.store.zone_keys(tenant).await?;
+        let mut keys = Vec::with_capacity(records.len());
+        for r in records {
+            let raw = self
+                .master
+                .unwrap(&zone_label(tenant, r.id, &r.algorithm), &r.wrapped)
+                .map_err(|_| ServiceError::Internal("zone key does not open with the master key".into()))?;
+            keys.push(ZoneKey {
+                id: r.id,
+                algorithm: r.algorithm,
+                key: Arc::new(raw),
+                kcv: r.kcv,
+            });
+        }
+        let found = pick(&keys);
+        self.zones.write().map_err(|_| poisoned())?.insert(tenant, keys);
+        Ok(found)
+    }
+}
+
+fn poisoned() -> ServiceError {
+    ServiceError::Internal("key cache lock poisoned".into())
+}

@@ -1,0 +1,230 @@
+//! The use cases. Every entry point (native API, each vendor dialect, the
+//! CLI) calls these functions; none re-implements a rule. Each state change
+//! loads and locks the card, asks the domain, and writes the new state, an
+//! audit entry and an outbox event in one transaction.
+
+pub mod auth;
+pub mod cardholders;
+pub mod cards;
+pub mod error;
+pub mod events;
+pub mod keyring;
+
+use std::sync::Arc;
+
+use cardcore_domain::otp::OtpPolicy;
+use cardcore_domain::pin_policy::PinPolicy;
+use cardcore_domain::{
+    Actor, ApiKeyId, AuditEntry, AuditId, CardId, Channel, Event, EventType, StatusReason, Tenant, TenantId, Timestamp,
+};
+use cardcore_store::{SealedData, Store, StoredEvent};
+use rand::rngs::OsRng;
+
+pub use auth::Principal;
+pub use error::{ServiceError, ServiceResult};
+pub use keyring::Keyring;
+
+/// Settings of the service (one program's worth for now: see ARCHITECTURE.md).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Issuer BIN for new PANs (6 to 11 digits). Default: a Visa test BIN.
+    pub bin: String,
+    /// Length of generated PANs.
+    pub pan_length: usize,
+    /// Years a new card is valid.
+    pub card_validity_years: u16,
+    /// Currency of new cards' limits.
+    pub currency: String,
+    /// PIN length and weak-PIN rules.
+    pub pin_policy: PinPolicy,
+    /// Consecutive wrong PINs that block the PIN.
+    pub pin_max_failures: u32,
+    /// OTP validity, lockout and rate limit.
+    pub otp_policy: OtpPolicy,
+    /// Reason codes beside the built-in catalog.
+    pub extra_reason_codes: Vec<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            bin: "424242".into(),
+            pan_length: 16,
+            card_validity_years: 3,
+            currency: "EUR".into(),
+            pin_policy: PinPolicy::default(),
+            pin_max_failures: 3,
+            otp_policy: OtpPolicy::default(),
+            extra_reason_codes: Vec::new(),
+        }
+    }
+}
+
+/// Who is asking, through which API, for which request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub principal: Principal,
+    pub channel: Channel,
+    pub request_id: Option<String>,
+}
+
+impl Ctx {
+    /// A request by an API key through `channel`.
+    pub fn new(principal: Principal, channel: Channel, request_id: Option<String>) -> Self {
+        Self {
+            principal,
+            channel,
+            request_id,
+        }
+    }
+
+    /// The tenant every read and write is scoped to.
+    pub fn tenant_id(&self) -> TenantId {
+        self.principal.tenant.id
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &Tenant {
+        &self.principal.tenant
+    }
+
+    /// The audit actor.
+    pub fn actor(&self) -> Actor {
+        match self.principal.api_key_id {
+            Some(id) => Actor::api_key(id, self.channel),
+            None if self.channel == Channel::Cli => Actor::cli(),
+            None => Actor::system(),
+        }
+    }
+}
+
+/// The service: storage, keys and settings.
+pub struct Service {
+    store: Arc<dyn Store>,
+    keys: Keyring,
+    config: ServiceConfig,
+    auth_cache: auth::AuthCache,
+}
+
+impl Service {
+    /// A service over an opened store and keyring.
+    pub fn new(store: Arc<dyn Store>, keys: Keyring, config: ServiceConfig) -> Result<Self, ServiceError> {
+        cardcore_crypto::luhn::generate_pan(&config.bin, config.pan_length, &mut OsRng).map_err(|e| {
+            ServiceError::Startup(format!(
+                "card BIN {:?} / PAN length {}: {e}",
+                config.bin, config.pan_length
+            ))
+        })?;
+        if cardcore_domain::Brand::of_bin(&config.bin).is_none() {
+            return Err(ServiceError::Startup(format!(
+                "card BIN {:?} is neither Visa (4…) nor Mastercard (51–55, 2221–2720)",
+                config.bin
+            )));
+        }
+        Ok(Self {
+            store,
+            keys,
+            config,
+            auth_cache: auth::AuthCache::default(),
+        })
+    }
+
+    /// The store (for health checks and background tasks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The keyring.
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+
+    /// An audit entry for this request.
+    fn audit(
+        &self,
+        ctx: &Ctx,
+        card_id: Option<CardId>,
+        entry_type: &str,
+        reason: Option<StatusReason>,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: AuditId::new(),
+            tenant_id: ctx.tenant_id(),
+            card_id,
+            entry_type: entry_type.to_owned(),
+            actor: ctx.actor(),
+            request_id: ctx.request_id.clone(),
+            reason,
+            before,
+            after,
+            created_at: self.now(),
+        }
+    }
+
+    /// An outbox event; data carrying a code is sealed under the data key.
+    async fn event(
+        &self,
+        tenant: TenantId,
+        card_id: Option<CardId>,
+        event_type: EventType,
+        data: serde_json::Value,
+    ) -> ServiceResult<StoredEvent> {
+        let mut event = Event::new(tenant, card_id, event_type, self.now(), data);
+        if !event_type.carries_code() {
+            return Ok(StoredEvent {
+                event,
+                sealed_data: None,
+            });
+        }
+        let (version, key) = self.keys.data_key(None).await?;
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(&event.data).map_err(|e| ServiceError::Internal(e.to_string()))?,
+        );
+        let ciphertext = key.seal(event_aad(&event).as_bytes(), &plain, &mut OsRng);
+        event.data = serde_json::Value::Null;
+        Ok(StoredEvent {
+            event,
+            sealed_data: Some(SealedData {
+                ciphertext,
+                key_version: version,
+            }),
+        })
+    }
+
+    /// Opens a stored event for its tenant (codes included).
+    async fn open_event(&self, stored: StoredEvent) -> ServiceResult<Event> {
+        let mut event = stored.event;
+        if let Some(sealed) = stored.sealed_data {
+            let (_, key) = self.keys.data_key(Some(sealed.key_version)).await?;
+            let plain = key
+                .open(event_aad(&event).as_bytes(), &sealed.ciphertext)
+                .map_err(|_| ServiceError::Internal(format!("event {} does not open with its data key", event.id)))?;
+            event.data = serde_json::from_slice(plain.expose()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        }
+        Ok(event)
+    }
+}
+
+fn event_aad(event: &Event) -> String {
+    format!("cardcore/event/{}/{}", event.tenant_id, event.id)
+}
+
+/// The API key id of a principal acting through the CLI (none).
+pub fn cli_principal(tenant: Tenant) -> Principal {
+    Principal {
+        tenant,
+        api_key_id: None::<ApiKeyId>,
+        can_reveal: false,
+    }
+}

@@ -1,0 +1,664 @@
+//! SQLite backend, the embedded default.
+//!
+//! Durability: WAL journal with `synchronous=FULL`, so a commit that returned
+//! is on disk and survives a power cut. Concurrency: one writer connection
+//! (SQLite has one writer anyway; queuing in the pool is cheaper than
+//! `SQLITE_BUSY` retries) and several readers, which WAL lets run beside the
+//! writer. Write transactions start with `BEGIN IMMEDIATE`, taking the write
+//! lock before the first read, so a read-then-write transaction can never
+//! fail to upgrade when another process (the CLI) writes too.
+
+mod rows;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_store::{
+    ApiKeyRecord, AuditPage, CardFilter, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
+    StoredKey, Tx, ZoneKeyRecord,
+};
+use rows::{to_json, ts, CARD_COLUMNS};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Reader connections (the writer is always one).
+    pub readers: u32,
+    /// How long a request waits for a connection or a lock before the
+    /// database counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            readers: 4,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) => {
+            // Primary result codes: BUSY 5, LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14.
+            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+            match primary {
+                Some(5 | 6 | 10 | 13 | 14) => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Internal(e.to_string()),
+            }
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path`.
+    pub async fn open(path: &Path, options: &SqliteOptions) -> StoreResult<Self> {
+        let connect = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.acquire_timeout);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.clone())
+            .await
+            .map_err(map_err)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.readers.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(map_err)?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Opens the database named by a `sqlite://PATH` URL.
+    pub async fn open_url(url: &str, options: &SqliteOptions) -> StoreResult<Self> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StoreError::Internal(format!("not a sqlite URL: {url}")))?;
+        let path = path.split('?').next().unwrap_or(path);
+        Self::open(Path::new(path), options).await
+    }
+}
+
+fn id_str(id: &impl std::fmt::Display) -> String {
+    id.to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR
+            .run(&self.writer)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        Ok(Box::new(SqliteTx { tx }))
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> StoreResult<bool> {
+        let r = sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn service_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows =
+            sqlx::query("SELECT purpose, version, wrapped, created_at FROM service_keys ORDER BY purpose, version")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    purpose: r.try_get("purpose").map_err(map_err)?,
+                    version: r.try_get::<i64, _>("version").map_err(map_err)? as i32,
+                    wrapped: r.try_get("wrapped").map_err(map_err)?,
+                    created_at: rows::parse_ts(&r.try_get::<String, _>("created_at").map_err(map_err)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_service_key(&self, key: &StoredKey) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "INSERT INTO service_keys (purpose, version, wrapped, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&key.purpose)
+        .bind(key.version)
+        .bind(&key.wrapped)
+        .bind(ts(&key.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn zone_keys(&self, tenant: TenantId) -> StoreResult<Vec<ZoneKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, algorithm, wrapped, kcv, created_at FROM zone_keys WHERE tenant_id = ? ORDER BY created_at, id",
+        )
+        .bind(id_str(&tenant))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id").map_err(map_err)?;
+                Ok(ZoneKeyRecord {
+                    id: id.parse().map_err(|_| StoreError::Internal("zone key id".into()))?,
+                    tenant_id: tenant,
+                    algorithm: r.try_get("algorithm").map_err(map_err)?,
+                    wrapped: r.try_get("wrapped").map_err(map_err)?,
+                    kcv: r.try_get("kcv").map_err(map_err)?,
+                    created_at: rows::parse_ts(&r.try_get::<String, _>("created_at").map_err(map_err)?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_zone_key(&self, key: &ZoneKeyRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO zone_keys (id, tenant_id, algorithm, wrapped, kcv, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_str(&key.id))
+        .bind(id_str(&key.tenant_id))
+        .bind(&key.algorithm)
+        .bind(&key.wrapped)
+        .bind(&key.kcv)
+        .bind(ts(&key.created_at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant, key: &ApiKeyRecord) -> StoreResult<bool> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let r = sqlx::query(
+            "INSERT INTO tenants (id, name, default_program_id, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id_str(&tenant.id))
+        .bind(&tenant.name)
+        .bind(id_str(&tenant.default_program_id))
+        .bind(ts(&tenant.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        insert_api_key(&mut tx, key).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        insert_api_key(&mut tx, key).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn tenant_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+            .bind(id_str(&id))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(rows::tenant).transpose()
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(rows::tenant).transpose()
+    }
+
+    async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
+        let row = sqlx::query(
+            "SELECT k.id AS key_id, k.tenant_id AS key_tenant_id, k.key_hash, k.prefix, k.can_reveal, \
+                    k.created_at AS key_created_at, t.* \
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = ? AND k.revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        match row {
+            Some(r) => Ok(Some((rows::api_key(&r)?, rows::tenant(&r)?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn cardholder(&self, tenant: TenantId, id: CardholderId) -> StoreResult<Option<Cardholder>> {
+        let row = sqlx::query("SELECT * FROM cardholders WHERE tenant_id = ? AND id = ?")
+            .bind(id_str(&tenant))
+            .bind(id_str(&id))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(rows::cardholder).transpose()
+    }
+
+    async fn cardholder_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &ExternalId,
+    ) -> StoreResult<Option<Cardholder>> {
+        let row = sqlx::query("SELECT * FROM cardholders WHERE tenant_id = ? AND external_id = ?")
+            .bind(id_str(&tenant))
+            .bind(external_id.as_str())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(rows::cardholder).transpose()
+    }
+
+    async fn card(&self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(id_str(&tenant))
+        .bind(id_str(&id))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(rows::card).transpose()
+    }
+
+    async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND kit_number = ?"
+        ))
+        .bind(id_str(&tenant))
+        .bind(kit.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(rows::card).transpose()
+    }
+
+    async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
+        let mut sql = format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ?");
+        if filter.cardholder_id.is_some() {
+            sql.push_str(" AND cardholder_id = ?");
+        }
+        if filter.status.is_some() {
+            sql.push_str(" AND status = ?");
+        }
+        if filter.after.is_some() {
+            sql.push_str(" AND id > ?");
+        }
+        sql.push_str(" ORDER BY id LIMIT ?");
+        let mut q = sqlx::query(&sql).bind(id_str(&tenant));
+        if let Some(c) = filter.cardholder_id {
+            q = q.bind(id_str(&c));
+        }
+        if let Some(s) = filter.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(a) = filter.after {
+            q = q.bind(id_str(&a));
+        }
+        let rows = q
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(|r| rows::card(r).map(|c| c.card)).collect()
+    }
+
+    async fn audit_entries(&self, tenant: TenantId, card: CardId, page: &AuditPage) -> StoreResult<Vec<AuditEntry>> {
+        let before_seq: Option<i64> = match page.before {
+            Some(id) => Some(
+                sqlx::query_scalar("SELECT seq FROM audit_log WHERE tenant_id = ? AND card_id = ? AND id = ?")
+                    .bind(id_str(&tenant))
+                    .bind(id_str(&card))
+                    .bind(id_str(&id))
+                    .fetch_optional(&self.reader)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or(StoreError::NotFound("cursor"))?,
+            ),
+            None => None,
+        };
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE tenant_id = ? AND card_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(id_str(&tenant))
+        .bind(id_str(&card))
+        .bind(before_seq.unwrap_or(i64::MAX))
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn events(&self, tenant: TenantId, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        let after_seq: i64 = match query.after {
+            Some(id) => sqlx::query_scalar("SELECT seq FROM events WHERE tenant_id = ? AND id = ?")
+                .bind(id_str(&tenant))
+                .bind(id_str(&id))
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(map_err)?
+                .ok_or(StoreError::NotFound("cursor"))?,
+            None => 0,
+        };
+        let mut sql = String::from("SELECT * FROM events WHERE tenant_id = ? AND seq > ?");
+        if query.event_type.is_some() {
+            sql.push_str(" AND type = ?");
+        }
+        if query.card_id.is_some() {
+            sql.push_str(" AND card_id = ?");
+        }
+        sql.push_str(" ORDER BY seq LIMIT ?");
+        let mut q = sqlx::query(&sql).bind(id_str(&tenant)).bind(after_seq);
+        if let Some(t) = query.event_type {
+            q = q.bind(t.as_str());
+        }
+        if let Some(c) = query.card_id {
+            q = q.bind(id_str(&c));
+        }
+        let rows = q
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(rows::event).collect()
+    }
+}
+
+async fn insert_api_key(tx: &mut Transaction<'static, Sqlite>, key: &ApiKeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, can_reveal, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id_str(&key.id))
+    .bind(id_str(&key.tenant_id))
+    .bind(&key.key_hash)
+    .bind(&key.prefix)
+    .bind(key.can_reveal)
+    .bind(ts(&key.created_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// A write transaction on the single writer connection.
+struct SqliteTx {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl Tx for SqliteTx {
+    async fn lock_card(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
+        // BEGIN IMMEDIATE already holds the database's write lock.
+        let row = sqlx::query(&format!(
+            "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND id = ?"
+        ))
+        .bind(id_str(&tenant))
+        .bind(id_str(&id))
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(rows::card).transpose()
+    }
+
+    async fn insert_card(&mut self, rec: &CardRecord) -> StoreResult<bool> {
+        let c = &rec.card;
+        let s = &rec.secrets;
+        let r = sqlx::query(&format!(
+            "INSERT INTO cards ({CARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind(id_str(&c.id))
+        .bind(id_str(&c.tenant_id))
+        .bind(id_str(&c.cardholder_id))
+        .bind(id_str(&c.account_id))
+        .bind(id_str(&c.program_id))
+        .bind(c.card_type.as_str())
+        .bind(c.status.as_str())
+        .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
+        .bind(c.status_reason.as_ref().and_then(|r| r.message.clone()))
+        .bind(c.pin_status.as_str())
+        .bind(c.brand.as_str())
+        .bind(&c.last_four)
+        .bind(i64::from(c.expiry.month()))
+        .bind(i64::from(c.expiry.year()))
+        .bind(&c.card_name)
+        .bind(&c.printed_name)
+        .bind(c.kit_number.as_str())
+        .bind(c.replacement_for.map(|r| id_str(&r)))
+        .bind(to_json(&c.limits)?)
+        .bind(&s.pan_hash)
+        .bind(&s.pan_sealed)
+        .bind(&s.cvv_sealed)
+        .bind(s.data_key_version)
+        .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
+        .bind(s.activation_code.as_ref().map(|v| v.key_version))
+        .bind(s.pin.as_ref().map(|v| v.value.clone()))
+        .bind(s.pin.as_ref().map(|v| v.key_version))
+        .bind(i64::from(s.pin_failures))
+        .bind(ts(&c.created_at))
+        .bind(ts(&c.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn update_card(&mut self, rec: &CardRecord) -> StoreResult<()> {
+        let c = &rec.card;
+        let s = &rec.secrets;
+        sqlx::query(
+            "UPDATE cards SET status = ?, reason_code = ?, reason_message = ?, pin_status = ?, card_name = ?, \
+             printed_name = ?, limits = ?, pan_sealed = ?, cvv_sealed = ?, data_key_version = ?, \
+             activation_verifier = ?, activation_key_version = ?, pin_verifier = ?, pin_key_version = ?, \
+             pin_failures = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+        )
+        .bind(c.status.as_str())
+        .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
+        .bind(c.status_reason.as_ref().and_then(|r| r.message.clone()))
+        .bind(c.pin_status.as_str())
+        .bind(&c.card_name)
+        .bind(&c.printed_name)
+        .bind(to_json(&c.limits)?)
+        .bind(&s.pan_sealed)
+        .bind(&s.cvv_sealed)
+        .bind(s.data_key_version)
+        .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
+        .bind(s.activation_code.as_ref().map(|v| v.key_version))
+        .bind(s.pin.as_ref().map(|v| v.value.clone()))
+        .bind(s.pin.as_ref().map(|v| v.key_version))
+        .bind(i64::from(s.pin_failures))
+        .bind(ts(&c.updated_at))
+        .bind(id_str(&c.tenant_id))
+        .bind(id_str(&c.id))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn replacement_of(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardId>> {
+        let r: Option<String> =
+            sqlx::query_scalar("SELECT id FROM cards WHERE tenant_id = ? AND replacement_for = ? LIMIT 1")
+                .bind(id_str(&tenant))
+                .bind(id_str(&id))
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+        r.map(|s| CardId::from_str(&s).map_err(|_| StoreError::Internal("card id".into())))
+            .transpose()
+    }
+
+    async fn insert_cardholder(&mut self, c: &Cardholder) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "INSERT INTO cardholders (id, tenant_id, external_id, name, phone_country_code, phone_number, email, \
+             date_of_birth, default_account_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id_str(&c.id))
+        .bind(id_str(&c.tenant_id))
+        .bind(c.external_id.as_str())
+        .bind(&c.name)
+        .bind(&c.phone.country_code)
+        .bind(&c.phone.number)
+        .bind(&c.email)
+        .bind(c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()))
+        .bind(id_str(&c.default_account_id))
+        .bind(ts(&c.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState> {
+        let row = sqlx::query("SELECT failures, locked_until, codes FROM otp_states WHERE card_id = ? AND purpose = ?")
+            .bind(id_str(&card))
+            .bind(purpose.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else {
+            return Ok(OtpState::default());
+        };
+        let locked: Option<String> = row.try_get("locked_until").map_err(map_err)?;
+        let codes: String = row.try_get("codes").map_err(map_err)?;
+        Ok(OtpState {
+            failures: row.try_get::<i64, _>("failures").map_err(map_err)? as u32,
+            locked_until: locked.map(|l| rows::parse_ts(&l)).transpose()?,
+            codes: serde_json::from_str(&codes).map_err(|e| StoreError::Internal(format!("otp codes: {e}")))?,
+        })
+    }
+
+    async fn save_otp_state(&mut self, card: CardId, purpose: OtpPurpose, state: &OtpState) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO otp_states (card_id, purpose, failures, locked_until, codes) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (card_id, purpose) DO UPDATE SET failures = excluded.failures, \
+             locked_until = excluded.locked_until, codes = excluded.codes",
+        )
+        .bind(id_str(&card))
+        .bind(purpose.as_str())
+        .bind(i64::from(state.failures))
+        .bind(state.locked_until.as_ref().map(ts))
+        .bind(to_json(&state.codes)?)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_audit(&mut self, e: &AuditEntry) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, tenant_id, card_id, type, actor, request_id, reason, before, after, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_str(&e.id))
+        .bind(id_str(&e.tenant_id))
+        .bind(e.card_id.map(|c| id_str(&c)))
+        .bind(&e.entry_type)
+        .bind(to_json(&e.actor)?)
+        .bind(&e.request_id)
+        .bind(e.reason.as_ref().map(to_json).transpose()?)
+        .bind(e.before.as_ref().map(to_json).transpose()?)
+        .bind(e.after.as_ref().map(to_json).transpose()?)
+        .bind(ts(&e.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, e: &StoredEvent) -> StoreResult<()> {
+        let ev = &e.event;
+        let data = if e.sealed_data.is_some() {
+            None
+        } else {
+            Some(to_json(&ev.data)?)
+        };
+        sqlx::query(
+            "INSERT INTO events (id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id_str(&ev.id))
+        .bind(id_str(&ev.tenant_id))
+        .bind(ev.card_id.map(|c| id_str(&c)))
+        .bind(ev.event_type.as_str())
+        .bind(data)
+        .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.clone()))
+        .bind(e.sealed_data.as_ref().map(|s| s.key_version))
+        .bind(ts(&ev.created_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+}

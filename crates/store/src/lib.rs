@@ -1,0 +1,157 @@
+//! The storage contract. Services talk to a [`Store`]; each backend (SQLite,
+//! PostgreSQL) is a crate implementing it. Writes happen in a [`Tx`]: a
+//! service locks the card row, asks the domain, and writes the new state, an
+//! audit entry and an outbox event before one commit, so either all of it is
+//! durable or none of it is.
+//!
+//! Architecture Invariant: no business rule lives here. A backend stores and
+//! loads; it never decides whether a move is allowed.
+
+mod records;
+
+pub use records::*;
+
+use async_trait::async_trait;
+use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+
+/// A storage failure. Never carries secrets; `detail` is for logs only and
+/// never reaches an API response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or did not answer in time; the outcome
+    /// of a write in flight is unknown. Maps to 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A reference in the request does not exist (e.g. an unknown cursor).
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// Anything else: a bug or a corrupt row. Maps to 500.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Result of a storage call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The whole storage contract.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Starts a write transaction.
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
+
+    // --- keys and settings -------------------------------------------------
+
+    /// A setting, e.g. the master key check value.
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>>;
+
+    /// Sets a setting unless it exists; true when this call set it.
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> StoreResult<bool>;
+
+    /// Every wrapped service key, all purposes and versions.
+    async fn service_keys(&self) -> StoreResult<Vec<StoredKey>>;
+
+    /// Adds a key version; false when that (purpose, version) exists already
+    /// (another node made it first).
+    async fn insert_service_key(&self, key: &StoredKey) -> StoreResult<bool>;
+
+    /// A tenant's zone PIN keys, oldest first.
+    async fn zone_keys(&self, tenant: TenantId) -> StoreResult<Vec<ZoneKeyRecord>>;
+
+    /// Adds a zone PIN key.
+    async fn insert_zone_key(&self, key: &ZoneKeyRecord) -> StoreResult<()>;
+
+    // --- tenants and API keys ----------------------------------------------
+
+    /// Creates a tenant with its first API key; false when the name is taken.
+    async fn create_tenant(&self, tenant: &Tenant, key: &ApiKeyRecord) -> StoreResult<bool>;
+
+    /// Adds an API key to an existing tenant.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+
+    /// How many tenants exist.
+    async fn tenant_count(&self) -> StoreResult<u64>;
+
+    /// A tenant by id.
+    async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>>;
+
+    /// A tenant by name.
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
+
+    /// The API key with this hash, with its tenant, unless revoked.
+    async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>>;
+
+    // --- reads -------------------------------------------------------------
+
+    /// A cardholder of the tenant.
+    async fn cardholder(&self, tenant: TenantId, id: CardholderId) -> StoreResult<Option<Cardholder>>;
+
+    /// A cardholder by the tenant's own id for them.
+    async fn cardholder_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &ExternalId,
+    ) -> StoreResult<Option<Cardholder>>;
+
+    /// A card of the tenant, with its protected data.
+    async fn card(&self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>>;
+
+    /// A card by kit number.
+    async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>>;
+
+    /// Cards matching the filter, ordered by id (creation order).
+    async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>>;
+
+    /// A card's audit trail, newest first.
+    async fn audit_entries(&self, tenant: TenantId, card: CardId, page: &AuditPage) -> StoreResult<Vec<AuditEntry>>;
+
+    /// The tenant's events, oldest first. `NotFound("cursor")` when `after`
+    /// names no event of the tenant.
+    async fn events(&self, tenant: TenantId, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
+}
+
+/// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+#[async_trait]
+pub trait Tx: Send {
+    /// Loads a card and locks its row until commit, so concurrent requests on
+    /// the same card are serialised.
+    async fn lock_card(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>>;
+
+    /// Inserts a card; false on a collision of PAN hash or kit number (the
+    /// caller draws new ones), without aborting the transaction.
+    async fn insert_card(&mut self, card: &CardRecord) -> StoreResult<bool>;
+
+    /// Writes a card's mutable state and protected data.
+    async fn update_card(&mut self, card: &CardRecord) -> StoreResult<()>;
+
+    /// The card that replaced this one, if any.
+    async fn replacement_of(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardId>>;
+
+    /// Inserts a cardholder; false when the external id is taken.
+    async fn insert_cardholder(&mut self, cardholder: &Cardholder) -> StoreResult<bool>;
+
+    /// The OTP state of a card and purpose (empty when none).
+    async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState>;
+
+    /// Saves the OTP state of a card and purpose.
+    async fn save_otp_state(&mut self, card: CardId, purpose: OtpPurpose, state: &OtpState) -> StoreResult<()>;
+
+    /// Appends an audit entry.
+    async fn insert_audit(&mut self, entry: &AuditEntry) -> StoreResult<()>;
+
+    /// Appends an outbox event.
+    async fn insert_event(&mut self, event: &StoredEvent) -> StoreResult<()>;
+
+    /// Makes everything durable. A returned `Ok` means the change survives a
+    /// crash or a power cut.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}

@@ -1,0 +1,155 @@
+//! What the store keeps beside the domain types: protected card data, keys,
+//! API keys, stored events, query shapes.
+
+use std::fmt;
+
+use cardcore_domain::{ApiKeyId, Card, CardStatus, CardholderId, Event, EventId, EventType, TenantId, ZoneKeyId};
+use cardcore_domain::{AuditId, Timestamp};
+
+/// A card with its protected data, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardRecord {
+    pub card: Card,
+    pub secrets: CardSecrets,
+}
+
+/// A keyed verification value and the version of the key that made it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Verifier {
+    pub value: Vec<u8>,
+    pub key_version: i32,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Verifier(v{}, [redacted])", self.key_version)
+    }
+}
+
+/// A card's protected data: ciphertexts and keyed hashes only.
+#[derive(Clone, PartialEq)]
+pub struct CardSecrets {
+    /// HMAC of (tenant, PAN): finds a card by PAN without decrypting any.
+    pub pan_hash: Vec<u8>,
+    /// PAN sealed under the data key (AES-256-GCM, bound to the card).
+    pub pan_sealed: Vec<u8>,
+    /// CVV2 sealed likewise.
+    pub cvv_sealed: Vec<u8>,
+    /// Version of the data key that sealed PAN and CVV.
+    pub data_key_version: i32,
+    /// Verifier of the activation code (physical cards until activated).
+    pub activation_code: Option<Verifier>,
+    /// PIN verification value: HMAC(card id, PIN) under the PIN key.
+    pub pin: Option<Verifier>,
+    /// Consecutive wrong PINs.
+    pub pin_failures: u32,
+}
+
+impl fmt::Debug for CardSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardSecrets")
+            .field("data_key_version", &self.data_key_version)
+            .field("pin", &self.pin)
+            .field("pin_failures", &self.pin_failures)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A wrapped service key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// What it is for, e.g. `data`, `pin`, `otp`, `cvk`, `pan_lookup`, `transport`, `jwt`.
+    pub purpose: String,
+    pub version: i32,
+    /// The key, wrapped by the master key (AES-256-GCM).
+    pub wrapped: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredKey({} v{})", self.purpose, self.version)
+    }
+}
+
+/// A tenant's zone PIN key, wrapped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ZoneKeyRecord {
+    pub id: ZoneKeyId,
+    pub tenant_id: TenantId,
+    /// `aes` or `tdes`.
+    pub algorithm: String,
+    pub wrapped: Vec<u8>,
+    /// Key check value (public by design: it identifies the key).
+    pub kcv: String,
+    pub created_at: Timestamp,
+}
+
+impl fmt::Debug for ZoneKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ZoneKeyRecord({} {} kcv {})", self.id, self.algorithm, self.kcv)
+    }
+}
+
+/// An API key as stored: its SHA-256, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub tenant_id: TenantId,
+    pub key_hash: Vec<u8>,
+    /// The key's first characters, for humans to tell keys apart.
+    pub prefix: String,
+    /// May reveal PAN and CVV.
+    pub can_reveal: bool,
+    pub created_at: Timestamp,
+}
+
+/// An event as stored: codes for the cardholder are sealed at rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// The event; `data` is `null` when `sealed_data` holds it.
+    pub event: Event,
+    /// `data` sealed under a data key (for events that carry a code).
+    pub sealed_data: Option<SealedData>,
+}
+
+/// Ciphertext and the data key version that made it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedData {
+    pub ciphertext: Vec<u8>,
+    pub key_version: i32,
+}
+
+impl fmt::Debug for SealedData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedData(v{}, {} bytes)", self.key_version, self.ciphertext.len())
+    }
+}
+
+/// Which cards to list.
+#[derive(Debug, Clone, Default)]
+pub struct CardFilter {
+    pub cardholder_id: Option<CardholderId>,
+    pub status: Option<CardStatus>,
+    /// Only cards with an id greater than this.
+    pub after: Option<cardcore_domain::CardId>,
+    pub limit: u32,
+}
+
+/// A page of the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPage {
+    /// Only entries older than this one.
+    pub before: Option<AuditId>,
+    pub limit: u32,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<EventType>,
+    pub card_id: Option<cardcore_domain::CardId>,
+    /// Only events after this one.
+    pub after: Option<EventId>,
+    pub limit: u32,
+}
