@@ -19,6 +19,14 @@ use tokio::net::TcpListener;
 
 pub use master_key::resolve_master_key;
 
+/// Prints a line for the operator; a closed stdout must not stop a server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// The database URL used when none is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./cardcore-data/cardcore.db";
 
@@ -245,19 +253,17 @@ impl Server {
         let addr = listener.local_addr()?;
         let url = database_url(&args.db);
         tracing::info!(%addr, database = %display_url(&url), "cardcore listening");
-        println!("cardcore listening on http://{addr} (database: {})", display_url(&url));
+        say!("cardcore listening on http://{addr} (database: {})", display_url(&url));
         if service.tenant_count().await.map_err(anyhow::Error::msg)? == 0 {
             if args.demo_tenant {
                 let (tenant, key) = service.create_tenant("demo").await.map_err(anyhow::Error::msg)?;
-                println!(
+                say!(
                     "created demo tenant {} with API key (shown once): {}",
                     tenant.id,
                     key.secret.as_str()
                 );
             } else {
-                println!(
-                    "no tenant yet: create one with `cardcore tenant create --name acme` (add --json for a script)"
-                );
+                say!("no tenant yet: create one with `cardcore tenant create --name acme` (add --json for a script)");
             }
         }
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);

@@ -19,9 +19,17 @@ pub struct ApiJson<T>(pub T);
 /// A JSON body that may be absent (an empty body reads as `{}`).
 pub struct OptionalJson<T>(pub T);
 
-fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> Problem {
+fn json_problem(err: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> Problem {
     let path = err.path().to_string();
     let inner = err.into_inner();
+    if (inner.is_syntax() || inner.is_eof()) && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+        // serde_json reports a number where an enum string belongs as a
+        // syntax error; the body is valid JSON, so it is the field's type.
+        return Problem::invalid_field(
+            &path,
+            "has the wrong type: expected one of the documented string values",
+        );
+    }
     if inner.is_syntax() || inner.is_eof() {
         return Problem::new(
             StatusCode::BAD_REQUEST,
@@ -78,7 +86,7 @@ fn humanize(message: &str) -> String {
 /// Parses JSON with the path of the failing field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(json_problem)?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(e, bytes))?;
     de.end().map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -58,7 +58,7 @@ fn new_key(tenant: TenantId, can_reveal: bool) -> (NewApiKey, ApiKeyRecord) {
         key_hash: hash_key(&secret).to_vec(),
         prefix: secret.chars().take(KEY_PREFIX.len() + 6).collect(),
         can_reveal,
-        created_at: chrono::Utc::now(),
+        created_at: crate::now(),
     };
     (NewApiKey { id, secret }, record)
 }
@@ -81,7 +81,7 @@ impl Service {
             id: TenantId::new(),
             name: name.to_owned(),
             default_program_id: ProgramId::new(),
-            created_at: chrono::Utc::now(),
+            created_at: crate::now(),
         };
         let (key, record) = new_key(tenant.id, true);
         if !self.store.create_tenant(&tenant, &record).await? {

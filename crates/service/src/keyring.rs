@@ -198,7 +198,7 @@ impl Keyring {
                 purpose: purpose.as_str().to_owned(),
                 version,
                 wrapped,
-                created_at: chrono::Utc::now(),
+                created_at: crate::now(),
             })
             .await?)
     }
@@ -342,7 +342,7 @@ impl Keyring {
                 algorithm: algorithm.to_owned(),
                 wrapped,
                 kcv: kcv.clone(),
-                created_at: chrono::Utc::now(),
+                created_at: crate::now(),
             })
             .await?;
         self.zones.write().map_err(|_| poisoned())?.remove(&tenant);

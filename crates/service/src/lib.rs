@@ -144,8 +144,10 @@ impl Service {
         &self.config
     }
 
-    fn now(&self) -> Timestamp {
-        chrono::Utc::now()
+    /// Now, to the microsecond: the precision both databases keep, so an
+    /// object reads back exactly as it was answered.
+    pub fn now(&self) -> Timestamp {
+        now()
     }
 
     /// An audit entry for this request.
@@ -214,6 +216,12 @@ impl Service {
         }
         Ok(event)
     }
+}
+
+/// Now, truncated to microseconds.
+pub fn now() -> Timestamp {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
 }
 
 fn event_aad(event: &Event) -> String {

@@ -1,0 +1,273 @@
+//! `spawn_app`: a real cardcore server on a free port, with its own data
+//! directory, and helpers to speak to it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use cardcore::cli::{Cli, Command, ServeArgs};
+use cardcore::Server;
+use clap::Parser;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// Tenant A's first API key (may reveal card data).
+    pub key: String,
+    pub tenant_id: String,
+    pub dir: tempfile::TempDir,
+    pub server: Option<Server>,
+}
+
+/// Serve-command arguments for a fresh database in `dir`, plus `extra` flags.
+pub fn serve_args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
+    let db = format!("sqlite://{}", dir.join("cardcore.db").display());
+    let mut argv = vec!["cardcore", "serve", "--listen", "127.0.0.1:0", "--database", &db];
+    argv.extend_from_slice(extra);
+    match Cli::parse_from(argv).command {
+        Command::Serve(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = serve_args(dir.path(), extra);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server = Server::start(&args, Some(listener)).await.expect("server starts");
+    let (tenant, key) = server.service.create_tenant("tenant-a").await.expect("tenant");
+    TestApp {
+        base: format!("http://{}", server.addr),
+        client: reqwest::Client::new(),
+        key: key.secret.to_string(),
+        tenant_id: tenant.id.to_string(),
+        dir,
+        server: Some(server),
+    }
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// The problem `code`, or "" for a success.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Value {
+        assert!(
+            self.status.is_success(),
+            "expected success, got {}: {}",
+            self.status,
+            self.text
+        );
+        self.body
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.code(), code, "{}", self.text);
+        if status >= 400 {
+            assert_eq!(
+                self.headers.get("content-type").and_then(|v| v.to_str().ok()),
+                Some("application/problem+json"),
+                "problems are problem+json"
+            );
+            assert!(
+                self.body["request_id"].is_string(),
+                "problem carries request_id: {}",
+                self.text
+            );
+        }
+        self.body
+    }
+}
+
+impl TestApp {
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("cardcore.db")
+    }
+
+    pub fn service(&self) -> &cardcore_service::Service {
+        &self.server.as_ref().expect("running").service
+    }
+
+    /// A second tenant, with its key.
+    pub async fn new_tenant(&self, name: &str) -> String {
+        let (_, key) = self.service().create_tenant(name).await.expect("tenant");
+        key.secret.to_string()
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Vec<u8>>,
+        content_type: Option<&str>,
+    ) -> Resp {
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert!(
+            headers.contains_key("x-request-id"),
+            "every response carries x-request-id"
+        );
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call_as(&self, key: &str, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let bytes = body.map(|b| serde_json::to_vec(&b).expect("json"));
+        let ct = bytes.as_ref().map(|_| "application/json");
+        self.raw(method, path, Some(key), bytes, ct).await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call_as(&self.key, Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call_as(&self.key, Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.call_as(&self.key, Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.call_as(&self.key, Method::DELETE, path, None).await
+    }
+
+    pub async fn create_cardholder_as(&self, key: &str, external_id: &str) -> Value {
+        self.call_as(
+            key,
+            Method::POST,
+            "/v1/cardholders",
+            Some(json!({
+                "external_id": external_id,
+                "name": "Ana Silva",
+                "phone": {"country_code": "91", "number": "9600389470"},
+                "email": "ana@example.com",
+                "date_of_birth": "1990-05-17"
+            })),
+        )
+        .await
+        .ok()
+    }
+
+    pub async fn create_cardholder(&self, external_id: &str) -> Value {
+        self.create_cardholder_as(&self.key.clone(), external_id).await
+    }
+
+    pub async fn create_card_as(&self, key: &str, cardholder_id: &str, card_type: &str) -> Value {
+        self.call_as(
+            key,
+            Method::POST,
+            "/v1/cards",
+            Some(json!({"cardholder_id": cardholder_id, "type": card_type})),
+        )
+        .await
+        .ok()
+    }
+
+    /// A cardholder with one card of `card_type`.
+    pub async fn card(&self, card_type: &str) -> Value {
+        let ext = format!("u-{}", uuid::Uuid::new_v4().simple());
+        let holder = self.create_cardholder(&ext).await;
+        self.create_card_as(&self.key.clone(), holder["id"].as_str().unwrap(), card_type)
+            .await
+    }
+
+    /// An ACTIVE card: virtual, or physical and activated.
+    pub async fn active_card(&self, card_type: &str) -> Value {
+        let card = self.card(card_type).await;
+        if card_type == "physical" {
+            let id = card["id"].as_str().unwrap();
+            let code = self.activation_code(id).await;
+            return self
+                .post(&format!("/v1/cards/{id}/activate"), json!({"activation_code": code}))
+                .await
+                .ok();
+        }
+        card
+    }
+
+    /// Every event of the tenant (all pages).
+    pub async fn all_events_as(&self, key: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => format!("/v1/events?limit=100&after={a}"),
+                None => "/v1/events?limit=100".to_owned(),
+            };
+            let page = self.call_as(key, Method::GET, &path, None).await.ok();
+            out.extend(page["data"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => after = Some(c.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    pub async fn all_events(&self) -> Vec<Value> {
+        self.all_events_as(&self.key.clone()).await
+    }
+
+    pub async fn card_events(&self, card_id: &str) -> Vec<Value> {
+        self.all_events()
+            .await
+            .into_iter()
+            .filter(|e| e["card_id"] == card_id)
+            .collect()
+    }
+
+    /// The activation code from the card's `card.activation_code` event.
+    pub async fn activation_code(&self, card_id: &str) -> String {
+        self.card_events(card_id)
+            .await
+            .into_iter()
+            .rev()
+            .find(|e| e["type"] == "card.activation_code")
+            .and_then(|e| e["data"]["activation_code"].as_str().map(str::to_owned))
+            .expect("activation code event")
+    }
+
+    /// The card's audit trail, newest first (first page of 100).
+    pub async fn audit(&self, card_id: &str) -> Vec<Value> {
+        self.get(&format!("/v1/cards/{card_id}/events?limit=100")).await.ok()["data"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}

@@ -1,0 +1,15 @@
+//! Integration tests: a real server on port 0 with a fresh SQLite file,
+//! spoken to over HTTP, read as user stories.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod bad_input;
+mod cardholders;
+mod cards;
+mod cli;
+mod events;
+mod isolation;
+mod lifecycle;
+mod readme;

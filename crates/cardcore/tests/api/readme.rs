@@ -1,0 +1,94 @@
+//! The README's walkthrough, run verbatim against a real server started the
+//! way the README starts it (default database in the working directory).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn walkthrough() -> String {
+    let readme = include_str!("../../../../README.md");
+    let start = readme
+        .find("<!-- walkthrough:start -->")
+        .expect("walkthrough start marker");
+    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
+    let block = &readme[start..end];
+    let code_start = block.find("```sh\n").expect("sh block") + "```sh\n".len();
+    let code_end = block[code_start..].find("```").expect("block end") + code_start;
+    block[code_start..code_end].to_owned()
+}
+
+#[test]
+fn readme_walkthrough() {
+    for tool in ["curl", "jq"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI");
+            eprintln!("SKIP readme_walkthrough: {tool} is not installed");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_cardcore");
+    let mut server = Command::new(bin)
+        .current_dir(dir.path())
+        .env_remove("CARDCORE_DATABASE_URL")
+        .env_remove("CARDCORE_MASTER_KEY")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    // Keep draining the server's stdout so it never writes to a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The README speaks of the default address and `cargo run`; point both
+    // at this test's server and binary, and change nothing else.
+    let script = walkthrough()
+        .replace("http://127.0.0.1:8080", &format!("http://{addr}"))
+        .replace("cargo run --release -q --", bin);
+    let out = Command::new("bash")
+        .current_dir(dir.path())
+        .env_remove("CARDCORE_DATABASE_URL")
+        .env_remove("CARDCORE_MASTER_KEY")
+        .args(["-euo", "pipefail", "-c", &script])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], r#"{"status":"LOCKED","changed":true}"#);
+    assert_eq!(lines[1], r#"{"status":"LOCKED","changed":false}"#);
+    assert_eq!(lines[2], r#"{"status":"ACTIVE","changed":true}"#);
+    assert!(
+        lines[3].contains(r#""status":"BLOCKED""#) && lines[3].contains("LOST_CARD"),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].contains(r#""status":409"#) && lines[4].contains("invalid_status_transition"),
+        "{}",
+        lines[4]
+    );
+    assert!(
+        stdout.contains(r#"{"type":"card.created","status":"ACTIVE"}"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"{"type":"card.block","reason":"LOST_CARD","actor":"api_key"}"#),
+        "{stdout}"
+    );
+}
