@@ -15,21 +15,19 @@ use crate::Timestamp;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OtpPurpose {
-    /// Changing the PIN (native `pin/change`, M2P `cards/update/pin`).
+    /// Changing or (re)setting the PIN with the cardholder's consent (native
+    /// `pin/change`, M2P `cards/update/pin` and `cards/v2/set-pin`).
     PinChange,
-    /// Setting or resetting the PIN with the cardholder's consent (M2P `cards/v2/set-pin`).
-    PinSet,
 }
 
 impl OtpPurpose {
     /// Every purpose.
-    pub const ALL: [OtpPurpose; 2] = [Self::PinChange, Self::PinSet];
+    pub const ALL: [OtpPurpose; 1] = [Self::PinChange];
 
     /// The API spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PinChange => "pin_change",
-            Self::PinSet => "pin_set",
         }
     }
 

@@ -39,8 +39,8 @@ impl WeakPin {
 impl fmt::Display for WeakPin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Repeated => "one digit repeated (like 1111)",
-            Self::Sequential => "digits in a run up or down (like 1234 or 9876)",
+            Self::Repeated => "the same digit repeated",
+            Self::Sequential => "a run of consecutive digits, up or down",
             Self::BirthDate => "the cardholder's date of birth",
             Self::SameAsCurrent => "the same as the current PIN",
             Self::Common => "one of the most commonly used PINs",

@@ -8,25 +8,38 @@ use cardcore_service::ServiceError;
 
 use crate::problem::Problem;
 
-/// A service error on its way to becoming a native problem.
+/// An error on its way to becoming a native problem: from the service, or
+/// already a problem (input the HTTP layer refused itself).
 #[derive(Debug)]
-pub struct ApiError(pub ServiceError);
+pub enum ApiError {
+    Service(ServiceError),
+    Problem(Box<Problem>),
+}
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        Self(e)
+        Self::Service(e)
+    }
+}
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        Self::Problem(Box::new(p))
     }
 }
 
 impl From<RuleViolation> for ApiError {
     fn from(e: RuleViolation) -> Self {
-        Self(e.into())
+        Self::Service(e.into())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        problem_of(self.0).into_response()
+        match self {
+            Self::Service(e) => problem_of(e).into_response(),
+            Self::Problem(p) => p.into_response(),
+        }
     }
 }
 
@@ -74,12 +87,7 @@ pub fn rule_problem(rule: &RuleViolation) -> Problem {
 pub fn problem_of(e: ServiceError) -> Problem {
     match e {
         ServiceError::Invalid { code, errors } => {
-            let status = if code == "validation_error" {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Problem::new(status, code, errors.to_string()).with_errors(errors.0)
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, code, errors.to_string()).with_errors(errors.0)
         }
         ServiceError::NotFound(what) => Problem::new(
             StatusCode::NOT_FOUND,

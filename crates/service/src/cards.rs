@@ -358,7 +358,6 @@ impl Service {
     }
 
     /// Opens a card's PAN (for PIN blocks bound to it).
-    #[allow(dead_code)] // used by PIN-block input, next
     pub(crate) async fn open_pan(&self, rec: &CardRecord) -> ServiceResult<Pan> {
         let (_, key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
         let pan = key

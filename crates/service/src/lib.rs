@@ -9,6 +9,7 @@ pub mod cards;
 pub mod error;
 pub mod events;
 pub mod keyring;
+pub mod pins;
 
 use std::sync::Arc;
 

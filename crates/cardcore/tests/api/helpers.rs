@@ -271,3 +271,81 @@ impl TestApp {
             .clone()
     }
 }
+
+impl TestApp {
+    /// The card's PAN, through the audited reveal.
+    pub async fn pan(&self, card_id: &str) -> String {
+        self.get(&format!("/v1/cards/{card_id}/sensitive")).await.ok()["pan"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Sets a plain PIN.
+    pub async fn set_pin(&self, card_id: &str, pin: &str) -> Value {
+        self.put(&format!("/v1/cards/{card_id}/pin"), json!({ "pin": pin }))
+            .await
+            .ok()
+    }
+
+    /// Verifies a plain PIN.
+    pub async fn verify(&self, card_id: &str, pin: &str) -> Resp {
+        self.post(&format!("/v1/cards/{card_id}/pin/verify"), json!({ "pin": pin }))
+            .await
+    }
+
+    /// Asks for an OTP and reads the code from the `otp.created` event.
+    pub async fn otp(&self, card_id: &str) -> (String, String) {
+        let created = self
+            .post(&format!("/v1/cards/{card_id}/otp"), json!({"purpose": "pin_change"}))
+            .await
+            .expect(201, "");
+        let trace = created["trace_number"].as_str().unwrap().to_owned();
+        let event = self
+            .card_events(card_id)
+            .await
+            .into_iter()
+            .rev()
+            .find(|e| e["type"] == "otp.created" && e["data"]["trace_number"] == trace.as_str())
+            .expect("otp.created event");
+        (trace, event["data"]["otp"].as_str().unwrap().to_owned())
+    }
+
+    /// Stops the server (gracefully) and starts a new one on the same data.
+    pub async fn restart(&mut self, extra: &[&str]) {
+        self.server.take().expect("running").stop().await.expect("stops");
+        let args = serve_args(self.dir.path(), extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = Server::start(&args, Some(listener)).await.expect("server restarts");
+        self.base = format!("http://{}", server.addr);
+        self.server = Some(server);
+    }
+
+    /// A second server process-equivalent on the same database (its own pools).
+    pub async fn second_node(&self) -> (Server, String) {
+        let args = serve_args(self.dir.path(), &[]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = Server::start(&args, Some(listener)).await.expect("second node");
+        let base = format!("http://{}", server.addr);
+        (server, base)
+    }
+}
+
+/// Whether `needle` appears in `haystack` as a token of its own: not inside a
+/// longer run of hex digits (UUIDs, hashes) and not as fractional seconds.
+pub fn contains_token(haystack: &str, needle: &str) -> bool {
+    let bytes = haystack.as_bytes();
+    let mut from = 0;
+    while let Some(pos) = haystack[from..].find(needle) {
+        let start = from + pos;
+        let end = start + needle.len();
+        let before = start.checked_sub(1).map(|i| bytes[i]);
+        let after = bytes.get(end).copied();
+        let glued = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit());
+        if !glued(before) && !glued(after) && before != Some(b'.') {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}

@@ -12,4 +12,7 @@ mod cli;
 mod events;
 mod isolation;
 mod lifecycle;
+mod logs;
+mod otp;
+mod pins;
 mod readme;

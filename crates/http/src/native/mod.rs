@@ -1,10 +1,11 @@
 //! The native API (v1): clean JSON, snake_case, one shape for every tenant.
 
 mod cardholders;
-mod cards;
+pub(crate) mod cards;
 mod events;
+mod pins;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -25,5 +26,11 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/cards/{id}/replace", post(cards::replace))
         .route("/v1/cards/{id}/limits", get(cards::get_limits).put(cards::put_limits))
         .route("/v1/cards/{id}/events", get(events::card_audit))
+        .route("/v1/cards/{id}/pin", put(pins::set))
+        .route("/v1/cards/{id}/pin/verify", post(pins::verify))
+        .route("/v1/cards/{id}/pin/change", post(pins::change))
+        .route("/v1/cards/{id}/pin/unblock", post(pins::unblock))
+        .route("/v1/cards/{id}/otp", post(pins::create_otp))
+        .route("/v1/pin-encryption-key", get(pins::encryption_key))
         .route("/v1/events", get(events::list))
 }

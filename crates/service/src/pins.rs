@@ -1,0 +1,655 @@
+//! PINs and OTPs: set, change, verify with the try counter, unblock, issue
+//! OTPs. The clear PIN lives only in memory inside a zeroizing `Pin`; what is
+//! stored is HMAC-SHA256(card id, PIN) under the versioned PIN key.
+
+use cardcore_crypto::pinblock::{self, Format4Key, Format4PanField, TdesFormat};
+use cardcore_crypto::verifier::label;
+use cardcore_crypto::{Otp, Pan, Pin};
+use cardcore_domain::otp::{IssuedOtp, OtpPurpose, OtpState};
+use cardcore_domain::{Card, CardId, EventType, PinStatus, RuleViolation, Timestamp, ZoneKeyId};
+use cardcore_store::{CardRecord, Tx, Verifier};
+
+use crate::cards::{random_code, StatusChange};
+use crate::keyring::Purpose;
+use crate::{Ctx, Service, ServiceError, ServiceResult};
+
+/// ISO 9564-1 formats accepted as encrypted PIN input. Format 1 is refused:
+/// it carries no PAN binding, and an issuer always knows the PAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// Format 0 under a double-length TDES zone key.
+    Iso0,
+    /// Format 3 under a double-length TDES zone key.
+    Iso3,
+    /// Format 4 under an AES zone key.
+    Iso4,
+}
+
+impl BlockFormat {
+    /// The zone key algorithm this format needs.
+    pub fn algorithm(self) -> &'static str {
+        match self {
+            Self::Iso0 | Self::Iso3 => "tdes",
+            Self::Iso4 => "aes",
+        }
+    }
+
+    /// Block length in bytes.
+    pub fn block_len(self) -> usize {
+        match self {
+            Self::Iso0 | Self::Iso3 => 8,
+            Self::Iso4 => 16,
+        }
+    }
+}
+
+/// A PIN as a caller sent it, in one of three forms.
+pub enum PinInput {
+    /// Digits in clear (over TLS).
+    Plain(Pin),
+    /// Base64 RSA-OAEP-SHA256 ciphertext of the digits under the transport key.
+    Encrypted { ciphertext: String, key_id: String },
+    /// An ISO 9564 block under one of the tenant's zone PIN keys.
+    Block {
+        block: Vec<u8>,
+        format: BlockFormat,
+        key_id: Option<ZoneKeyId>,
+    },
+}
+
+impl std::fmt::Debug for PinInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain(_) => f.write_str("PinInput::Plain([redacted])"),
+            Self::Encrypted { key_id, .. } => write!(f, "PinInput::Encrypted({key_id}, [redacted])"),
+            Self::Block { format, key_id, .. } => write!(f, "PinInput::Block({format:?}, {key_id:?}, [redacted])"),
+        }
+    }
+}
+
+/// A PIN with where it sat in the request, for error messages: `prefix` is
+/// `None` when the PIN's fields are the body's own (`pin`, `encrypted_pin`,
+/// `key_id`, ...), or the enclosing field (`old_pin`, `new_pin`).
+#[derive(Debug)]
+pub struct NamedPin {
+    pub prefix: Option<&'static str>,
+    pub input: PinInput,
+}
+
+impl NamedPin {
+    /// The request field name of one of the PIN's parts.
+    pub fn field(prefix: Option<&str>, key: &str) -> String {
+        match prefix {
+            Some(p) => format!("{p}.{key}"),
+            None => key.to_owned(),
+        }
+    }
+}
+
+/// The OTP a cardholder received, as the caller passes it on.
+#[derive(Debug)]
+pub struct OtpProof {
+    pub trace_number: String,
+    pub code: String,
+}
+
+/// The answer to a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOutcome {
+    pub valid: bool,
+    pub remaining_attempts: u32,
+}
+
+/// A new OTP's handle: the code itself goes out only as an `otp.created` event.
+#[derive(Debug, Clone)]
+pub struct OtpIssued {
+    pub trace_number: String,
+    pub expires_at: Timestamp,
+}
+
+/// The RSA key partners encrypt PINs under.
+#[derive(Debug, Clone)]
+pub struct PinEncryptionKey {
+    pub key_id: String,
+    pub algorithm: &'static str,
+    pub public_key_pem: String,
+}
+
+fn transport_key_id(version: i32) -> String {
+    format!("rsa-oaep-v{version}")
+}
+
+impl Service {
+    /// The public key for `encrypted_pin`.
+    pub async fn pin_encryption_key(&self) -> ServiceResult<PinEncryptionKey> {
+        let (version, key) = self.keys.transport().await?;
+        Ok(PinEncryptionKey {
+            key_id: transport_key_id(version),
+            algorithm: cardcore_crypto::transport::ALGORITHM,
+            public_key_pem: key.public_key_pem().to_owned(),
+        })
+    }
+
+    /// Turns any PIN input into a `Pin`. Every failure of a ciphertext or a
+    /// block is one generic answer: which check failed would be an oracle.
+    async fn decode_pin(&self, ctx: &Ctx, rec: &CardRecord, pin: NamedPin) -> ServiceResult<Pin> {
+        let field = |key: &str| NamedPin::field(pin.prefix, key);
+        match pin.input {
+            PinInput::Plain(p) => Ok(p),
+            PinInput::Encrypted { ciphertext, key_id } => {
+                let (version, key) = self.keys.transport().await?;
+                if key_id != transport_key_id(version) {
+                    return Err(ServiceError::invalid(
+                        &field("key_id"),
+                        "is not the current PIN encryption key; fetch it from GET /v1/pin-encryption-key",
+                    ));
+                }
+                key.decrypt_pin(&ciphertext).map_err(|_| {
+                    ServiceError::invalid_with(
+                        "encrypted_pin_invalid",
+                        &field("encrypted_pin"),
+                        "could not be decrypted: encrypt the PIN digits with RSA-OAEP (SHA-256, MGF1-SHA-256) \
+                         under the key from GET /v1/pin-encryption-key and send it base64-encoded",
+                    )
+                })
+            }
+            PinInput::Block { block, format, key_id } => {
+                let zone = self
+                    .keys
+                    .zone_key(ctx.tenant_id(), key_id, format.algorithm())
+                    .await?
+                    .ok_or_else(|| {
+                        ServiceError::invalid(
+                            &field("key_id"),
+                            format!(
+                                "no {} zone PIN key of this tenant matches; make one with `cardcore tenant zone-key --algorithm {}`",
+                                format.algorithm(),
+                                format.algorithm()
+                            ),
+                        )
+                    })?;
+                if zone.algorithm != format.algorithm() {
+                    return Err(ServiceError::invalid(
+                        &field("key_id"),
+                        format!(
+                            "is a {} key; {format:?} blocks need a {} key",
+                            zone.algorithm,
+                            format.algorithm()
+                        ),
+                    ));
+                }
+                if block.len() != format.block_len() {
+                    return Err(ServiceError::invalid(
+                        &field("pin_block"),
+                        format!("must be {} hex characters for {format:?}", format.block_len() * 2),
+                    ));
+                }
+                let pan = self.open_pan(rec).await?;
+                if is_clear_block(&block, format, &pan) {
+                    return Err(ServiceError::invalid_with(
+                        "pin_block_invalid",
+                        &field("pin_block"),
+                        "is a clear (unencrypted) PIN block; encrypt it under your zone PIN key",
+                    ));
+                }
+                decrypt_block(&block, format, zone.key.expose(), &pan).map_err(|_| {
+                    ServiceError::invalid_with(
+                        "pin_block_invalid",
+                        &field("pin_block"),
+                        "could not be decoded with this zone key and this card's PAN (wrong key, wrong PAN, or not an encrypted ISO 9564 block of this format)",
+                    )
+                })
+            }
+        }
+    }
+
+    fn pin_verifier(key: &cardcore_crypto::verifier::MacKey, card: CardId, pin: &Pin) -> [u8; 32] {
+        key.compute(label::PIN, &[card.as_uuid().as_bytes(), pin.expose_bytes()])
+    }
+
+    async fn pin_matches(&self, rec: &CardRecord, pin: &Pin) -> ServiceResult<bool> {
+        let Some(stored) = &rec.secrets.pin else {
+            return Ok(false);
+        };
+        let (_, key) = self.keys.mac_key(Purpose::Pin, Some(stored.key_version)).await?;
+        Ok(key.verify(
+            label::PIN,
+            &[rec.card.id.as_uuid().as_bytes(), pin.expose_bytes()],
+            &stored.value,
+        ))
+    }
+
+    async fn new_pin_verifier(&self, card: CardId, pin: &Pin) -> ServiceResult<Verifier> {
+        let (version, key) = self.keys.mac_key(Purpose::Pin, None).await?;
+        Ok(Verifier {
+            value: Self::pin_verifier(&key, card, pin).to_vec(),
+            key_version: version,
+        })
+    }
+
+    /// The cardholder's date of birth, for the birth-date rule.
+    async fn date_of_birth(&self, ctx: &Ctx, card: &Card) -> ServiceResult<Option<chrono::NaiveDate>> {
+        Ok(self
+            .store
+            .cardholder(ctx.tenant_id(), card.cardholder_id)
+            .await?
+            .and_then(|c| c.date_of_birth))
+    }
+
+    fn check_new_pin(&self, pin: &Pin, dob: Option<chrono::NaiveDate>, same_as_current: bool) -> ServiceResult<()> {
+        Ok(self.config.pin_policy.check(pin, dob, same_as_current)?)
+    }
+
+    /// Sets or resets a PIN, partner-authorised (`otp` None) or with the
+    /// cardholder's OTP. Clears the try counter and any PIN block.
+    pub async fn set_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin, otp: Option<OtpProof>) -> ServiceResult<Card> {
+        let rec = self.card_record(ctx, id).await?;
+        require_pin_settable(&rec.card)?;
+        let new = self.decode_pin(ctx, &rec, pin).await?;
+        let dob = self.date_of_birth(ctx, &rec.card).await?;
+        self.check_new_pin(&new, dob, false)?;
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        require_pin_settable(&rec.card)?;
+        if let Some(proof) = otp {
+            if let Err(e) = self.redeem_otp(&mut *tx, &rec, &proof).await? {
+                tx.commit().await?;
+                return Err(e.into());
+            }
+        }
+        let before = rec.card.snapshot();
+        rec.secrets.pin = Some(self.new_pin_verifier(id, &new).await?);
+        rec.secrets.pin_failures = 0;
+        rec.card.pin_status = PinStatus::Set;
+        self.save_card(&mut *tx, &mut rec).await?;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "card.pin_set",
+            None,
+            Some(before),
+            Some(rec.card.snapshot()),
+        ))
+        .await?;
+        let data = serde_json::json!({ "card_id": id, "pin_status": rec.card.pin_status });
+        tx.insert_event(
+            &self
+                .event(ctx.tenant_id(), Some(id), EventType::CardPinSet, data)
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rec.card)
+    }
+
+    /// Changes a PIN: OTP first (it authorises one attempt), then the current
+    /// PIN (a wrong one counts against the try counter), then the new PIN.
+    pub async fn change_pin(
+        &self,
+        ctx: &Ctx,
+        id: CardId,
+        old: NamedPin,
+        new: NamedPin,
+        otp: OtpProof,
+    ) -> ServiceResult<Card> {
+        let rec = self.card_record(ctx, id).await?;
+        require_pin_settable(&rec.card)?;
+        let old = self.decode_pin(ctx, &rec, old).await?;
+        let new = self.decode_pin(ctx, &rec, new).await?;
+        let dob = self.date_of_birth(ctx, &rec.card).await?;
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        require_pin_settable(&rec.card)?;
+        let now = self.now();
+        tx.otp_state(id, OtpPurpose::PinChange).await?.check_lock(now)?;
+        match rec.card.pin_status {
+            PinStatus::NotSet => return Err(RuleViolation::PinNotSet.into()),
+            PinStatus::Blocked => return Err(RuleViolation::PinBlocked.into()),
+            PinStatus::Set => {}
+        }
+        let same = self.pin_matches(&rec, &new).await?;
+        self.check_new_pin(&new, dob, same)?;
+        if let Err(e) = self.redeem_otp(&mut *tx, &rec, &otp).await? {
+            tx.commit().await?;
+            return Err(e.into());
+        }
+        if !self.pin_matches(&rec, &old).await? {
+            let outcome = self.count_failure(ctx, &mut *tx, &mut rec).await?;
+            tx.commit().await?;
+            return Err(if outcome.remaining_attempts == 0 {
+                RuleViolation::PinBlocked
+            } else {
+                RuleViolation::PinIncorrect {
+                    remaining_attempts: outcome.remaining_attempts,
+                }
+            }
+            .into());
+        }
+        let before = rec.card.snapshot();
+        rec.secrets.pin = Some(self.new_pin_verifier(id, &new).await?);
+        rec.secrets.pin_failures = 0;
+        rec.card.pin_status = PinStatus::Set;
+        self.save_card(&mut *tx, &mut rec).await?;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "card.pin_changed",
+            None,
+            Some(before),
+            Some(rec.card.snapshot()),
+        ))
+        .await?;
+        let data = serde_json::json!({ "card_id": id, "pin_status": rec.card.pin_status });
+        tx.insert_event(
+            &self
+                .event(ctx.tenant_id(), Some(id), EventType::CardPinChanged, data)
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(rec.card)
+    }
+
+    /// Verifies a PIN. Counts consecutive failures in the database; the last
+    /// allowed one blocks the PIN. A blocked PIN answers `pin_blocked`
+    /// without looking at the PIN.
+    pub async fn verify_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin) -> ServiceResult<VerifyOutcome> {
+        let rec = self.card_record(ctx, id).await?;
+        require_pin_verifiable(&rec.card)?;
+        let pin = self.decode_pin(ctx, &rec, pin).await?;
+        // Fast path: a right PIN with nothing to reset or re-derive is a read.
+        let (newest_pin_key, _) = self.keys.mac_key(Purpose::Pin, None).await?;
+        let current_key = rec
+            .secrets
+            .pin
+            .as_ref()
+            .is_some_and(|v| v.key_version == newest_pin_key);
+        if rec.secrets.pin_failures == 0 && current_key && self.pin_matches(&rec, &pin).await? {
+            return Ok(VerifyOutcome {
+                valid: true,
+                remaining_attempts: self.config.pin_max_failures,
+            });
+        }
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        require_pin_verifiable(&rec.card)?;
+        if self.pin_matches(&rec, &pin).await? {
+            let stale_key = rec
+                .secrets
+                .pin
+                .as_ref()
+                .is_some_and(|v| v.key_version != newest_pin_key);
+            if rec.secrets.pin_failures > 0 || stale_key {
+                rec.secrets.pin_failures = 0;
+                if stale_key {
+                    rec.secrets.pin = Some(self.new_pin_verifier(id, &pin).await?);
+                }
+                self.save_card(&mut *tx, &mut rec).await?;
+                tx.commit().await?;
+            }
+            return Ok(VerifyOutcome {
+                valid: true,
+                remaining_attempts: self.config.pin_max_failures,
+            });
+        }
+        let outcome = self.count_failure(ctx, &mut *tx, &mut rec).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// One more wrong PIN: the last allowed one blocks the PIN.
+    async fn count_failure(&self, ctx: &Ctx, tx: &mut dyn Tx, rec: &mut CardRecord) -> ServiceResult<VerifyOutcome> {
+        let id = rec.card.id;
+        let max = self.config.pin_max_failures;
+        let before = rec.card.snapshot();
+        rec.secrets.pin_failures = (rec.secrets.pin_failures + 1).min(max);
+        let remaining = max - rec.secrets.pin_failures;
+        if remaining == 0 {
+            rec.card.pin_status = PinStatus::Blocked;
+        }
+        self.save_card(tx, rec).await?;
+        let after = serde_json::json!({ "pin_status": rec.card.pin_status, "pin_failures": rec.secrets.pin_failures });
+        if remaining == 0 {
+            tx.insert_audit(&self.audit(ctx, Some(id), "card.pin_blocked", None, Some(before), Some(after)))
+                .await?;
+            let data = serde_json::json!({ "card_id": id, "reason": "PIN_TRIES_EXCEEDED" });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardPinBlocked, data)
+                    .await?,
+            )
+            .await?;
+        } else {
+            tx.insert_audit(&self.audit(ctx, Some(id), "card.pin_verification_failed", None, None, Some(after)))
+                .await?;
+        }
+        Ok(VerifyOutcome {
+            valid: false,
+            remaining_attempts: remaining,
+        })
+    }
+
+    /// Clears the try counter and a PIN block (back office).
+    pub async fn unblock_pin(&self, ctx: &Ctx, id: CardId) -> ServiceResult<StatusChange> {
+        let mut tx = self.store.begin().await?;
+        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        require_pin_settable(&rec.card)?;
+        if rec.card.pin_status == PinStatus::NotSet {
+            return Err(RuleViolation::PinNotSet.into());
+        }
+        if rec.card.pin_status != PinStatus::Blocked && rec.secrets.pin_failures == 0 {
+            return Ok(StatusChange {
+                card: rec.card,
+                changed: false,
+            });
+        }
+        let before = rec.card.snapshot();
+        let was_blocked = rec.card.pin_status == PinStatus::Blocked;
+        rec.card.pin_status = PinStatus::Set;
+        rec.secrets.pin_failures = 0;
+        self.save_card(&mut *tx, &mut rec).await?;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "card.pin_unblocked",
+            None,
+            Some(before),
+            Some(rec.card.snapshot()),
+        ))
+        .await?;
+        if was_blocked {
+            let data = serde_json::json!({ "card_id": id });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardPinUnblocked, data)
+                    .await?,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(StatusChange {
+            card: rec.card,
+            changed: true,
+        })
+    }
+
+    /// Issues an OTP for a card and purpose. The code goes to the tenant only,
+    /// in the `otp.created` event; only its keyed hash is stored.
+    pub async fn create_otp(&self, ctx: &Ctx, id: CardId, purpose: OtpPurpose) -> ServiceResult<OtpIssued> {
+        let mut tx = self.store.begin().await?;
+        let rec = self.lock_card(ctx, &mut *tx, id).await?;
+        require_pin_settable(&rec.card)?;
+        let now = self.now();
+        let code: Otp = random_code();
+        let trace_number = uuid::Uuid::new_v4().to_string();
+        let (version, key) = self.keys.mac_key(Purpose::Otp, None).await?;
+        let issued = IssuedOtp {
+            trace_number: trace_number.clone(),
+            verifier: otp_verifier(&key, id, purpose, &trace_number, &code).to_vec(),
+            key_version: version,
+            created_at: now,
+            expires_at: now + self.config.otp_policy.ttl,
+            used: false,
+        };
+        let mut state = tx.otp_state(id, purpose).await?;
+        state.issue(&self.config.otp_policy, now, issued)?;
+        tx.save_otp_state(id, purpose, &state).await?;
+        let holder_phone = self
+            .store
+            .cardholder(ctx.tenant_id(), rec.card.cardholder_id)
+            .await?
+            .map(|c| c.phone);
+        let expires_at = now + self.config.otp_policy.ttl;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "otp.created",
+            None,
+            None,
+            Some(serde_json::json!({ "purpose": purpose, "trace_number": trace_number, "expires_at": expires_at })),
+        ))
+        .await?;
+        let data = serde_json::json!({
+            "card_id": id,
+            "purpose": purpose,
+            "trace_number": trace_number,
+            "otp": code.expose(),
+            "expires_at": expires_at,
+            "phone": holder_phone,
+        });
+        tx.insert_event(
+            &self
+                .event(ctx.tenant_id(), Some(id), EventType::OtpCreated, data)
+                .await?,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(OtpIssued {
+            trace_number,
+            expires_at,
+        })
+    }
+
+    /// Checks an OTP inside the caller's transaction and saves the OTP state
+    /// whatever the outcome (a failure counted, a lock set, a code used). The
+    /// inner `Err` is the rule the caller must answer after committing.
+    async fn redeem_otp(
+        &self,
+        tx: &mut dyn Tx,
+        rec: &CardRecord,
+        proof: &OtpProof,
+    ) -> ServiceResult<Result<(), RuleViolation>> {
+        let id = rec.card.id;
+        let purpose = OtpPurpose::PinChange;
+        let mut state: OtpState = tx.otp_state(id, purpose).await?;
+        let now = self.now();
+        if let Err(e) = state.check_lock(now) {
+            return Ok(Err(e));
+        }
+        let code = Otp::parse(&proof.code);
+        let mut keys = std::collections::HashMap::new();
+        for c in &state.codes {
+            if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(c.key_version) {
+                slot.insert(self.keys.mac_key(Purpose::Otp, Some(c.key_version)).await?.1);
+            }
+        }
+        let outcome = state.redeem(&self.config.otp_policy, now, &proof.trace_number, |issued| {
+            match (&code, keys.get(&issued.key_version)) {
+                (Ok(code), Some(key)) => key.verify(
+                    label::OTP,
+                    &[
+                        id.as_uuid().as_bytes(),
+                        purpose.as_str().as_bytes(),
+                        issued.trace_number.as_bytes(),
+                        code.expose_bytes(),
+                    ],
+                    &issued.verifier,
+                ),
+                _ => false,
+            }
+        });
+        tx.save_otp_state(id, purpose, &state).await?;
+        Ok(outcome)
+    }
+}
+
+fn otp_verifier(
+    key: &cardcore_crypto::verifier::MacKey,
+    card: CardId,
+    purpose: OtpPurpose,
+    trace: &str,
+    code: &Otp,
+) -> [u8; 32] {
+    key.compute(
+        label::OTP,
+        &[
+            card.as_uuid().as_bytes(),
+            purpose.as_str().as_bytes(),
+            trace.as_bytes(),
+            code.expose_bytes(),
+        ],
+    )
+}
+
+fn require_pin_settable(card: &Card) -> Result<(), RuleViolation> {
+    if card.status.allows_pin_set() {
+        Ok(())
+    } else {
+        Err(RuleViolation::InvalidCardStatus {
+            status: card.status,
+            operation: "setting or changing a PIN",
+        })
+    }
+}
+
+fn require_pin_verifiable(card: &Card) -> Result<(), RuleViolation> {
+    if !card.status.allows_pin_verify() {
+        return Err(RuleViolation::InvalidCardStatus {
+            status: card.status,
+            operation: "verifying a PIN",
+        });
+    }
+    match card.pin_status {
+        PinStatus::Blocked => Err(RuleViolation::PinBlocked),
+        PinStatus::NotSet => Err(RuleViolation::PinNotSet),
+        PinStatus::Set => Ok(()),
+    }
+}
+
+/// True when `block` already reads as a valid clear block of `format` for this PAN.
+fn is_clear_block(block: &[u8], format: BlockFormat, pan: &Pan) -> bool {
+    match format {
+        BlockFormat::Iso0 | BlockFormat::Iso3 => {
+            let Ok(b) = <[u8; 8]>::try_from(block) else {
+                return false;
+            };
+            let b = zeroize::Zeroizing::new(b);
+            pinblock::decode_format0(&b, pan).is_ok() || pinblock::decode_format3(&b, pan).is_ok()
+        }
+        BlockFormat::Iso4 => {
+            let Ok(b) = <[u8; 16]>::try_from(block) else {
+                return false;
+            };
+            pinblock::decode_format4_pin_field(&zeroize::Zeroizing::new(b)).is_ok()
+        }
+    }
+}
+
+fn decrypt_block(block: &[u8], format: BlockFormat, key: &[u8], pan: &Pan) -> Result<Pin, pinblock::PinBlockError> {
+    let bad = pinblock::PinBlockError::Format { expected: 0 };
+    match format {
+        BlockFormat::Iso0 | BlockFormat::Iso3 => {
+            let b: [u8; 8] = block.try_into().map_err(|_| bad)?;
+            let f = if format == BlockFormat::Iso0 {
+                TdesFormat::Format0
+            } else {
+                TdesFormat::Format3
+            };
+            pinblock::decrypt_tdes(key, f, &b, pan)
+        }
+        BlockFormat::Iso4 => {
+            let b: [u8; 16] = block.try_into().map_err(|_| bad)?;
+            Format4Key::new(key)?.decrypt(&b, &Format4PanField::new(pan))
+        }
+    }
+}
