@@ -5,12 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c "import psec" 2>/dev/null; then
-    echo "== installing psec (reference implementation for the PIN-block cross-check)"
-    python3 -m pip install --quiet --disable-pip-version-check psec || {
-        echo "warning: could not install psec; the cross-check will skip (or fail under CI)" >&2
-    }
-fi
+# psec: the reference implementation the PIN-block cross-check compares with;
+# cryptography: what scripts/pin-tool.py (run by the README walkthrough) uses.
+for module in psec cryptography; do
+    if ! python3 -c "import $module" 2>/dev/null; then
+        echo "== installing $module"
+        python3 -m pip install --quiet --disable-pip-version-check "$module" || {
+            echo "warning: could not install $module; its tests will skip (or fail under CI)" >&2
+        }
+    fi
+done
 
 if [ -x scripts/ensure-postgres.sh ]; then
     if ! scripts/ensure-postgres.sh; then
