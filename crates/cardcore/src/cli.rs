@@ -85,6 +85,12 @@ pub struct ServeArgs {
     /// Currency of new cards' limits (ISO 4217).
     #[arg(long, env = "CARDCORE_CURRENCY", default_value = "EUR")]
     pub currency: String,
+    /// Requests per second allowed per API key, per node (0 turns the limit off).
+    #[arg(long, env = "CARDCORE_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
+    pub rate_limit_per_second: u32,
+    /// Burst allowed per API key above the steady rate.
+    #[arg(long, env = "CARDCORE_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
     /// Create a tenant named "demo" at first start and print its API key.
     #[arg(long, env = "CARDCORE_DEMO_TENANT")]
     pub demo_tenant: bool,

@@ -268,7 +268,13 @@ impl Server {
         }
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         spawn_key_refresh(service.clone(), rx.clone());
-        let app = cardcore_http::app(service.clone());
+        let app = cardcore_http::app(
+            service.clone(),
+            cardcore_http::HttpOptions {
+                metrics: prometheus(),
+                rate_limits: cardcore_http::ratelimit::RateLimits::new(args.rate_limit_per_second, args.rate_limit_burst),
+            },
+        );
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
@@ -297,6 +303,30 @@ impl Server {
         tracing::info!("shutting down: finishing requests in flight");
         self.stop().await
     }
+}
+
+/// The process-wide Prometheus recorder (the `metrics` facade has one global
+/// recorder; every server in the process shares it).
+fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("cardcore_http_request_duration_seconds".into()),
+                    cardcore_http::metrics::LATENCY_BUCKETS,
+                )
+                .ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "metrics are off: could not install the Prometheus recorder");
+                    None
+                }
+            }
+        })
+        .clone()
 }
 
 fn spawn_key_refresh(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {

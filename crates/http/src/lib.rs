@@ -8,9 +8,11 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod middleware;
 pub mod native;
 pub mod problem;
+pub mod ratelimit;
 
 use std::sync::Arc;
 
@@ -27,18 +29,41 @@ use crate::problem::Problem;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
+    /// The Prometheus recorder's handle, when metrics are on.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// HTTP settings.
+#[derive(Clone)]
+pub struct HttpOptions {
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub rate_limits: Arc<ratelimit::RateLimits>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            metrics: None,
+            rate_limits: ratelimit::RateLimits::off(),
+        }
+    }
 }
 
 /// The whole HTTP application.
-pub fn app(service: Arc<Service>) -> Router {
-    let state = AppState { service };
+pub fn app(service: Arc<Service>, options: HttpOptions) -> Router {
+    let state = AppState {
+        service,
+        metrics: options.metrics,
+    };
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
         .merge(native::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(options.rate_limits, ratelimit::limit))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

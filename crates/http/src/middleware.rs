@@ -31,18 +31,16 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
+    // The route pattern (`/v1/cards/{id}/lock`), never the concrete path:
+    // bounded label values for metrics, and no ids in the route field.
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| req.uri().path().to_owned());
+        .unwrap_or_else(|| "unmatched".to_owned());
     let span = tracing::info_span!("request", request_id = %id, %method, %route);
     let started = std::time::Instant::now();
-    let mut res = {
-        let _enter = span.enter();
-        drop(_enter);
-        tracing::Instrument::instrument(next.run(req), span.clone()).await
-    };
+    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     if let Some(problem) = res.extensions_mut().remove::<Problem>() {
         let mut p = problem;
         p.request_id = Some(id.clone());
@@ -59,12 +57,10 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }
+    let elapsed = started.elapsed().as_secs_f64();
+    crate::metrics::record_request(method.as_str(), &route, res.status().as_u16(), elapsed);
     span.in_scope(|| {
-        tracing::info!(
-            status = res.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request done"
-        );
+        tracing::info!(status = res.status().as_u16(), latency_ms = elapsed * 1000.0, "request done");
     });
     res
 }

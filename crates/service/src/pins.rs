@@ -408,6 +408,10 @@ impl Service {
             rec.card.pin_status = PinStatus::Blocked;
         }
         self.save_card(tx, rec).await?;
+        metrics::counter!("cardcore_pin_verification_failures_total", "channel" => channel_label(ctx)).increment(1);
+        if remaining == 0 {
+            metrics::counter!("cardcore_pin_blocks_total").increment(1);
+        }
         let after = serde_json::json!({ "pin_status": rec.card.pin_status, "pin_failures": rec.secrets.pin_failures });
         if remaining == 0 {
             tx.insert_audit(&self.audit(ctx, Some(id), "card.pin_blocked", None, Some(before), Some(after)))
@@ -569,6 +573,11 @@ impl Service {
             }
         });
         tx.save_otp_state(id, purpose, &state).await?;
+        match &outcome {
+            Err(RuleViolation::OtpLocked { .. }) => metrics::counter!("cardcore_otp_locks_total").increment(1),
+            Err(RuleViolation::OtpInvalid { .. }) => metrics::counter!("cardcore_otp_failures_total").increment(1),
+            _ => {}
+        }
         Ok(outcome)
     }
 }
@@ -589,6 +598,17 @@ fn otp_verifier(
             code.expose_bytes(),
         ],
     )
+}
+
+fn channel_label(ctx: &Ctx) -> &'static str {
+    match ctx.channel {
+        cardcore_domain::Channel::Native => "native",
+        cardcore_domain::Channel::P100 => "p100",
+        cardcore_domain::Channel::Qitech => "qitech",
+        cardcore_domain::Channel::M2p => "m2p",
+        cardcore_domain::Channel::Cli => "cli",
+        cardcore_domain::Channel::System => "system",
+    }
 }
 
 fn require_pin_settable(card: &Card) -> Result<(), RuleViolation> {

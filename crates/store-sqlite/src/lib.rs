@@ -128,6 +128,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn pool_status(&self) -> Option<cardcore_store::PoolStatus> {
+        let (size, idle) = [&self.writer, &self.reader]
+            .iter()
+            .fold((0u32, 0u32), |(s, i), p| (s + p.size(), i + p.num_idle() as u32));
+        Some(cardcore_store::PoolStatus {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.writer.options().get_max_connections() + self.reader.options().get_max_connections(),
+        })
+    }
+
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         Ok(Box::new(SqliteTx { tx }))

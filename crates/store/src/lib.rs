@@ -31,6 +31,14 @@ pub enum StoreError {
     Internal(String),
 }
 
+/// How many database connections are in use and idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -45,6 +53,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Connection pool use, for metrics (None when the backend has no pool).
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
 
     /// Starts a write transaction.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;

@@ -25,6 +25,10 @@ pub struct TestApp {
 pub fn serve_args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
     let db = format!("sqlite://{}", dir.join("cardcore.db").display());
     let mut argv = vec!["cardcore", "serve", "--listen", "127.0.0.1:0", "--database", &db];
+    if !extra.contains(&"--rate-limit-per-second") {
+        // Tests fire requests as fast as they can; the limiter has its own tests.
+        argv.extend_from_slice(&["--rate-limit-per-second", "0"]);
+    }
     argv.extend_from_slice(extra);
     match Cli::parse_from(argv).command {
         Command::Serve(args) => args,

@@ -13,6 +13,7 @@ mod events;
 mod isolation;
 mod lifecycle;
 mod logs;
+mod observability;
 mod otp;
 mod pins;
 mod readme;

@@ -1,0 +1,80 @@
+//! Metrics, rate limits and graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn prometheus_metrics_by_route_pattern_and_status() {
+    let app = spawn_app().await;
+    let id = app.active_card("virtual").await["id"].as_str().unwrap().to_owned();
+    app.set_pin(&id, "4821").await;
+    app.verify(&id, "4822").await.ok();
+    app.get(&format!("/v1/cards/{}", uuid::Uuid::new_v4())).await.expect(404, "card_not_found");
+    let res = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    assert!(text.contains(r#"cardcore_http_requests_total{method="GET",route="/v1/cards/{id}",status="404"}"#), "{text}");
+    assert!(text.contains(r#"cardcore_http_request_duration_seconds_bucket{method="POST",route="/v1/cards/{id}/pin/verify""#));
+    assert!(text.contains("cardcore_pin_verification_failures_total"));
+    assert!(text.contains(r#"cardcore_db_pool_connections{state="idle"}"#));
+    assert!(!text.contains(&id), "no ids in label values");
+}
+
+#[tokio::test]
+async fn per_key_rate_limit_answers_429_with_headers() {
+    let app = spawn_app_with(&["--rate-limit-per-second", "1", "--rate-limit-burst", "3"]).await;
+    let other = app.new_tenant("tenant-b").await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..6 {
+        let r = app.get("/v1/cards").await;
+        statuses.push(r.status.as_u16());
+        last = Some(r);
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let r = last.unwrap();
+    assert_eq!(r.headers["ratelimit-limit"], "3");
+    assert_eq!(r.headers["ratelimit-remaining"], "0");
+    assert!(r.headers.contains_key("ratelimit-reset"));
+    assert!(r.headers.contains_key("retry-after"));
+    r.expect(429, "rate_limited");
+    // Another key has its own budget; health checks are not limited.
+    assert_eq!(app.call_as(&other, Method::GET, "/v1/cards", None).await.status, 200);
+    let ok = app.call_as(&other, Method::GET, "/v1/cards", None).await;
+    assert_eq!(ok.headers["ratelimit-remaining"], "1");
+    for _ in 0..5 {
+        assert_eq!(app.raw(Method::GET, "/healthz", None, None, None).await.status, 200);
+    }
+    let _ = json!({});
+}
+
+#[test]
+fn sigterm_finishes_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cardcore"))
+        .current_dir(dir.path())
+        .env_remove("CARDCORE_DATABASE_URL")
+        .env_remove("CARDCORE_MASTER_KEY")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    let addr = first.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async { reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status() });
+    assert_eq!(status, 200);
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+}

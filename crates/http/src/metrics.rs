@@ -1,0 +1,40 @@
+//! Prometheus metrics: `GET /metrics`. Recording goes through the `metrics`
+//! facade (the service records its own counters); the binary installs the
+//! Prometheus recorder and hands its handle here.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Request latency buckets, in seconds.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Records one finished request.
+pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("cardcore_http_requests_total", &labels).increment(1);
+    metrics::histogram!("cardcore_http_request_duration_seconds", &labels[..2]).record(seconds);
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn render(State(s): State<AppState>) -> Response {
+    let Some(handle) = &s.metrics else {
+        return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();
+    };
+    if let Some(pool) = s.service.store().pool_status() {
+        metrics::gauge!("cardcore_db_pool_connections", "state" => "in_use").set(f64::from(pool.in_use));
+        metrics::gauge!("cardcore_db_pool_connections", "state" => "idle").set(f64::from(pool.idle));
+        metrics::gauge!("cardcore_db_pool_max_connections").set(f64::from(pool.max));
+    }
+    let mut res = handle.render().into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    res
+}
