@@ -7,6 +7,8 @@
 //! Architecture Invariant: no business rule lives here. A backend stores and
 //! loads; it never decides whether a move is allowed.
 
+#[cfg(feature = "contract")]
+pub mod contract;
 mod records;
 
 pub use records::*;

@@ -1,0 +1,1000 @@
+//! PostgreSQL backend, for several stateless cardcore nodes sharing one
+//! database.
+//!
+//! Concurrency: transactions run at READ COMMITTED and [`Tx::lock_card`] is
+//! `SELECT ... FOR UPDATE`, so two nodes changing one card queue on the row
+//! lock and the second reads what the first committed. Inserts whose
+//! duplicate is an expected answer use `ON CONFLICT DO NOTHING`: in
+//! PostgreSQL any error aborts the whole transaction, so a unique violation
+//! must never be raised inside one.
+//!
+//! Availability: the pool tests each connection before handing it out and
+//! replaces dead ones, so it recovers by itself when PostgreSQL restarts.
+//! While the server is down or unreachable every call fails with
+//! [`StoreError::Unavailable`] after the acquire timeout; a statement that
+//! runs too long is cancelled by the server (`statement_timeout`), and a
+//! client-side deadline covers a server that stopped answering altogether.
+//!
+//! Durability: every session runs with `synchronous_commit = on`, whatever
+//! the server's default, so a commit returns only once its WAL is flushed
+//! (and, with synchronous standbys configured, flushed on them too): an
+//! acknowledged write survives a crash or a failover. A server running with
+//! `fsync` or `full_page_writes` off cannot promise that; `connect` logs a
+//! warning.
+//!
+//! Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
+
+mod rows;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_store::{
+    ApiKeyRecord, AuditPage, CardFilter, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
+    StoredKey, Tx, ZoneKeyRecord,
+};
+use rows::CARD_COLUMNS;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{PgPool, Postgres, Transaction};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Pool and session settings.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Most connections this node opens.
+    pub max_connections: u32,
+    /// How long a call waits for a connection before the database counts as
+    /// unavailable; also bounds connecting while the server is down.
+    pub acquire_timeout: Duration,
+    /// Server-side limit on one statement, waiting for a row lock included
+    /// (zero: none). A statement cancelled by it fails as unavailable.
+    pub statement_timeout: Duration,
+    /// Schema to create if missing and use for everything (tests isolate
+    /// themselves this way); `None` keeps the server's `search_path`.
+    pub schema: Option<String>,
+    /// Shown in `pg_stat_activity`, to tell nodes apart.
+    pub application_name: String,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            schema: None,
+            application_name: "cardcore".into(),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Client-side bound on one call (see [`PostgresStore::connect`]).
+    deadline: Option<Duration>,
+}
+
+/// SQLSTATEs that mean "the database is not there right now" rather than
+/// "this request is wrong".
+fn unavailable_sqlstate(code: &str) -> bool {
+    // Class 08: connection exception. Class 53: insufficient resources (disk
+    // full, out of memory, too many connections), as SQLite's FULL is.
+    // 57P01-57P03: admin shutdown, crash shutdown, cannot connect now.
+    // 57014: query cancelled, which is what statement_timeout raises.
+    // 25006: read-only transaction, i.e. we reached a standby mid-failover.
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
+}
+
+/// Maps a driver error. sqlx never prints bound values and PostgreSQL's
+/// `detail` (which can echo a key's value) is not part of its message, so
+/// the text is safe for logs.
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+/// Runs one call under the client-side deadline.
+async fn bounded<T>(deadline: Option<Duration>, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+    match deadline {
+        Some(limit) => tokio::time::timeout(limit, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer within {limit:?}")))),
+        None => call.await,
+    }
+}
+
+/// Schema names are interpolated into SQL, so only plain lower-case
+/// identifiers are accepted.
+fn valid_schema(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl PostgresStore {
+    /// Opens a pool to the database at `url` (`postgres://...`); fails as
+    /// unavailable when the server does not answer within the acquire timeout.
+    pub async fn connect(url: &str, options: &PostgresOptions) -> StoreResult<Self> {
+        if let Some(schema) = &options.schema {
+            if !valid_schema(schema) {
+                return Err(StoreError::Internal(
+                    "schema must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)".into(),
+                ));
+            }
+        }
+        // The URL may carry a password: never echo it.
+        let mut connect: PgConnectOptions = url
+            .parse()
+            .map_err(|_| StoreError::Internal("invalid PostgreSQL URL".into()))?;
+        connect = connect.application_name(&options.application_name);
+        // Startup parameters rather than SET after connecting: every
+        // connection the pool ever opens, including after a server restart,
+        // has them from its first statement, at no extra round trip.
+        let statement_ms = options.statement_timeout.as_millis();
+        connect = connect.options([
+            ("statement_timeout", statement_ms.to_string()),
+            // `off` or `local` (per server, role or database) would let a
+            // commit return before its WAL is safe.
+            ("synchronous_commit", "on".to_owned()),
+            // A transaction left open (a stuck client task) would hold its
+            // card's row lock and hold back outbox readers; end it.
+            ("idle_in_transaction_session_timeout", "60000".to_owned()),
+        ]);
+        if let Some(schema) = &options.schema {
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            // A connection that died with a server restart is found and
+            // replaced here instead of failing the caller's request.
+            .test_before_acquire(true)
+            .connect_with(connect)
+            .await
+            .map_err(map_err)?;
+        // A server that stops answering (a partition, not a refusal) leaves a
+        // query waiting for TCP to give up, which takes minutes. The longest
+        // legitimate call waits for a connection and runs a few statements,
+        // each cut by statement_timeout; past that the outcome is unknown
+        // and the call fails as unavailable, as the trait promises.
+        let deadline = (!options.statement_timeout.is_zero())
+            .then(|| options.acquire_timeout + options.statement_timeout * 2 + Duration::from_secs(1));
+        let store = Self { pool, deadline };
+        store
+            .run(async {
+                if let Some(schema) = &options.schema {
+                    store.create_schema(schema).await?;
+                }
+                store.warn_if_not_crash_safe().await;
+                Ok(())
+            })
+            .await?;
+        Ok(store)
+    }
+
+    async fn create_schema(&self, schema: &str) -> StoreResult<()> {
+        let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&self.pool)
+            .await;
+        match created {
+            // Two nodes creating it at once: the loser sees a unique
+            // violation on the catalogue even with IF NOT EXISTS.
+            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => Ok(()),
+            other => other.map(drop).map_err(map_err),
+        }
+    }
+
+    /// Logs a warning when the server is configured to lose commits on a
+    /// crash; cardcore cannot change that, the operator can.
+    async fn warn_if_not_crash_safe(&self) {
+        for setting in ["fsync", "full_page_writes"] {
+            let value: Result<String, _> = sqlx::query_scalar("SELECT current_setting($1)")
+                .bind(setting)
+                .fetch_one(&self.pool)
+                .await;
+            if let Ok(value) = value {
+                if value != "on" {
+                    tracing::warn!(
+                        setting,
+                        value,
+                        "PostgreSQL is not crash-safe: acknowledged writes can be lost"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Closes every connection, waiting for those in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn run<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        bounded(self.deadline, call).await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        // Not under the call deadline nor the statement timeout: a migration
+        // may legitimately rewrite a large table. The connection is closed
+        // afterwards rather than returned with the timeout lifted.
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        conn.close_on_drop();
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        MIGRATOR.run_direct(&mut *conn).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
+                match map_err(e) {
+                    StoreError::Internal(m) => StoreError::Internal(format!("migration failed: {m}")),
+                    other => other,
+                }
+            }
+            e => StoreError::Internal(format!("migration failed: {e}")),
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn pool_status(&self) -> Option<cardcore_store::PoolStatus> {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX);
+        Some(cardcore_store::PoolStatus {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        })
+    }
+
+    async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
+        self.run(async {
+            let tx = self.pool.begin().await.map_err(map_err)?;
+            Ok(Box::new(PostgresTx {
+                tx,
+                deadline: self.deadline,
+            }) as Box<dyn Tx>)
+        })
+        .await
+    }
+
+    async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
+        self.run(async {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn put_meta_if_absent(&self, key: &str, value: &str) -> StoreResult<bool> {
+        self.run(async {
+            let r = sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn service_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        self.run(async {
+            let rows =
+                sqlx::query("SELECT purpose, version, wrapped, created_at FROM service_keys ORDER BY purpose, version")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredKey {
+                        purpose: rows::get(r, "purpose")?,
+                        version: rows::get(r, "version")?,
+                        wrapped: rows::get(r, "wrapped")?,
+                        created_at: rows::get(r, "created_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_service_key(&self, key: &StoredKey) -> StoreResult<bool> {
+        self.run(async {
+            let r = sqlx::query(
+                "INSERT INTO service_keys (purpose, version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.purpose)
+            .bind(key.version)
+            .bind(&key.wrapped)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn zone_keys(&self, tenant: TenantId) -> StoreResult<Vec<ZoneKeyRecord>> {
+        self.run(async {
+            let rows = sqlx::query(
+                "SELECT id, algorithm, wrapped, kcv, created_at FROM zone_keys WHERE tenant_id = $1 \
+                 ORDER BY created_at, id",
+            )
+            .bind(tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(ZoneKeyRecord {
+                        id: rows::get::<uuid::Uuid>(r, "id")?.into(),
+                        tenant_id: tenant,
+                        algorithm: rows::get(r, "algorithm")?,
+                        wrapped: rows::get(r, "wrapped")?,
+                        kcv: rows::get(r, "kcv")?,
+                        created_at: rows::get(r, "created_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_zone_key(&self, key: &ZoneKeyRecord) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query(
+                "INSERT INTO zone_keys (id, tenant_id, algorithm, wrapped, kcv, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(key.id.0)
+            .bind(key.tenant_id.0)
+            .bind(&key.algorithm)
+            .bind(&key.wrapped)
+            .bind(&key.kcv)
+            .bind(key.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_tenant(&self, tenant: &Tenant, key: &ApiKeyRecord) -> StoreResult<bool> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            // A concurrent creator of the same name makes this wait for its
+            // commit, then do nothing: no error, so nothing to retry.
+            let r = sqlx::query(
+                "INSERT INTO tenants (id, name, default_program_id, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(tenant.id.0)
+            .bind(&tenant.name)
+            .bind(tenant.default_program_id.0)
+            .bind(tenant.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            if r.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_api_key(&mut tx, key).await?;
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            insert_api_key(&mut tx, key).await?;
+            tx.commit().await.map_err(map_err)
+        })
+        .await
+    }
+
+    async fn tenant_count(&self) -> StoreResult<u64> {
+        self.run(async {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+            u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()))
+        })
+        .await
+    }
+
+    async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
+        self.run(async {
+            let row = sqlx::query("SELECT id, name, default_program_id, created_at FROM tenants WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(rows::tenant).transpose()
+        })
+        .await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        self.run(async {
+            let row = sqlx::query("SELECT id, name, default_program_id, created_at FROM tenants WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(rows::tenant).transpose()
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
+        self.run(async {
+            let row = sqlx::query(
+                "SELECT k.id AS key_id, k.tenant_id AS key_tenant_id, k.key_hash, k.prefix, k.can_reveal, \
+                        k.created_at AS key_created_at, t.id, t.name, t.default_program_id, t.created_at \
+                 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+            )
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            match row {
+                Some(r) => Ok(Some((rows::api_key(&r)?, rows::tenant(&r)?))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn cardholder(&self, tenant: TenantId, id: CardholderId) -> StoreResult<Option<Cardholder>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "SELECT {CARDHOLDER_COLUMNS} FROM cardholders WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::cardholder).transpose()
+        })
+        .await
+    }
+
+    async fn cardholder_by_external_id(
+        &self,
+        tenant: TenantId,
+        external_id: &ExternalId,
+    ) -> StoreResult<Option<Cardholder>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "SELECT {CARDHOLDER_COLUMNS} FROM cardholders WHERE tenant_id = $1 AND external_id = $2"
+            ))
+            .bind(tenant.0)
+            .bind(external_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::cardholder).transpose()
+        })
+        .await
+    }
+
+    async fn card(&self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::card).transpose()
+        })
+        .await
+    }
+
+    async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND kit_number = $2"
+            ))
+            .bind(tenant.0)
+            .bind(kit.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::card).transpose()
+        })
+        .await
+    }
+
+    async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
+        self.run(async {
+            // Conditions are added only when filtered on, rather than
+            // `$n IS NULL OR ...`, so that PostgreSQL's cached generic plan
+            // can still use the index for each shape.
+            let mut sql = format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1");
+            let mut n = 1;
+            if filter.cardholder_id.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND cardholder_id = ${n}"));
+            }
+            if filter.status.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND status = ${n}"));
+            }
+            if filter.after.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND id > ${n}"));
+            }
+            sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
+            let mut q = sqlx::query(&sql).bind(tenant.0);
+            if let Some(c) = filter.cardholder_id {
+                q = q.bind(c.0);
+            }
+            if let Some(st) = filter.status {
+                q = q.bind(st.as_str());
+            }
+            if let Some(a) = filter.after {
+                q = q.bind(a.0);
+            }
+            let rows = q
+                .bind(i64::from(filter.limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            rows.iter().map(|r| rows::card(r).map(|c| c.card)).collect()
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, tenant: TenantId, card: CardId, page: &AuditPage) -> StoreResult<Vec<AuditEntry>> {
+        self.run(async {
+            let before_seq: i64 = match page.before {
+                Some(id) => {
+                    sqlx::query_scalar("SELECT seq FROM audit_log WHERE tenant_id = $1 AND card_id = $2 AND id = $3")
+                        .bind(tenant.0)
+                        .bind(card.0)
+                        .bind(id.0)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(map_err)?
+                        .ok_or(StoreError::NotFound("cursor"))?
+                }
+                None => i64::MAX,
+            };
+            let rows = sqlx::query(
+                "SELECT id, tenant_id, card_id, type, actor, request_id, reason, before, after, created_at \
+                 FROM audit_log WHERE tenant_id = $1 AND card_id = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4",
+            )
+            .bind(tenant.0)
+            .bind(card.0)
+            .bind(before_seq)
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map(rows::audit).collect()
+        })
+        .await
+    }
+
+    /// Never skips an event, however writers interleave.
+    ///
+    /// A `bigserial` is drawn at insert but seen at commit, so ordering by
+    /// `seq` alone lets a reader page past seq 11 while seq 10's transaction
+    /// is still open, and never see 10. Two rules close that gap:
+    ///
+    /// 1. Only events whose writing transaction (`tx_id`, from
+    ///    `pg_current_xact_id()`) is below `pg_snapshot_xmin` of the reading
+    ///    statement's snapshot are listed. Every transaction below that xmin
+    ///    has finished, so this set is final: nothing can ever join it.
+    /// 2. Pages are ordered by `(tx_id, seq)`, not by `seq`. Transaction ids
+    ///    are drawn at a transaction's first write, not at its insert into
+    ///    `events`, so an old transaction can insert its event after a young
+    ///    one did; in `seq` order the young one's event could be listed (once
+    ///    the old one ends) ahead of a lower-seq event that then turns up
+    ///    behind the cursor. In `(tx_id, seq)` order everything that can still
+    ///    appear sorts after everything already listed.
+    ///
+    /// The price is latency, never loss: a committed event is listed once
+    /// every transaction that started writing before it has ended, anywhere
+    /// in the cluster (xids are cluster-wide). A webhook dispatcher reading
+    /// the outbox must read it the same way.
+    async fn events(&self, tenant: TenantId, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        self.run(async {
+            // xid8 has no Rust type in sqlx: the cursor travels as text.
+            let after: Option<(String, i64)> = match query.after {
+                Some(id) => {
+                    let row =
+                        sqlx::query("SELECT tx_id::text AS tx_id, seq FROM events WHERE tenant_id = $1 AND id = $2")
+                            .bind(tenant.0)
+                            .bind(id.0)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(map_err)?
+                            .ok_or(StoreError::NotFound("cursor"))?;
+                    Some((rows::get(&row, "tx_id")?, rows::get(&row, "seq")?))
+                }
+                None => None,
+            };
+            let mut sql = String::from(
+                "SELECT id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at FROM events \
+                 WHERE tenant_id = $1 AND tx_id < pg_snapshot_xmin(pg_current_snapshot())",
+            );
+            let mut n = 1;
+            if after.is_some() {
+                sql.push_str(&format!(" AND (tx_id, seq) > (${}::xid8, ${})", n + 1, n + 2));
+                n += 2;
+            }
+            if query.event_type.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND type = ${n}"));
+            }
+            if query.card_id.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND card_id = ${n}"));
+            }
+            sql.push_str(&format!(" ORDER BY tx_id, seq LIMIT ${}", n + 1));
+            let mut q = sqlx::query(&sql).bind(tenant.0);
+            if let Some((tx_id, seq)) = after {
+                q = q.bind(tx_id).bind(seq);
+            }
+            if let Some(t) = query.event_type {
+                q = q.bind(t.as_str());
+            }
+            if let Some(c) = query.card_id {
+                q = q.bind(c.0);
+            }
+            let rows = q
+                .bind(i64::from(query.limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            rows.iter().map(rows::event).collect()
+        })
+        .await
+    }
+}
+
+const CARDHOLDER_COLUMNS: &str = "id, tenant_id, external_id, name, phone_country_code, phone_number, email, \
+    date_of_birth, default_account_id, created_at";
+
+async fn insert_api_key(tx: &mut Transaction<'static, Postgres>, key: &ApiKeyRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, can_reveal, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key.id.0)
+    .bind(key.tenant_id.0)
+    .bind(&key.key_hash)
+    .bind(&key.prefix)
+    .bind(key.can_reveal)
+    .bind(key.created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Json<&T> {
+    Json(value)
+}
+
+/// A write transaction on one pooled connection. Dropped without commit, sqlx
+/// queues a ROLLBACK that the pool sends when it takes the connection back,
+/// releasing the row locks.
+struct PostgresTx {
+    tx: Transaction<'static, Postgres>,
+    deadline: Option<Duration>,
+}
+
+#[async_trait]
+impl Tx for PostgresTx {
+    async fn lock_card(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
+        bounded(self.deadline, async {
+            // FOR UPDATE waits for a concurrent holder to commit, then returns
+            // the row as that holder left it (READ COMMITTED re-reads it).
+            let row = sqlx::query(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+            ))
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::card).transpose()
+        })
+        .await
+    }
+
+    async fn insert_card(&mut self, rec: &CardRecord) -> StoreResult<bool> {
+        bounded(self.deadline, async {
+            let c = &rec.card;
+            let s = &rec.secrets;
+            // ON CONFLICT DO NOTHING without a target covers both the PAN hash
+            // and the kit number, and leaves the transaction usable.
+            let r = sqlx::query(&format!(
+                "INSERT INTO cards ({CARD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(c.id.0)
+            .bind(c.tenant_id.0)
+            .bind(c.cardholder_id.0)
+            .bind(c.account_id.0)
+            .bind(c.program_id.0)
+            .bind(c.card_type.as_str())
+            .bind(c.status.as_str())
+            .bind(c.status_reason.as_ref().map(|r| r.code.as_str()))
+            .bind(c.status_reason.as_ref().and_then(|r| r.message.as_deref()))
+            .bind(c.pin_status.as_str())
+            .bind(c.brand.as_str())
+            .bind(&c.last_four)
+            .bind(i32::from(c.expiry.month()))
+            .bind(i32::from(c.expiry.year()))
+            .bind(&c.card_name)
+            .bind(&c.printed_name)
+            .bind(c.kit_number.as_str())
+            .bind(c.replacement_for.map(|r| r.0))
+            .bind(json(&c.limits))
+            .bind(&s.pan_hash)
+            .bind(&s.pan_sealed)
+            .bind(&s.cvv_sealed)
+            .bind(s.data_key_version)
+            .bind(s.activation_code.as_ref().map(|v| v.value.as_slice()))
+            .bind(s.activation_code.as_ref().map(|v| v.key_version))
+            .bind(s.pin.as_ref().map(|v| v.value.as_slice()))
+            .bind(s.pin.as_ref().map(|v| v.key_version))
+            .bind(i64::from(s.pin_failures))
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn update_card(&mut self, rec: &CardRecord) -> StoreResult<()> {
+        bounded(self.deadline, async {
+            let c = &rec.card;
+            let s = &rec.secrets;
+            sqlx::query(
+                "UPDATE cards SET status = $1, reason_code = $2, reason_message = $3, pin_status = $4, \
+                 card_name = $5, printed_name = $6, limits = $7, pan_sealed = $8, cvv_sealed = $9, \
+                 data_key_version = $10, activation_verifier = $11, activation_key_version = $12, \
+                 pin_verifier = $13, pin_key_version = $14, pin_failures = $15, updated_at = $16 \
+                 WHERE tenant_id = $17 AND id = $18",
+            )
+            .bind(c.status.as_str())
+            .bind(c.status_reason.as_ref().map(|r| r.code.as_str()))
+            .bind(c.status_reason.as_ref().and_then(|r| r.message.as_deref()))
+            .bind(c.pin_status.as_str())
+            .bind(&c.card_name)
+            .bind(&c.printed_name)
+            .bind(json(&c.limits))
+            .bind(&s.pan_sealed)
+            .bind(&s.cvv_sealed)
+            .bind(s.data_key_version)
+            .bind(s.activation_code.as_ref().map(|v| v.value.as_slice()))
+            .bind(s.activation_code.as_ref().map(|v| v.key_version))
+            .bind(s.pin.as_ref().map(|v| v.value.as_slice()))
+            .bind(s.pin.as_ref().map(|v| v.key_version))
+            .bind(i64::from(s.pin_failures))
+            .bind(c.updated_at)
+            .bind(c.tenant_id.0)
+            .bind(c.id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replacement_of(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardId>> {
+        bounded(self.deadline, async {
+            let r: Option<uuid::Uuid> = sqlx::query_scalar(
+                "SELECT id FROM cards WHERE tenant_id = $1 AND replacement_for = $2 ORDER BY id LIMIT 1",
+            )
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(r.map(CardId::from))
+        })
+        .await
+    }
+
+    async fn insert_cardholder(&mut self, c: &Cardholder) -> StoreResult<bool> {
+        bounded(self.deadline, async {
+            let r = sqlx::query(&format!(
+                "INSERT INTO cardholders ({CARDHOLDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(c.id.0)
+            .bind(c.tenant_id.0)
+            .bind(c.external_id.as_str())
+            .bind(&c.name)
+            .bind(&c.phone.country_code)
+            .bind(&c.phone.number)
+            .bind(&c.email)
+            .bind(c.date_of_birth)
+            .bind(c.default_account_id.0)
+            .bind(c.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState> {
+        bounded(self.deadline, async {
+            let row =
+                sqlx::query("SELECT failures, locked_until, codes FROM otp_states WHERE card_id = $1 AND purpose = $2")
+                    .bind(card.0)
+                    .bind(purpose.as_str())
+                    .fetch_optional(&mut *self.tx)
+                    .await
+                    .map_err(map_err)?;
+            let Some(row) = row else {
+                return Ok(OtpState::default());
+            };
+            Ok(OtpState {
+                failures: rows::count(&row, "failures")?,
+                locked_until: rows::get(&row, "locked_until")?,
+                codes: rows::json(&row, "codes")?,
+            })
+        })
+        .await
+    }
+
+    async fn save_otp_state(&mut self, card: CardId, purpose: OtpPurpose, state: &OtpState) -> StoreResult<()> {
+        bounded(self.deadline, async {
+            sqlx::query(
+                "INSERT INTO otp_states (card_id, purpose, failures, locked_until, codes) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (card_id, purpose) DO UPDATE SET failures = excluded.failures, \
+                 locked_until = excluded.locked_until, codes = excluded.codes",
+            )
+            .bind(card.0)
+            .bind(purpose.as_str())
+            .bind(i64::from(state.failures))
+            .bind(state.locked_until)
+            .bind(json(&state.codes))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_audit(&mut self, e: &AuditEntry) -> StoreResult<()> {
+        bounded(self.deadline, async {
+            sqlx::query(
+                "INSERT INTO audit_log (id, tenant_id, card_id, type, actor, request_id, reason, before, after, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(e.id.0)
+            .bind(e.tenant_id.0)
+            .bind(e.card_id.map(|c| c.0))
+            .bind(&e.entry_type)
+            .bind(json(&e.actor))
+            .bind(&e.request_id)
+            .bind(e.reason.as_ref().map(json))
+            .bind(e.before.as_ref().map(json))
+            .bind(e.after.as_ref().map(json))
+            .bind(e.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_event(&mut self, e: &StoredEvent) -> StoreResult<()> {
+        bounded(self.deadline, async {
+            let ev = &e.event;
+            // tx_id is left to its default, pg_current_xact_id().
+            sqlx::query(
+                "INSERT INTO events (id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(ev.id.0)
+            .bind(ev.tenant_id.0)
+            .bind(ev.card_id.map(|c| c.0))
+            .bind(ev.event_type.as_str())
+            .bind(e.sealed_data.is_none().then(|| json(&ev.data)))
+            .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.as_slice()))
+            .bind(e.sealed_data.as_ref().map(|s| s.key_version))
+            .bind(ev.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        // Past the deadline the commit may or may not have happened; the
+        // caller gets Unavailable, which says exactly that.
+        let deadline = self.deadline;
+        bounded(deadline, async move { self.tx.commit().await.map_err(map_err) }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_that_mean_unavailable() {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "57014", "53300", "53100", "25006",
+        ] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "40001", "42P01", "22P02", "28P01"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(valid_schema("cc_test_0190abcd"));
+        assert!(valid_schema("_x"));
+        assert!(!valid_schema(""));
+        assert!(!valid_schema("1abc"));
+        assert!(!valid_schema("Abc"));
+        assert!(!valid_schema("a\"; DROP TABLE x; --"));
+        assert!(!valid_schema(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,633 @@
+//! What only PostgreSQL has to show: several nodes on one database, commits
+//! out of order, and a server that goes away and comes back. The rest of
+//! the contract is in tests/contract.rs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cardcore_domain::{
+    AccountId, ApiKeyId, AuditEntry, AuditId, Brand, Card, CardId, CardStatus, CardType, Cardholder, CardholderId,
+    Event, EventType, Expiry, ExternalId, KitNumber, Limits, Phone, PinStatus, ProgramId, Tenant, TenantId,
+};
+use cardcore_store::{
+    ApiKeyRecord, CardRecord, CardSecrets, EventQuery, Store, StoreError, StoreResult, StoredEvent, StoredKey,
+};
+use cardcore_store_postgres::{PostgresOptions, PostgresStore};
+use common::TestSchema;
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+// --- fixtures ----------------------------------------------------------------
+
+fn now() -> cardcore_domain::Timestamp {
+    cardcore_domain::Timestamp::from_timestamp_micros(1_767_225_600_000_000).unwrap()
+}
+
+fn unique(len: usize) -> Vec<u8> {
+    let mut v = uuid::Uuid::new_v4().as_bytes().to_vec();
+    v.resize(len, 7);
+    v
+}
+
+async fn tenant_and_card(store: &dyn Store) -> (TenantId, CardId) {
+    let t = Tenant {
+        id: TenantId::new(),
+        name: "acme".into(),
+        default_program_id: ProgramId::new(),
+        created_at: now(),
+    };
+    let key = ApiKeyRecord {
+        id: ApiKeyId::new(),
+        tenant_id: t.id,
+        key_hash: unique(32),
+        prefix: "ck_test_".into(),
+        can_reveal: false,
+        created_at: now(),
+    };
+    assert!(store.create_tenant(&t, &key).await.unwrap());
+    let holder = Cardholder {
+        id: CardholderId::new(),
+        tenant_id: t.id,
+        external_id: ExternalId::parse("h-1").unwrap(),
+        name: "Ana".into(),
+        phone: Phone {
+            country_code: "351".into(),
+            number: "912345678".into(),
+        },
+        email: None,
+        date_of_birth: None,
+        default_account_id: AccountId::new(),
+        created_at: now(),
+    };
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
+    let card = CardRecord {
+        card: Card {
+            id: CardId::new(),
+            tenant_id: t.id,
+            cardholder_id: holder.id,
+            account_id: AccountId::new(),
+            program_id: ProgramId::new(),
+            card_type: CardType::Virtual,
+            status: CardStatus::Active,
+            status_reason: None,
+            pin_status: PinStatus::NotSet,
+            brand: Brand::Visa,
+            last_four: "4242".into(),
+            expiry: Expiry::new(1, 2030).unwrap(),
+            card_name: None,
+            printed_name: None,
+            kit_number: KitNumber::parse(&format!("{n:010}")).unwrap(),
+            replacement_for: None,
+            limits: Limits::unlimited("EUR"),
+            created_at: now(),
+            updated_at: now(),
+        },
+        secrets: CardSecrets {
+            pan_hash: unique(32),
+            pan_sealed: unique(40),
+            cvv_sealed: unique(30),
+            data_key_version: 1,
+            activation_code: None,
+            pin: None,
+            pin_failures: 0,
+        },
+    };
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_cardholder(&holder).await.unwrap());
+    assert!(tx.insert_card(&card).await.unwrap());
+    tx.commit().await.unwrap();
+    (t.id, card.card.id)
+}
+
+fn event(tenant: TenantId) -> StoredEvent {
+    StoredEvent {
+        event: Event::new(tenant, None, EventType::CardLimitsUpdated, now(), serde_json::json!({})),
+        sealed_data: None,
+    }
+}
+
+fn audit(tenant: TenantId) -> AuditEntry {
+    AuditEntry {
+        id: AuditId::new(),
+        tenant_id: tenant,
+        card_id: None,
+        entry_type: "test".into(),
+        actor: cardcore_domain::Actor::system(),
+        request_id: None,
+        reason: None,
+        before: None,
+        after: None,
+        created_at: now(),
+    }
+}
+
+async fn event_ids(store: &dyn Store, tenant: TenantId, after: Option<&StoredEvent>) -> Vec<cardcore_domain::EventId> {
+    let q = EventQuery {
+        after: after.map(|e| e.event.id),
+        limit: 100,
+        ..EventQuery::default()
+    };
+    store
+        .events(tenant, &q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.id)
+        .collect()
+}
+
+/// Lists until `n` events show (other tests' open transactions may hold the
+/// horizon back for a moment).
+async fn settled(
+    store: &dyn Store,
+    tenant: TenantId,
+    after: Option<&StoredEvent>,
+    n: usize,
+) -> Vec<cardcore_domain::EventId> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = event_ids(store, tenant, after).await;
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn is_unavailable<T: std::fmt::Debug>(r: &StoreResult<T>) -> bool {
+    matches!(r, Err(StoreError::Unavailable(_)))
+}
+
+/// Runs `body` on a fresh schema, then drops the schema even if it panicked.
+async fn with_schema<F, Fut>(test: &str, options: PostgresOptions, body: F)
+where
+    F: FnOnce(Arc<TestSchema>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let Some(schema) = common::fresh_schema(test, options).await else {
+        return;
+    };
+    let schema = Arc::new(schema);
+    let outcome = tokio::spawn(body(schema.clone())).await;
+    if let Ok(schema) = Arc::try_unwrap(schema) {
+        schema.drop_schema().await;
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+// --- event visibility --------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_after_a_later_one_is_not_skipped() {
+    with_schema(
+        "an_event_committed_after_a_later_one_is_not_skipped",
+        common::options(),
+        |s| async move {
+            let store = &s.store;
+            let (t, _) = tenant_and_card(store).await;
+
+            // A draws the lower seq but commits last.
+            let first = event(t);
+            let second = event(t);
+            let mut a = store.begin().await.unwrap();
+            a.insert_event(&first).await.unwrap();
+            let mut b = store.begin().await.unwrap();
+            b.insert_event(&second).await.unwrap();
+            b.commit().await.unwrap();
+            // A reader now must not be handed `second`: its cursor would pass
+            // `first`, which is yet to come.
+            assert!(event_ids(store, t, None).await.is_empty());
+            a.commit().await.unwrap();
+            assert_eq!(settled(store, t, None, 2).await, vec![first.event.id, second.event.id]);
+
+            // Old writes first, event last: `old` started writing before `young`
+            // but inserts its event after young's. Listed in transaction order,
+            // a cursor at `second` reaches both, and never sees young before old
+            // is settled.
+            let mut old = store.begin().await.unwrap();
+            old.insert_audit(&audit(t)).await.unwrap();
+            let young_event = event(t);
+            let mut young = store.begin().await.unwrap();
+            young.insert_event(&young_event).await.unwrap();
+            young.commit().await.unwrap();
+            let old_event = event(t);
+            old.insert_event(&old_event).await.unwrap();
+            assert!(event_ids(store, t, Some(&second)).await.is_empty());
+            old.commit().await.unwrap();
+            assert_eq!(
+                settled(store, t, Some(&second), 2).await,
+                vec![old_event.event.id, young_event.event.id]
+            );
+            assert_eq!(event_ids(store, t, Some(&old_event)).await, vec![young_event.event.id]);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_writer_does_not_hold_events_back() {
+    with_schema(
+        "a_rolled_back_writer_does_not_hold_events_back",
+        common::options(),
+        |s| async move {
+            let store = &s.store;
+            let (t, _) = tenant_and_card(store).await;
+            let mut doomed = store.begin().await.unwrap();
+            doomed.insert_event(&event(t)).await.unwrap();
+            let kept = event(t);
+            let mut tx = store.begin().await.unwrap();
+            tx.insert_event(&kept).await.unwrap();
+            tx.commit().await.unwrap();
+            drop(doomed);
+            assert_eq!(settled(store, t, None, 1).await, vec![kept.event.id]);
+        },
+    )
+    .await;
+}
+
+// --- several nodes -----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_serialise_on_one_card() {
+    with_schema("two_nodes_serialise_on_one_card", common::options(), |s| async move {
+        let (t, card) = tenant_and_card(&s.store).await;
+        let nodes: [Arc<dyn Store>; 2] = [Arc::new(s.store.clone()), Arc::new(s.another_node().await)];
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let store = nodes[i % 2].clone();
+                tokio::spawn(async move {
+                    let mut tx = store.begin().await.unwrap();
+                    let mut rec = tx.lock_card(t, card).await.unwrap().unwrap();
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    rec.secrets.pin_failures += 1;
+                    tx.update_card(&rec).await.unwrap();
+                    tx.commit().await.unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(s.store.card(t, card).await.unwrap().unwrap().secrets.pin_failures, 20);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_nodes_get_one_winner_and_no_error() {
+    with_schema(
+        "racing_nodes_get_one_winner_and_no_error",
+        common::options(),
+        |s| async move {
+            let nodes: Vec<Arc<dyn Store>> = vec![
+                Arc::new(s.store.clone()),
+                Arc::new(s.another_node().await),
+                Arc::new(s.another_node().await),
+            ];
+            // Migrations from every node at once (each node migrates at start).
+            let migrations: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let n = n.clone();
+                    tokio::spawn(async move { n.migrate().await })
+                })
+                .collect();
+            for m in migrations {
+                m.await.unwrap().unwrap();
+            }
+
+            let mut tasks = Vec::new();
+            for (i, node) in nodes.iter().cycle().take(12).enumerate() {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let meta = node
+                        .put_meta_if_absent("master_kcv", &format!("node{i}"))
+                        .await
+                        .unwrap();
+                    let key = StoredKey {
+                        purpose: "data".into(),
+                        version: 1,
+                        wrapped: unique(48),
+                        created_at: now(),
+                    };
+                    let service_key = node.insert_service_key(&key).await.unwrap();
+                    let tenant = Tenant {
+                        id: TenantId::new(),
+                        name: "acme".into(),
+                        default_program_id: ProgramId::new(),
+                        created_at: now(),
+                    };
+                    let api_key = ApiKeyRecord {
+                        id: ApiKeyId::new(),
+                        tenant_id: tenant.id,
+                        key_hash: unique(32),
+                        prefix: "ck_".into(),
+                        can_reveal: false,
+                        created_at: now(),
+                    };
+                    let tenant = node.create_tenant(&tenant, &api_key).await.unwrap();
+                    [meta, service_key, tenant]
+                }));
+            }
+            let mut wins = [0; 3];
+            for task in tasks {
+                for (w, won) in wins.iter_mut().zip(task.await.unwrap()) {
+                    *w += usize::from(won);
+                }
+            }
+            assert_eq!(wins, [1, 1, 1], "meta, service key, tenant");
+            assert_eq!(s.store.tenant_count().await.unwrap(), 1);
+            assert_eq!(s.store.service_keys().await.unwrap().len(), 1);
+        },
+    )
+    .await;
+}
+
+// --- availability ------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_waiting_too_long_for_a_lock_fails_as_unavailable() {
+    let options = PostgresOptions {
+        statement_timeout: Duration::from_millis(300),
+        ..common::options()
+    };
+    with_schema(
+        "a_statement_waiting_too_long_for_a_lock_fails_as_unavailable",
+        options,
+        |s| async move {
+            let store = &s.store;
+            let (t, card) = tenant_and_card(store).await;
+            let mut holder = store.begin().await.unwrap();
+            holder.lock_card(t, card).await.unwrap().unwrap();
+            let mut waiter = store.begin().await.unwrap();
+            let started = Instant::now();
+            let r = waiter.lock_card(t, card).await;
+            assert!(is_unavailable(&r), "{r:?}");
+            assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+            drop(waiter);
+            holder.commit().await.unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminated_connections_are_replaced() {
+    let app = format!("cardcore-test-{}", uuid::Uuid::new_v4().simple());
+    let options = PostgresOptions {
+        application_name: app.clone(),
+        ..common::options()
+    };
+    with_schema("terminated_connections_are_replaced", options, |s| async move {
+        let store = &s.store;
+        let (t, card) = tenant_and_card(store).await;
+        let mut open = store.begin().await.unwrap();
+        open.lock_card(t, card).await.unwrap();
+        // What a server restart (or an operator) does to every session.
+        let mut admin = sqlx::PgConnection::connect(&common::url()).await.unwrap();
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) k",
+        )
+        .bind(&app)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(killed >= 1);
+        // The transaction in flight is lost, and says so.
+        let r = open.lock_card(t, card).await;
+        assert!(is_unavailable(&r), "{r:?}");
+        drop(open);
+        // The pool replaces its dead connections without a restart of ours.
+        store.ping().await.unwrap();
+        assert!(store.card(t, card).await.unwrap().is_some());
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.lock_card(t, card).await.unwrap().is_some());
+        tx.commit().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_nothing_fails_fast_as_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let options = PostgresOptions {
+        acquire_timeout: Duration::from_secs(1),
+        ..common::options()
+    };
+    let started = Instant::now();
+    let r = PostgresStore::connect(&common::url_via(&format!("127.0.0.1:{port}")), &options).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{:?}", r.err());
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn schema_names_must_be_plain_identifiers() {
+    for bad in ["Upper", "has-dash", "x\"; DROP SCHEMA public; --", ""] {
+        let options = PostgresOptions {
+            schema: Some(bad.into()),
+            ..common::options()
+        };
+        // Refused before any connection is attempted: no server needed.
+        let r = PostgresStore::connect("postgres://nobody@127.0.0.1:1/none", &options).await;
+        assert!(matches!(r, Err(StoreError::Internal(_))), "{bad}: {:?}", r.err());
+    }
+}
+
+/// A TCP proxy in front of the server, to play a server that goes down
+/// (connections cut, new ones refused) or stops answering.
+struct Proxy {
+    port: u16,
+    upstream: SocketAddr,
+    mode: watch::Sender<Mode>,
+    accept: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Up,
+    /// Connections stay open but nothing passes, like a network partition.
+    Stalled,
+    /// Every connection cut, the port closed.
+    Down,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mode, _) = watch::channel(Mode::Up);
+        let mut proxy = Self {
+            port,
+            upstream,
+            mode,
+            accept: None,
+        };
+        proxy.accept = Some(proxy.serve(listener));
+        proxy
+    }
+
+    fn url(&self) -> String {
+        common::url_via(&format!("127.0.0.1:{}", self.port))
+    }
+
+    fn serve(&self, listener: TcpListener) -> JoinHandle<()> {
+        let upstream = self.upstream;
+        let mode = self.mode.subscribe();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let mut mode = mode.clone();
+                tokio::spawn(async move {
+                    if *mode.borrow() == Mode::Up {
+                        let Ok(mut server) = TcpStream::connect(upstream).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => return,
+                            _ = mode.wait_for(|m| *m != Mode::Up) => {}
+                        }
+                    }
+                    // Stalled: hold the sockets, pass nothing, until down.
+                    let _ = mode.wait_for(|m| *m == Mode::Down).await;
+                });
+            }
+        })
+    }
+
+    fn stall(&self) {
+        self.mode.send_replace(Mode::Stalled);
+    }
+
+    async fn down(&mut self) {
+        self.mode.send_replace(Mode::Down);
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+            let _ = accept.await;
+        }
+    }
+
+    async fn up(&mut self) {
+        self.mode.send_replace(Mode::Up);
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.accept = Some(self.serve(listener));
+    }
+}
+
+async fn upstream() -> Option<SocketAddr> {
+    let (host, port) = common::server_addr()?;
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
+    addrs.next()
+}
+
+/// A store through a proxy, on a fresh schema; `None` to skip.
+async fn behind_proxy(test: &str) -> Option<(Proxy, PostgresStore, TestSchema)> {
+    let schema = common::fresh_schema(test, common::options()).await?;
+    let Some(upstream) = upstream().await else {
+        common::missing_server(test, "the proxy tests need a TCP address");
+        schema.drop_schema().await;
+        return None;
+    };
+    let proxy = Proxy::start(upstream).await;
+    let options = PostgresOptions {
+        acquire_timeout: Duration::from_secs(1),
+        statement_timeout: Duration::from_secs(1),
+        schema: Some(schema.name.clone()),
+        ..common::options()
+    };
+    let store = PostgresStore::connect(&proxy.url(), &options).await.unwrap();
+    Some((proxy, store, schema))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_server_is_down_calls_fail_fast_and_the_pool_recovers() {
+    let Some((mut proxy, store, schema)) =
+        behind_proxy("while_the_server_is_down_calls_fail_fast_and_the_pool_recovers").await
+    else {
+        return;
+    };
+    let outcome = tokio::spawn(async move {
+        let (t, card) = tenant_and_card(&store).await;
+        let mut in_flight = store.begin().await.unwrap();
+        in_flight.lock_card(t, card).await.unwrap();
+
+        proxy.down().await;
+        let started = Instant::now();
+        let r = store.ping().await;
+        assert!(is_unavailable(&r), "{r:?}");
+        let r = store.card(t, card).await;
+        assert!(is_unavailable(&r), "{r:?}");
+        let r = store.begin().await.map(|_| ());
+        assert!(is_unavailable(&r), "{r:?}");
+        // Three calls, each bounded by the 1 s acquire timeout.
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let r = in_flight.lock_card(t, card).await;
+        assert!(is_unavailable(&r), "{r:?}");
+        let r = in_flight.commit().await;
+        assert!(is_unavailable(&r), "{r:?}");
+
+        proxy.up().await;
+        // The very first call after the outage succeeds: dead connections
+        // are tested and replaced before use.
+        store.ping().await.unwrap();
+        assert!(store.card(t, card).await.unwrap().is_some());
+        let mut tx = store.begin().await.unwrap();
+        assert!(tx.lock_card(t, card).await.unwrap().is_some());
+        tx.commit().await.unwrap();
+        store.close().await;
+    })
+    .await;
+    schema.drop_schema().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stops_answering_fails_calls_instead_of_hanging() {
+    let Some((mut proxy, store, schema)) =
+        behind_proxy("a_server_that_stops_answering_fails_calls_instead_of_hanging").await
+    else {
+        return;
+    };
+    let outcome = tokio::spawn(async move {
+        let (t, card) = tenant_and_card(&store).await;
+        let mut in_flight = store.begin().await.unwrap();
+        in_flight.lock_card(t, card).await.unwrap();
+
+        proxy.stall();
+        // A pooled connection is tested first; the test hangs and the
+        // acquire timeout (1 s) cuts it.
+        let started = Instant::now();
+        let r = store.ping().await;
+        assert!(is_unavailable(&r), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        // A transaction's own connection has no acquire to time out: the
+        // client-side deadline (1 + 2 x 1 + 1 = 4 s) does.
+        let started = Instant::now();
+        let r = in_flight.lock_card(t, card).await;
+        assert!(is_unavailable(&r), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+        drop(in_flight);
+
+        proxy.down().await;
+        proxy.up().await;
+        store.ping().await.unwrap();
+        assert!(store.card(t, card).await.unwrap().is_some());
+    })
+    .await;
+    schema.drop_schema().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}

@@ -1,0 +1,1276 @@
+//! The contract test suite: what every [`Store`] backend must do, written
+//! once. A backend's `tests/contract.rs` calls [`contract_tests!`](crate::contract_tests)
+//! with a function that makes a fresh, migrated, empty store; the macro
+//! expands to one `#[tokio::test]` per test below.
+//!
+//! Compiled only with the `contract` feature, from a backend's
+//! dev-dependencies. It is test code that lives in the library so backends
+//! can share it, hence the panicking assertions.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cardcore_domain::otp::{IssuedOtp, OtpPurpose, OtpState};
+use cardcore_domain::{
+    AccountId, Actor, ApiKeyId, AuditEntry, AuditId, Brand, Card, CardId, CardStatus, CardType, Cardholder,
+    CardholderId, Channel, ChannelLimit, Event, EventId, EventType, Expiry, ExternalId, KitNumber, Limits, Phone,
+    PinStatus, ProgramId, ReasonCode, StatusReason, Tenant, TenantId, Timestamp, ZoneKeyId,
+};
+use serde_json::json;
+
+use crate::{
+    ApiKeyRecord, AuditPage, CardFilter, CardRecord, CardSecrets, EventQuery, SealedData, Store, StoreError,
+    StoredEvent, StoredKey, Verifier, ZoneKeyRecord,
+};
+
+/// A fresh, migrated, empty database for one contract test.
+#[async_trait]
+pub trait FreshStore: Send {
+    /// The store under test.
+    fn store(&self) -> Arc<dyn Store>;
+    /// Deletes the database (best effort; runs even when the test failed).
+    async fn remove(self: Box<Self>);
+}
+
+/// How long one contract test may take before it counts as hung.
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs one contract test on a fresh store, then removes the store, also
+/// when the test panics. `fresh` yields `None` to skip (e.g. no server).
+pub async fn run<F, T, Fut>(name: &str, fresh: F, test: T)
+where
+    F: Future<Output = Option<Box<dyn FreshStore>>>,
+    T: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(fresh) = fresh.await else {
+        return;
+    };
+    // A spawned task turns a panic into a JoinError, so cleanup still runs.
+    let mut task = tokio::spawn(test(fresh.store()));
+    let outcome = tokio::time::timeout(TEST_TIMEOUT, &mut task).await;
+    if outcome.is_err() {
+        task.abort();
+    }
+    fresh.remove().await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("{name}: {e}"),
+        },
+        Err(_) => panic!("{name}: no result within {TEST_TIMEOUT:?} (a lock never released?)"),
+    }
+}
+
+/// Expands to one `#[tokio::test]` per contract test, each given a store from
+/// `$fresh(test_name)`, an async fn returning `Option<Box<dyn FreshStore>>`.
+/// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`).
+#[macro_export]
+macro_rules! contract_tests {
+    ($fresh:path) => {
+        // Every pub async fn of cardcore_store::contract that takes a store.
+        $crate::contract_tests!(@each $fresh;
+            backend_answers_and_migrations_are_idempotent,
+            meta_is_set_only_once,
+            service_keys_are_inserted_once_per_purpose_and_version,
+            zone_keys_are_per_tenant_oldest_first,
+            tenant_names_are_unique,
+            api_keys_are_found_by_hash_with_their_tenant,
+            cardholder_external_ids_are_unique_per_tenant,
+            cards_round_trip_every_field,
+            card_collisions_return_false_and_keep_the_transaction,
+            update_card_persists_every_mutable_field,
+            replacement_of_names_the_new_card,
+            cards_are_filtered_and_paged_by_id,
+            tenants_are_isolated,
+            otp_state_round_trips_and_upserts,
+            audit_entries_are_newest_first_with_a_cursor,
+            events_are_oldest_first_with_filters_and_a_cursor,
+            event_data_round_trips_sealed_or_not,
+            a_dropped_transaction_leaves_nothing,
+            concurrent_locked_increments_are_not_lost,
+            event_paging_never_skips_an_event,
+        );
+    };
+    (@each $fresh:path; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::contract::run(stringify!($name), $fresh(stringify!($name)), $crate::contract::$name).await;
+            }
+        )+
+    };
+}
+
+// --- fixtures ----------------------------------------------------------------
+
+/// A fixed instant plus `secs`, with microseconds: both backends keep
+/// timestamps to the microsecond, and the fixtures check they do.
+fn at(secs: i64) -> Timestamp {
+    Timestamp::from_timestamp_micros(1_767_225_600_000_000 + secs * 1_000_000 + 123_456).unwrap()
+}
+
+fn unique_bytes(len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        out.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn unique_kit() -> KitNumber {
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
+    KitNumber::parse(&format!("{n:010}")).unwrap()
+}
+
+fn tenant(name: &str) -> Tenant {
+    Tenant {
+        id: TenantId::new(),
+        name: name.into(),
+        default_program_id: ProgramId::new(),
+        created_at: at(0),
+    }
+}
+
+fn api_key(tenant: TenantId, can_reveal: bool) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: ApiKeyId::new(),
+        tenant_id: tenant,
+        key_hash: unique_bytes(32),
+        prefix: "ck_test_ab".into(),
+        can_reveal,
+        created_at: at(1),
+    }
+}
+
+fn cardholder(tenant: TenantId, external_id: &str) -> Cardholder {
+    Cardholder {
+        id: CardholderId::new(),
+        tenant_id: tenant,
+        external_id: ExternalId::parse(external_id).unwrap(),
+        name: "Ana Silva".into(),
+        phone: Phone {
+            country_code: "351".into(),
+            number: "912345678".into(),
+        },
+        email: Some("ana@example.com".into()),
+        date_of_birth: chrono::NaiveDate::from_ymd_opt(1990, 5, 17),
+        default_account_id: AccountId::new(),
+        created_at: at(2),
+    }
+}
+
+/// A card with every optional field empty.
+fn card(tenant: TenantId, holder: CardholderId) -> CardRecord {
+    CardRecord {
+        card: Card {
+            id: CardId::new(),
+            tenant_id: tenant,
+            cardholder_id: holder,
+            account_id: AccountId::new(),
+            program_id: ProgramId::new(),
+            card_type: CardType::Virtual,
+            status: CardStatus::Inactive,
+            status_reason: None,
+            pin_status: PinStatus::NotSet,
+            brand: Brand::Visa,
+            last_four: "4242".into(),
+            expiry: Expiry::new(3, 2029).unwrap(),
+            card_name: None,
+            printed_name: None,
+            kit_number: unique_kit(),
+            replacement_for: None,
+            limits: Limits::unlimited("EUR"),
+            created_at: at(3),
+            updated_at: at(3),
+        },
+        secrets: CardSecrets {
+            pan_hash: unique_bytes(32),
+            pan_sealed: unique_bytes(44),
+            cvv_sealed: unique_bytes(31),
+            data_key_version: 1,
+            activation_code: None,
+            pin: None,
+            pin_failures: 0,
+        },
+    }
+}
+
+/// Limits with every kind of value: set, unset, disabled, the maximum.
+fn busy_limits() -> Limits {
+    let mut limits = Limits::unlimited("BRL");
+    limits.channels.atm = ChannelLimit {
+        enabled: true,
+        per_transaction: Some(500),
+        daily: Some(1_000),
+        monthly: Some(10_000),
+    };
+    limits.channels.ecommerce.enabled = false;
+    limits.channels.contactless.monthly = Some(cardcore_domain::limits::MAX_AMOUNT);
+    limits
+}
+
+/// A card with every optional field set.
+fn full_card(tenant: TenantId, holder: CardholderId, replacing: CardId) -> CardRecord {
+    let mut rec = card(tenant, holder);
+    let c = &mut rec.card;
+    c.card_type = CardType::Physical;
+    c.status = CardStatus::Locked;
+    c.status_reason = Some(StatusReason {
+        code: ReasonCode::builtin(ReasonCode::LOST_CARD),
+        message: Some("lost at the airport — “quotes”".into()),
+    });
+    c.pin_status = PinStatus::Set;
+    c.brand = Brand::Mastercard;
+    c.last_four = "0004".into();
+    c.expiry = Expiry::new(12, 2031).unwrap();
+    c.card_name = Some("Travel".into());
+    c.printed_name = Some("ANA SILVA".into());
+    c.replacement_for = Some(replacing);
+    c.limits = busy_limits();
+    c.updated_at = at(9);
+    let s = &mut rec.secrets;
+    s.data_key_version = 2;
+    s.activation_code = Some(Verifier {
+        value: unique_bytes(32),
+        key_version: 3,
+    });
+    s.pin = Some(Verifier {
+        value: unique_bytes(32),
+        key_version: 7,
+    });
+    s.pin_failures = 2;
+    rec
+}
+
+fn audit(tenant: TenantId, card: Option<CardId>, entry_type: &str, secs: i64) -> AuditEntry {
+    AuditEntry {
+        id: AuditId::new(),
+        tenant_id: tenant,
+        card_id: card,
+        entry_type: entry_type.into(),
+        actor: Actor::cli(),
+        request_id: None,
+        reason: None,
+        before: None,
+        after: None,
+        created_at: at(secs),
+    }
+}
+
+fn event(tenant: TenantId, card: Option<CardId>, event_type: EventType, data: serde_json::Value) -> StoredEvent {
+    StoredEvent {
+        event: Event::new(tenant, card, event_type, at(5), data),
+        sealed_data: None,
+    }
+}
+
+fn page(limit: u32) -> EventQuery {
+    EventQuery {
+        limit,
+        ..EventQuery::default()
+    }
+}
+
+fn ids(events: &[StoredEvent]) -> Vec<EventId> {
+    events.iter().map(|e| e.event.id).collect()
+}
+
+/// A tenant with an API key and a cardholder, committed.
+async fn tenant_with_holder(store: &dyn Store, name: &str) -> (Tenant, Cardholder) {
+    let t = tenant(name);
+    assert!(store.create_tenant(&t, &api_key(t.id, false)).await.unwrap());
+    let h = cardholder(t.id, "holder-1");
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_cardholder(&h).await.unwrap());
+    tx.commit().await.unwrap();
+    (t, h)
+}
+
+async fn insert_cards(store: &dyn Store, cards: &[&CardRecord]) {
+    let mut tx = store.begin().await.unwrap();
+    for c in cards {
+        assert!(tx.insert_card(c).await.unwrap(), "insert {:?}", c.card.id);
+    }
+    tx.commit().await.unwrap();
+}
+
+async fn insert_events(store: &dyn Store, events: &[&StoredEvent]) {
+    let mut tx = store.begin().await.unwrap();
+    for e in events {
+        tx.insert_event(e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Lists events until at least `n` are visible. A backend may list a
+/// committed event a moment late (PostgreSQL waits until every older writer
+/// has finished, so that a cursor never passes an event), never out of order.
+async fn events_settled(store: &dyn Store, tenant: TenantId, query: &EventQuery, n: usize) -> Vec<StoredEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = store.events(tenant, query).await.unwrap();
+        if got.len() >= n || Instant::now() > deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// --- the contract ------------------------------------------------------------
+
+/// `ping` answers, `backend` names the engine, `migrate` can run again, and
+/// `pool_status` counts a connection in use.
+pub async fn backend_answers_and_migrations_are_idempotent(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    assert!(matches!(store.backend(), "sqlite" | "postgres"), "{}", store.backend());
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+    assert_eq!(store.tenant_count().await.unwrap(), 0);
+    // A transaction holds a connection, and pool_status (where there is a
+    // pool) counts it.
+    let tx = store.begin().await.unwrap();
+    if let Some(status) = store.pool_status() {
+        assert!(status.in_use >= 1, "{status:?}");
+        assert!(status.in_use + status.idle <= status.max, "{status:?}");
+    }
+    drop(tx);
+}
+
+/// `put_meta_if_absent` sets a key once; later calls neither overwrite nor fail.
+pub async fn meta_is_set_only_once(store: Arc<dyn Store>) {
+    assert_eq!(store.meta("master_kcv").await.unwrap(), None);
+    assert!(store.put_meta_if_absent("master_kcv", "A1B2C3").await.unwrap());
+    assert!(!store.put_meta_if_absent("master_kcv", "FFFFFF").await.unwrap());
+    assert_eq!(store.meta("master_kcv").await.unwrap().as_deref(), Some("A1B2C3"));
+    assert!(store.put_meta_if_absent("other", "").await.unwrap());
+    assert_eq!(store.meta("other").await.unwrap().as_deref(), Some(""));
+}
+
+/// Service keys: one per (purpose, version), first writer wins, listed by
+/// purpose then version.
+pub async fn service_keys_are_inserted_once_per_purpose_and_version(store: Arc<dyn Store>) {
+    assert!(store.service_keys().await.unwrap().is_empty());
+    let key = |purpose: &str, version: i32, secs: i64| StoredKey {
+        purpose: purpose.into(),
+        version,
+        wrapped: unique_bytes(60),
+        created_at: at(secs),
+    };
+    let pin1 = key("pin", 1, 10);
+    let data2 = key("data", 2, 11);
+    let data1 = key("data", 1, 12);
+    for k in [&pin1, &data2, &data1] {
+        assert!(store.insert_service_key(k).await.unwrap(), "{k:?}");
+    }
+    // Another node made data v1 first: refused, and the original is kept.
+    assert!(!store.insert_service_key(&key("data", 1, 13)).await.unwrap());
+    assert_eq!(store.service_keys().await.unwrap(), vec![data1, data2, pin1]);
+}
+
+/// Zone keys belong to one tenant and list oldest first.
+pub async fn zone_keys_are_per_tenant_oldest_first(store: Arc<dyn Store>) {
+    let (a, _) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    let zone = |tenant: TenantId, algorithm: &str, secs: i64| ZoneKeyRecord {
+        id: ZoneKeyId::new(),
+        tenant_id: tenant,
+        algorithm: algorithm.into(),
+        wrapped: unique_bytes(40),
+        kcv: format!("KCV{secs:03}"),
+        created_at: at(secs),
+    };
+    let newer = zone(a.id, "aes", 20);
+    let older = zone(a.id, "tdes", 10);
+    let other = zone(b.id, "aes", 5);
+    for z in [&newer, &older, &other] {
+        store.insert_zone_key(z).await.unwrap();
+    }
+    assert_eq!(store.zone_keys(a.id).await.unwrap(), vec![older, newer]);
+    assert_eq!(store.zone_keys(b.id).await.unwrap(), vec![other]);
+    assert!(store.zone_keys(TenantId::new()).await.unwrap().is_empty());
+}
+
+/// `create_tenant` refuses a taken name (false, and its key is not stored).
+pub async fn tenant_names_are_unique(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let key = api_key(acme.id, true);
+    assert!(store.create_tenant(&acme, &key).await.unwrap());
+    let again = tenant("acme");
+    let again_key = api_key(again.id, true);
+    assert!(!store.create_tenant(&again, &again_key).await.unwrap());
+    assert_eq!(store.tenant_count().await.unwrap(), 1);
+    assert_eq!(store.tenant(acme.id).await.unwrap(), Some(acme.clone()));
+    assert_eq!(store.tenant_by_name("acme").await.unwrap(), Some(acme.clone()));
+    assert_eq!(store.tenant(again.id).await.unwrap(), None);
+    assert_eq!(store.api_key_by_hash(&again_key.key_hash).await.unwrap(), None);
+    assert_eq!(store.tenant_by_name("ACME").await.unwrap(), None);
+
+    let globex = tenant("globex");
+    assert!(store.create_tenant(&globex, &api_key(globex.id, false)).await.unwrap());
+    assert_eq!(store.tenant_count().await.unwrap(), 2);
+    assert_eq!(store.tenant_by_name("globex").await.unwrap(), Some(globex));
+}
+
+/// An API key is found by its hash, with its own tenant.
+pub async fn api_keys_are_found_by_hash_with_their_tenant(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let first = api_key(acme.id, false);
+    assert!(store.create_tenant(&acme, &first).await.unwrap());
+    let second = api_key(acme.id, true);
+    store.insert_api_key(&second).await.unwrap();
+    let globex = tenant("globex");
+    let third = api_key(globex.id, false);
+    assert!(store.create_tenant(&globex, &third).await.unwrap());
+
+    assert_eq!(
+        store.api_key_by_hash(&first.key_hash).await.unwrap(),
+        Some((first, acme.clone()))
+    );
+    assert_eq!(
+        store.api_key_by_hash(&second.key_hash).await.unwrap(),
+        Some((second, acme))
+    );
+    assert_eq!(
+        store.api_key_by_hash(&third.key_hash).await.unwrap(),
+        Some((third, globex))
+    );
+    assert_eq!(store.api_key_by_hash(&unique_bytes(32)).await.unwrap(), None);
+}
+
+/// External ids are unique within a tenant only; a refused insert leaves the
+/// transaction usable.
+pub async fn cardholder_external_ids_are_unique_per_tenant(store: Arc<dyn Store>) {
+    let (a, _) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    let ana = cardholder(a.id, "u-1");
+    let clash = cardholder(a.id, "u-1");
+    let mut bare = cardholder(a.id, "u-2");
+    bare.email = None;
+    bare.date_of_birth = None;
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_cardholder(&ana).await.unwrap());
+    assert!(!tx.insert_cardholder(&clash).await.unwrap());
+    assert!(tx.insert_cardholder(&bare).await.unwrap());
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.cardholder(a.id, ana.id).await.unwrap(), Some(ana.clone()));
+    assert_eq!(store.cardholder(a.id, clash.id).await.unwrap(), None);
+    assert_eq!(store.cardholder(a.id, bare.id).await.unwrap(), Some(bare.clone()));
+    let u1 = ExternalId::parse("u-1").unwrap();
+    assert_eq!(
+        store.cardholder_by_external_id(a.id, &u1).await.unwrap(),
+        Some(ana.clone())
+    );
+    assert_eq!(store.cardholder_by_external_id(b.id, &u1).await.unwrap(), None);
+
+    let other = cardholder(b.id, "u-1");
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_cardholder(&other).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.cardholder_by_external_id(b.id, &u1).await.unwrap(), Some(other));
+    assert_eq!(store.cardholder_by_external_id(a.id, &u1).await.unwrap(), Some(ana));
+}
+
+/// A card reads back equal through `card`, `card_by_kit` and `lock_card`,
+/// with every field set or every optional field empty, and a transaction
+/// reads its own inserts.
+pub async fn cards_round_trip_every_field(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let bare = card(t.id, h.id);
+    let full = full_card(t.id, h.id, bare.card.id);
+    let mut blocked = card(t.id, h.id);
+    blocked.card.status = CardStatus::Blocked;
+    blocked.card.status_reason = Some(StatusReason {
+        code: ReasonCode::builtin(ReasonCode::PIN_TRIES_EXCEEDED),
+        message: None,
+    });
+    blocked.card.pin_status = PinStatus::Blocked;
+    blocked.secrets.pin = Some(Verifier {
+        value: unique_bytes(16),
+        key_version: 1,
+    });
+    blocked.secrets.pin_failures = u32::MAX;
+
+    let mut tx = store.begin().await.unwrap();
+    for c in [&bare, &full, &blocked] {
+        assert!(tx.insert_card(c).await.unwrap());
+    }
+    assert_eq!(tx.lock_card(t.id, full.card.id).await.unwrap(), Some(full.clone()));
+    tx.commit().await.unwrap();
+
+    for c in [&bare, &full, &blocked] {
+        assert_eq!(store.card(t.id, c.card.id).await.unwrap().as_ref(), Some(c));
+        assert_eq!(
+            store.card_by_kit(t.id, &c.card.kit_number).await.unwrap().as_ref(),
+            Some(c)
+        );
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap().as_ref(), Some(c));
+        drop(tx);
+    }
+    assert_eq!(store.card(t.id, CardId::new()).await.unwrap(), None);
+    assert_eq!(store.card_by_kit(t.id, &unique_kit()).await.unwrap(), None);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.lock_card(t.id, CardId::new()).await.unwrap(), None);
+}
+
+/// A PAN-hash or kit-number collision returns false and the transaction goes
+/// on to commit; both are unique per tenant only.
+pub async fn card_collisions_return_false_and_keep_the_transaction(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let first = card(t.id, h.id);
+    let mut same_pan = card(t.id, h.id);
+    same_pan.secrets.pan_hash = first.secrets.pan_hash.clone();
+    let mut same_kit = card(t.id, h.id);
+    same_kit.card.kit_number = first.card.kit_number.clone();
+    let fine = card(t.id, h.id);
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_card(&first).await.unwrap());
+    assert!(!tx.insert_card(&same_pan).await.unwrap());
+    assert!(!tx.insert_card(&same_kit).await.unwrap());
+    assert!(tx.insert_card(&fine).await.unwrap());
+    tx.insert_audit(&audit(t.id, Some(fine.card.id), "card.create", 4))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.card(t.id, first.card.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.card(t.id, fine.card.id).await.unwrap(), Some(fine.clone()));
+    assert_eq!(store.card(t.id, same_pan.card.id).await.unwrap(), None);
+    assert_eq!(store.card(t.id, same_kit.card.id).await.unwrap(), None);
+
+    // Against committed cards too.
+    let mut again = card(t.id, h.id);
+    again.secrets.pan_hash = fine.secrets.pan_hash.clone();
+    let after = card(t.id, h.id);
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.insert_card(&again).await.unwrap());
+    assert!(tx.insert_card(&after).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.card(t.id, after.card.id).await.unwrap(), Some(after));
+
+    // Another tenant may hold the same PAN hash and kit number.
+    let (other, oh) = tenant_with_holder(&*store, "globex").await;
+    let mut twin = card(other.id, oh.id);
+    twin.secrets.pan_hash = first.secrets.pan_hash.clone();
+    twin.card.kit_number = first.card.kit_number.clone();
+    insert_cards(&*store, &[&twin]).await;
+    assert_eq!(store.card(other.id, twin.card.id).await.unwrap(), Some(twin));
+}
+
+/// `update_card` writes every mutable field, to values and back to empty,
+/// and touches no other card.
+pub async fn update_card_persists_every_mutable_field(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let original = card(t.id, h.id);
+    let bystander = card(t.id, h.id);
+    insert_cards(&*store, &[&original, &bystander]).await;
+
+    let mut changed = original.clone();
+    let c = &mut changed.card;
+    c.status = CardStatus::Locked;
+    c.status_reason = Some(StatusReason {
+        code: ReasonCode::builtin(ReasonCode::CUST_REQ),
+        message: Some("on holiday".into()),
+    });
+    c.pin_status = PinStatus::Set;
+    c.card_name = Some("Groceries".into());
+    c.printed_name = Some("ANA M SILVA".into());
+    c.limits = busy_limits();
+    c.updated_at = at(100);
+    let s = &mut changed.secrets;
+    s.pan_sealed = unique_bytes(44);
+    s.cvv_sealed = unique_bytes(31);
+    s.data_key_version = 5;
+    s.activation_code = Some(Verifier {
+        value: unique_bytes(32),
+        key_version: 2,
+    });
+    s.pin = Some(Verifier {
+        value: unique_bytes(32),
+        key_version: 3,
+    });
+    s.pin_failures = 3;
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.lock_card(t.id, original.card.id).await.unwrap(),
+        Some(original.clone())
+    );
+    tx.update_card(&changed).await.unwrap();
+    assert_eq!(
+        tx.lock_card(t.id, original.card.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    tx.commit().await.unwrap();
+    assert_eq!(store.card(t.id, original.card.id).await.unwrap(), Some(changed.clone()));
+
+    let mut cleared = changed.clone();
+    cleared.card.status = CardStatus::Active;
+    cleared.card.status_reason = None;
+    cleared.card.card_name = None;
+    cleared.card.printed_name = None;
+    cleared.card.updated_at = at(101);
+    cleared.secrets.activation_code = None;
+    cleared.secrets.pin = None;
+    cleared.secrets.pin_failures = 0;
+    let mut tx = store.begin().await.unwrap();
+    tx.update_card(&cleared).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.card(t.id, original.card.id).await.unwrap(), Some(cleared));
+    assert_eq!(store.card(t.id, bystander.card.id).await.unwrap(), Some(bystander));
+}
+
+/// `replacement_of` finds the card whose `replacement_for` names this one.
+pub async fn replacement_of_names_the_new_card(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let old = card(t.id, h.id);
+    let mut new = card(t.id, h.id);
+    new.card.replacement_for = Some(old.card.id);
+    insert_cards(&*store, &[&old, &new]).await;
+
+    let (other, _) = tenant_with_holder(&*store, "globex").await;
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.replacement_of(t.id, old.card.id).await.unwrap(), Some(new.card.id));
+    assert_eq!(tx.replacement_of(t.id, new.card.id).await.unwrap(), None);
+    assert_eq!(tx.replacement_of(other.id, old.card.id).await.unwrap(), None);
+    assert_eq!(tx.replacement_of(t.id, CardId::new()).await.unwrap(), None);
+}
+
+/// `cards` filters by cardholder and status, orders by id and pages with
+/// `after` and `limit`.
+pub async fn cards_are_filtered_and_paged_by_id(store: Arc<dyn Store>) {
+    let (t, ana) = tenant_with_holder(&*store, "acme").await;
+    let bob = cardholder(t.id, "bob");
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_cardholder(&bob).await.unwrap());
+    tx.commit().await.unwrap();
+    let with = |holder: CardholderId, status: CardStatus| {
+        let mut c = card(t.id, holder);
+        c.card.status = status;
+        c
+    };
+    let all = [
+        with(ana.id, CardStatus::Active),
+        with(bob.id, CardStatus::Active),
+        with(ana.id, CardStatus::Locked),
+        with(ana.id, CardStatus::Active),
+        with(bob.id, CardStatus::Closed),
+    ];
+    insert_cards(&*store, &all.iter().collect::<Vec<_>>()).await;
+    let mut sorted: Vec<Card> = all.iter().map(|c| c.card.clone()).collect();
+    sorted.sort_by_key(|c| c.id);
+    let only = |f: &dyn Fn(&Card) -> bool| sorted.iter().filter(|c| f(c)).cloned().collect::<Vec<_>>();
+    let list = |filter: CardFilter| {
+        let store = store.clone();
+        async move { store.cards(t.id, &filter).await.unwrap() }
+    };
+
+    assert_eq!(
+        list(CardFilter {
+            limit: 100,
+            ..CardFilter::default()
+        })
+        .await,
+        sorted
+    );
+    assert_eq!(
+        list(CardFilter {
+            cardholder_id: Some(ana.id),
+            limit: 100,
+            ..CardFilter::default()
+        })
+        .await,
+        only(&|c| c.cardholder_id == ana.id)
+    );
+    assert_eq!(
+        list(CardFilter {
+            status: Some(CardStatus::Active),
+            limit: 100,
+            ..CardFilter::default()
+        })
+        .await,
+        only(&|c| c.status == CardStatus::Active)
+    );
+    let ana_active = only(&|c| c.cardholder_id == ana.id && c.status == CardStatus::Active);
+    assert_eq!(ana_active.len(), 2);
+    assert_eq!(
+        list(CardFilter {
+            cardholder_id: Some(ana.id),
+            status: Some(CardStatus::Active),
+            limit: 100,
+            ..CardFilter::default()
+        })
+        .await,
+        ana_active
+    );
+    assert_eq!(
+        list(CardFilter {
+            cardholder_id: Some(ana.id),
+            status: Some(CardStatus::Active),
+            after: Some(ana_active[0].id),
+            limit: 100,
+        })
+        .await,
+        ana_active[1..]
+    );
+
+    // Pages of two, each after the last id of the page before.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let got = list(CardFilter {
+            after,
+            limit: 2,
+            ..CardFilter::default()
+        })
+        .await;
+        assert!(got.len() <= 2);
+        let Some(last) = got.last() else { break };
+        after = Some(last.id);
+        paged.extend(got);
+    }
+    assert_eq!(paged, sorted);
+    assert!(list(CardFilter {
+        status: Some(CardStatus::Blocked),
+        limit: 100,
+        ..CardFilter::default()
+    })
+    .await
+    .is_empty());
+}
+
+/// Every read, and `lock_card`, `replacement_of` and `update_card`, with
+/// another tenant's id finds nothing and changes nothing.
+pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
+    let (a, holder) = tenant_with_holder(&*store, "acme").await;
+    // B has no data at all, so anything B finds leaked from A.
+    let b = tenant("globex");
+    assert!(store.create_tenant(&b, &api_key(b.id, false)).await.unwrap());
+    let old = card(a.id, holder.id);
+    let mut c = card(a.id, holder.id);
+    c.card.replacement_for = Some(old.card.id);
+    let entry = audit(a.id, Some(c.card.id), "card.create", 4);
+    let ev = event(a.id, Some(c.card.id), EventType::CardCreated, json!({"id": c.card.id}));
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_card(&old).await.unwrap());
+    assert!(tx.insert_card(&c).await.unwrap());
+    tx.insert_audit(&entry).await.unwrap();
+    tx.insert_event(&ev).await.unwrap();
+    tx.commit().await.unwrap();
+    store
+        .insert_zone_key(&ZoneKeyRecord {
+            id: ZoneKeyId::new(),
+            tenant_id: a.id,
+            algorithm: "aes".into(),
+            wrapped: unique_bytes(40),
+            kcv: "ABCDEF".into(),
+            created_at: at(1),
+        })
+        .await
+        .unwrap();
+    // A's event is listed for A, so any absence below is isolation, not lag.
+    assert_eq!(
+        ids(&events_settled(&*store, a.id, &page(10), 1).await),
+        vec![ev.event.id]
+    );
+
+    assert_eq!(store.cardholder(b.id, holder.id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .cardholder_by_external_id(b.id, &holder.external_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.card(b.id, c.card.id).await.unwrap(), None);
+    assert_eq!(store.card_by_kit(b.id, &c.card.kit_number).await.unwrap(), None);
+    let everything = CardFilter {
+        limit: 100,
+        ..CardFilter::default()
+    };
+    assert!(store.cards(b.id, &everything).await.unwrap().is_empty());
+    let by_holder = CardFilter {
+        cardholder_id: Some(holder.id),
+        limit: 100,
+        ..CardFilter::default()
+    };
+    assert!(store.cards(b.id, &by_holder).await.unwrap().is_empty());
+    let audit_page = AuditPage {
+        before: None,
+        limit: 10,
+    };
+    assert!(store
+        .audit_entries(b.id, c.card.id, &audit_page)
+        .await
+        .unwrap()
+        .is_empty());
+    let foreign_audit_cursor = AuditPage {
+        before: Some(entry.id),
+        limit: 10,
+    };
+    assert_eq!(
+        store.audit_entries(b.id, c.card.id, &foreign_audit_cursor).await,
+        Err(StoreError::NotFound("cursor"))
+    );
+    assert!(store.events(b.id, &page(10)).await.unwrap().is_empty());
+    let by_card = EventQuery {
+        card_id: Some(c.card.id),
+        limit: 10,
+        ..EventQuery::default()
+    };
+    assert!(store.events(b.id, &by_card).await.unwrap().is_empty());
+    let foreign_cursor = EventQuery {
+        after: Some(ev.event.id),
+        limit: 10,
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        store.events(b.id, &foreign_cursor).await,
+        Err(StoreError::NotFound("cursor"))
+    );
+    assert!(store.zone_keys(b.id).await.unwrap().is_empty());
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.lock_card(b.id, c.card.id).await.unwrap(), None);
+    assert_eq!(tx.replacement_of(b.id, old.card.id).await.unwrap(), None);
+    let mut hijack = c.clone();
+    hijack.card.tenant_id = b.id;
+    hijack.card.status = CardStatus::Closed;
+    tx.update_card(&hijack).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.card(a.id, c.card.id).await.unwrap(), Some(c));
+}
+
+/// OTP state: empty until saved, saved state reads back equal (in the same
+/// and later transactions), a second save replaces it; cards and purposes
+/// are apart.
+pub async fn otp_state_round_trips_and_upserts(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    let other = card(t.id, h.id);
+    insert_cards(&*store, &[&c, &other]).await;
+    let code = |trace: &str, secs: i64, used: bool| IssuedOtp {
+        trace_number: trace.into(),
+        verifier: unique_bytes(32),
+        key_version: 2,
+        created_at: at(secs),
+        expires_at: at(secs + 300),
+        used,
+    };
+    let first = OtpState {
+        failures: 2,
+        locked_until: Some(at(900)),
+        codes: vec![code("000001", 10, true), code("000002", 20, false)],
+    };
+    let second = OtpState {
+        failures: 0,
+        locked_until: None,
+        codes: vec![code("000003", 30, false)],
+    };
+
+    // Another purpose, where the domain has more than one.
+    let other_purpose = OtpPurpose::ALL.into_iter().find(|p| *p != OtpPurpose::PinChange);
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap(),
+        OtpState::default()
+    );
+    tx.save_otp_state(c.card.id, OtpPurpose::PinChange, &first)
+        .await
+        .unwrap();
+    assert_eq!(tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap(), first);
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap(), first);
+    assert_eq!(
+        tx.otp_state(other.card.id, OtpPurpose::PinChange).await.unwrap(),
+        OtpState::default()
+    );
+    tx.save_otp_state(c.card.id, OtpPurpose::PinChange, &second)
+        .await
+        .unwrap();
+    if let Some(p) = other_purpose {
+        assert_eq!(tx.otp_state(c.card.id, p).await.unwrap(), OtpState::default());
+        tx.save_otp_state(c.card.id, p, &first).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap(), second);
+    if let Some(p) = other_purpose {
+        assert_eq!(tx.otp_state(c.card.id, p).await.unwrap(), first);
+    }
+    assert_eq!(
+        tx.otp_state(other.card.id, OtpPurpose::PinChange).await.unwrap(),
+        OtpState::default()
+    );
+}
+
+/// A card's audit trail lists newest first, pages with `before`, holds
+/// every field, and refuses a cursor that is not one of the card's entries.
+pub async fn audit_entries_are_newest_first_with_a_cursor(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    let other = card(t.id, h.id);
+    insert_cards(&*store, &[&c, &other]).await;
+
+    let mut full = audit(t.id, Some(c.card.id), "card.lock", 10);
+    full.actor = Actor::api_key(ApiKeyId::new(), Channel::Qitech);
+    full.request_id = Some("req-42".into());
+    full.reason = Some(StatusReason {
+        code: ReasonCode::builtin(ReasonCode::FRAUD_SUSPECTED),
+        message: Some("velocity".into()),
+    });
+    full.before = Some(c.card.snapshot());
+    full.after = Some(json!({"status": "LOCKED", "nested": {"list": [1, 2.5, null, "x"]}}));
+    // Entries in the order written; created_at deliberately not monotonic:
+    // the order is the order of writing.
+    let mut written = vec![full];
+    for (i, secs) in [(1, 5), (2, 20), (3, 15), (4, 30)] {
+        written.push(audit(t.id, Some(c.card.id), &format!("card.step{i}"), secs));
+    }
+    let elsewhere = audit(t.id, Some(other.card.id), "card.lock", 11);
+    let cardless = audit(t.id, None, "tenant.key_created", 12);
+    for (i, e) in written.iter().enumerate() {
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_audit(e).await.unwrap();
+        if i == 2 {
+            tx.insert_audit(&elsewhere).await.unwrap();
+            tx.insert_audit(&cardless).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    let newest_first: Vec<AuditEntry> = written.iter().rev().cloned().collect();
+    let list = |before: Option<AuditId>, limit: u32| {
+        let store = store.clone();
+        async move { store.audit_entries(t.id, c.card.id, &AuditPage { before, limit }).await }
+    };
+
+    assert_eq!(list(None, 100).await.unwrap(), newest_first);
+    assert_eq!(list(None, 2).await.unwrap(), newest_first[..2]);
+    assert_eq!(list(Some(newest_first[1].id), 2).await.unwrap(), newest_first[2..4]);
+    assert_eq!(list(Some(newest_first[3].id), 2).await.unwrap(), newest_first[4..]);
+    assert!(list(Some(newest_first[4].id), 2).await.unwrap().is_empty());
+    assert_eq!(list(Some(AuditId::new()), 2).await, Err(StoreError::NotFound("cursor")));
+    assert_eq!(list(Some(elsewhere.id), 2).await, Err(StoreError::NotFound("cursor")));
+    let page = AuditPage {
+        before: None,
+        limit: 10,
+    };
+    assert_eq!(
+        store.audit_entries(t.id, other.card.id, &page).await.unwrap(),
+        vec![elsewhere]
+    );
+}
+
+/// A tenant's events list oldest first (the order written, within and across
+/// transactions), filter by type and card, page with `after`, and refuse an
+/// unknown cursor.
+pub async fn events_are_oldest_first_with_filters_and_a_cursor(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c1 = card(t.id, h.id);
+    let c2 = card(t.id, h.id);
+    insert_cards(&*store, &[&c1, &c2]).await;
+    let e1 = event(t.id, Some(c1.card.id), EventType::CardCreated, json!({"n": 1}));
+    let e2 = event(t.id, Some(c2.card.id), EventType::CardCreated, json!({"n": 2}));
+    let e3 = event(
+        t.id,
+        Some(c1.card.id),
+        EventType::CardStatusChanged,
+        json!({"n": 3, "to": "LOCKED"}),
+    );
+    let e4 = event(t.id, Some(c1.card.id), EventType::CardPinSet, json!({"n": 4}));
+    let e5 = event(t.id, Some(c2.card.id), EventType::CardStatusChanged, json!({"n": 5}));
+    let e6 = event(t.id, None, EventType::CardLimitsUpdated, json!({"n": 6}));
+    insert_events(&*store, &[&e1]).await;
+    insert_events(&*store, &[&e2]).await;
+    insert_events(&*store, &[&e3, &e4]).await;
+    insert_events(&*store, &[&e5, &e6]).await;
+    let all = vec![e1.clone(), e2.clone(), e3.clone(), e4.clone(), e5.clone(), e6.clone()];
+    assert_eq!(events_settled(&*store, t.id, &page(100), all.len()).await, all);
+
+    let query = |event_type: Option<EventType>, card_id: Option<CardId>, after: Option<EventId>, limit: u32| {
+        let store = store.clone();
+        async move {
+            let q = EventQuery {
+                event_type,
+                card_id,
+                after,
+                limit,
+            };
+            store.events(t.id, &q).await.map(|e| ids(&e))
+        }
+    };
+    let status = Some(EventType::CardStatusChanged);
+    let id = |e: &StoredEvent| e.event.id;
+    assert_eq!(query(status, None, None, 100).await.unwrap(), vec![id(&e3), id(&e5)]);
+    assert_eq!(
+        query(None, Some(c1.card.id), None, 100).await.unwrap(),
+        vec![id(&e1), id(&e3), id(&e4)]
+    );
+    assert_eq!(query(status, Some(c1.card.id), None, 100).await.unwrap(), vec![id(&e3)]);
+    assert!(query(Some(EventType::OtpCreated), None, None, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    assert_eq!(query(None, None, None, 2).await.unwrap(), vec![id(&e1), id(&e2)]);
+    assert_eq!(
+        query(None, None, Some(id(&e2)), 2).await.unwrap(),
+        vec![id(&e3), id(&e4)]
+    );
+    assert_eq!(
+        query(None, None, Some(id(&e4)), 2).await.unwrap(),
+        vec![id(&e5), id(&e6)]
+    );
+    assert!(query(None, None, Some(id(&e6)), 2).await.unwrap().is_empty());
+    // The cursor need not match the filter.
+    assert_eq!(
+        query(None, Some(c1.card.id), Some(id(&e2)), 100).await.unwrap(),
+        vec![id(&e3), id(&e4)]
+    );
+    assert_eq!(query(status, None, Some(id(&e4)), 100).await.unwrap(), vec![id(&e5)]);
+    assert_eq!(
+        query(None, None, Some(EventId::new()), 2).await,
+        Err(StoreError::NotFound("cursor"))
+    );
+}
+
+/// Event data reads back equal: sealed (with `data` null), plain JSON of
+/// every kind, and a plain JSON null.
+pub async fn event_data_round_trips_sealed_or_not(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let mut sealed = event(
+        t.id,
+        Some(c.card.id),
+        EventType::CardActivationCode,
+        serde_json::Value::Null,
+    );
+    sealed.sealed_data = Some(SealedData {
+        ciphertext: unique_bytes(61),
+        key_version: 4,
+    });
+    let rich = event(
+        t.id,
+        Some(c.card.id),
+        EventType::CardStatusChanged,
+        json!({
+            "big": u64::MAX,
+            "negative": -7,
+            "float": 0.1,
+            "text": "ação — \"quoted\" \\ \u{1F512}",
+            "list": [true, false, null, [], {}],
+            "nested": {"b": 1, "a": {"z": []}},
+        }),
+    );
+    let null = event(t.id, None, EventType::CardLimitsUpdated, serde_json::Value::Null);
+    insert_events(&*store, &[&sealed, &rich, &null]).await;
+    assert_eq!(
+        events_settled(&*store, t.id, &page(10), 3).await,
+        vec![sealed, rich, null]
+    );
+}
+
+/// A transaction dropped without commit leaves no trace and no lock.
+pub async fn a_dropped_transaction_leaves_nothing(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+
+    let newcomer = cardholder(t.id, "newcomer");
+    let new_card = card(t.id, h.id);
+    let mut changed = c.clone();
+    changed.card.status = CardStatus::Closed;
+    changed.secrets.pin_failures = 9;
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap(), Some(c.clone()));
+    assert!(tx.insert_cardholder(&newcomer).await.unwrap());
+    assert!(tx.insert_card(&new_card).await.unwrap());
+    tx.update_card(&changed).await.unwrap();
+    tx.save_otp_state(
+        c.card.id,
+        OtpPurpose::PinChange,
+        &OtpState {
+            failures: 1,
+            locked_until: None,
+            codes: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.insert_audit(&audit(t.id, Some(c.card.id), "card.close", 7))
+        .await
+        .unwrap();
+    tx.insert_event(&event(t.id, Some(c.card.id), EventType::CardStatusChanged, json!({})))
+        .await
+        .unwrap();
+    drop(tx);
+
+    assert_eq!(store.cardholder(t.id, newcomer.id).await.unwrap(), None);
+    assert_eq!(store.card(t.id, new_card.card.id).await.unwrap(), None);
+    assert_eq!(store.card(t.id, c.card.id).await.unwrap(), Some(c.clone()));
+    let page_all = AuditPage {
+        before: None,
+        limit: 10,
+    };
+    assert!(store
+        .audit_entries(t.id, c.card.id, &page_all)
+        .await
+        .unwrap()
+        .is_empty());
+    // Once a later committed event is listed, the dropped one would be too.
+    let marker = event(t.id, None, EventType::CardLimitsUpdated, json!({"marker": true}));
+    insert_events(&*store, &[&marker]).await;
+    assert_eq!(events_settled(&*store, t.id, &page(10), 1).await, vec![marker]);
+
+    // The row lock went with the transaction.
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap(), Some(c.clone()));
+    assert_eq!(
+        tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap(),
+        OtpState::default()
+    );
+    tx.commit().await.unwrap();
+}
+
+/// N concurrent read-modify-write transactions on one card, each through
+/// `lock_card`, lose no update: the row lock serialises them.
+pub async fn concurrent_locked_increments_are_not_lost(store: Arc<dyn Store>) {
+    const N: u32 = 16;
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let card_id = c.card.id;
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tx = store.begin().await.unwrap();
+                let mut rec = tx.lock_card(t.id, card_id).await.unwrap().unwrap();
+                // Widen the window between read and write: without the lock,
+                // others would read the same value meanwhile.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                rec.secrets.pin_failures += 1;
+                tx.update_card(&rec).await.unwrap();
+                tx.insert_audit(&audit(t.id, Some(card_id), &format!("card.pin_failed.{i}"), 8))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rec = store.card(t.id, card_id).await.unwrap().unwrap();
+    assert_eq!(rec.secrets.pin_failures, N);
+    let page_all = AuditPage {
+        before: None,
+        limit: 100,
+    };
+    assert_eq!(
+        store.audit_entries(t.id, card_id, &page_all).await.unwrap().len(),
+        N as usize
+    );
+}
+
+/// A reader paging with `after` while several writers commit concurrently,
+/// in an order unrelated to when they inserted, sees every event exactly once.
+pub async fn event_paging_never_skips_an_event(store: Arc<dyn Store>) {
+    const WRITERS: usize = 4;
+    const TXS: usize = 8;
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let card_id = c.card.id;
+
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for k in 0..TXS {
+                    let mut tx = store.begin().await.unwrap();
+                    if (w + k) % 2 == 0 {
+                        // Write something first, then wait: this transaction
+                        // is older than ones that insert their event earlier.
+                        tx.insert_audit(&audit(t.id, Some(card_id), "card.touch", 6))
+                            .await
+                            .unwrap();
+                        tokio::time::sleep(Duration::from_millis((k % 3) as u64)).await;
+                    }
+                    for _ in 0..=(k % 2) {
+                        let e = event(
+                            t.id,
+                            Some(card_id),
+                            EventType::CardStatusChanged,
+                            json!({"w": w, "k": k}),
+                        );
+                        tx.insert_event(&e).await.unwrap();
+                        written.push(e.event.id);
+                    }
+                    tokio::time::sleep(Duration::from_millis(((w + k) % 4) as u64)).await;
+                    tx.commit().await.unwrap();
+                }
+                written
+            })
+        })
+        .collect();
+    let total = WRITERS * TXS + WRITERS * TXS / 2;
+
+    // The reader gives up a while after the last commit: by then anything
+    // it has not seen was skipped, not late.
+    let (done, mut writers_done) = tokio::sync::watch::channel(false);
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut give_up: Option<Instant> = None;
+            let mut seen = Vec::new();
+            let mut after = None;
+            while seen.len() < total && give_up.is_none_or(|g| Instant::now() < g) {
+                if give_up.is_none() && *writers_done.borrow_and_update() {
+                    give_up = Some(Instant::now() + Duration::from_secs(15));
+                }
+                let q = EventQuery {
+                    after,
+                    limit: 3,
+                    ..EventQuery::default()
+                };
+                let got = store.events(t.id, &q).await.unwrap();
+                match got.last() {
+                    Some(last) => after = Some(last.event.id),
+                    None => tokio::time::sleep(Duration::from_millis(2)).await,
+                }
+                seen.extend(ids(&got));
+            }
+            seen
+        })
+    };
+
+    let mut written = HashSet::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    done.send_replace(true);
+    let seen = reader.await.unwrap();
+    assert_eq!(written.len(), total);
+    let unique: HashSet<EventId> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "an event was listed twice");
+    let skipped = written.difference(&unique).count();
+    assert_eq!(skipped, 0, "{skipped} of {total} events were never listed");
+    assert_eq!(unique, written);
+}
