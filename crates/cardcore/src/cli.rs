@@ -46,6 +46,12 @@ pub struct DbArgs {
     /// Seconds to wait for a database connection before answering 503.
     #[arg(long, env = "CARDCORE_DB_TIMEOUT_SECONDS", default_value_t = 3)]
     pub db_timeout_seconds: u64,
+    /// Longest a single PostgreSQL statement may run (row-lock waits included).
+    #[arg(long, env = "CARDCORE_DB_STATEMENT_TIMEOUT_SECONDS", default_value_t = 5)]
+    pub db_statement_timeout_seconds: u64,
+    /// PostgreSQL schema to use (created if missing); default: the server's search_path.
+    #[arg(long, env = "CARDCORE_DB_SCHEMA")]
+    pub db_schema: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

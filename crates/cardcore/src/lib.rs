@@ -172,7 +172,17 @@ pub async fn open_store(db: &DbArgs) -> anyhow::Result<Arc<dyn Store>> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet");
+        let options = cardcore_store_postgres::PostgresOptions {
+            max_connections: db.db_pool_size.max(1),
+            acquire_timeout: timeout,
+            statement_timeout: Duration::from_secs(db.db_statement_timeout_seconds),
+            schema: db.db_schema.clone(),
+            ..Default::default()
+        };
+        let store = cardcore_store_postgres::PostgresStore::connect(&url, &options)
+            .await
+            .with_context(|| format!("cannot connect to {}", display_url(&url)))?;
+        return Ok(Arc::new(store));
     }
     bail!(
         "--database must be sqlite://PATH or postgres://...; got {}",
