@@ -282,7 +282,10 @@ impl Server {
             service.clone(),
             cardcore_http::HttpOptions {
                 metrics: prometheus(),
-                rate_limits: cardcore_http::ratelimit::RateLimits::new(args.rate_limit_per_second, args.rate_limit_burst),
+                rate_limits: cardcore_http::ratelimit::RateLimits::new(
+                    args.rate_limit_per_second,
+                    args.rate_limit_burst,
+                ),
             },
         );
         let task = tokio::spawn(async move {
@@ -319,7 +322,8 @@ impl Server {
 /// recorder; every server in the process shares it).
 fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = std::sync::OnceLock::new();
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()

@@ -8,6 +8,9 @@
 //! - `hmac_verify`: the keyed verification value alone (a plain-PIN verify);
 //! - `rsa_oaep_decrypt`: an `encrypted_pin` (RSA-2048 OAEP-SHA256).
 
+// A benchmark that cannot set up should stop loudly.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 
 use cardcore_crypto::pinblock::{self, Format4Key, Format4PanField, TdesFormat};
@@ -42,7 +45,9 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("format0_decode", |b| {
-        b.iter(|| black_box(pinblock::decrypt_tdes(&tdes, TdesFormat::Format0, black_box(&block0), &pan).expect("decodes")))
+        b.iter(|| {
+            black_box(pinblock::decrypt_tdes(&tdes, TdesFormat::Format0, black_box(&block0), &pan).expect("decodes"))
+        })
     });
     g.bench_function("hmac_verify", |b| {
         b.iter(|| black_box(mac.verify(label::PIN, &[&card_id, black_box(pin.expose_bytes())], &stored)))
@@ -50,7 +55,9 @@ fn benches(c: &mut Criterion) {
     let der = TransportKey::generate_pkcs8().expect("rsa key");
     let key = TransportKey::from_pkcs8(&der).expect("rsa key");
     let ct = encrypt_with_public_pem(key.public_key_pem(), b"4821").expect("encrypt");
-    g.bench_function("rsa_oaep_decrypt", |b| b.iter(|| black_box(key.decrypt_pin(black_box(&ct)).expect("decrypts"))));
+    g.bench_function("rsa_oaep_decrypt", |b| {
+        b.iter(|| black_box(key.decrypt_pin(black_box(&ct)).expect("decrypts")))
+    });
     g.finish();
 }
 

@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 
 /// Request latency buckets, in seconds.
-pub const LATENCY_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Records one finished request.
 pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
@@ -34,7 +35,9 @@ pub async fn render(State(s): State<AppState>) -> Response {
         metrics::gauge!("cardcore_db_pool_max_connections").set(f64::from(pool.max));
     }
     let mut res = handle.render().into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     res
 }

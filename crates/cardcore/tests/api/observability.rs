@@ -14,13 +14,22 @@ async fn prometheus_metrics_by_route_pattern_and_status() {
     let id = app.active_card("virtual").await["id"].as_str().unwrap().to_owned();
     app.set_pin(&id, "4821").await;
     app.verify(&id, "4822").await.ok();
-    app.get(&format!("/v1/cards/{}", uuid::Uuid::new_v4())).await.expect(404, "card_not_found");
+    app.get(&format!("/v1/cards/{}", uuid::Uuid::new_v4()))
+        .await
+        .expect(404, "card_not_found");
     let res = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     let text = res.text().await.unwrap();
-    assert!(text.contains(r#"cardcore_http_requests_total{method="GET",route="/v1/cards/{id}",status="404"}"#), "{text}");
-    assert!(text.contains(r#"cardcore_http_request_duration_seconds_bucket{method="POST",route="/v1/cards/{id}/pin/verify""#));
+    assert!(
+        text.contains(r#"cardcore_http_requests_total{method="GET",route="/v1/cards/{id}",status="404"}"#),
+        "{text}"
+    );
+    assert!(text
+        .contains(r#"cardcore_http_request_duration_seconds_bucket{method="POST",route="/v1/cards/{id}/pin/verify""#));
     assert!(text.contains("cardcore_pin_verification_failures_total"));
     assert!(text.contains(r#"cardcore_db_pool_connections{state="idle"}"#));
     assert!(!text.contains(&id), "no ids in label values");
@@ -70,8 +79,18 @@ fn sigterm_finishes_and_exits_zero() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     std::thread::spawn(move || for _ in lines {});
-    let addr = first.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let status = rt.block_on(async { reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status() });
     assert_eq!(status, 200);
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();

@@ -18,8 +18,14 @@ fn walkthrough() -> String {
 
 #[test]
 fn readme_walkthrough() {
-    let has_cryptography = Command::new("python3").args(["-c", "import cryptography"]).status().is_ok_and(|s| s.success());
-    assert!(has_cryptography || std::env::var_os("CI").is_none(), "python3 with cryptography is required under CI");
+    let has_cryptography = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_cryptography || std::env::var_os("CI").is_none(),
+        "python3 with cryptography is required under CI"
+    );
     if !has_cryptography {
         eprintln!("SKIP readme_walkthrough: python3 with the cryptography package is not installed");
         return;
@@ -60,7 +66,10 @@ fn readme_walkthrough() {
     let script = walkthrough()
         .replace("http://127.0.0.1:8080", &format!("http://{addr}"))
         .replace("cargo run --release -q --", bin)
-        .replace("scripts/pin-tool.py", concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pin-tool.py"));
+        .replace(
+            "scripts/pin-tool.py",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pin-tool.py"),
+        );
     let out = Command::new("bash")
         .current_dir(dir.path())
         .env_remove("CARDCORE_DATABASE_URL")
