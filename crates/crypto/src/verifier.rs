@@ -76,6 +76,19 @@ impl MacKey {
         let actual = self.compute(label, parts);
         actual.as_slice().ct_eq(expected).into()
     }
+
+    /// Plain HMAC-SHA256 of `msg`, with no label or framing: for formats
+    /// that define their own input, such as a JWT's `header.payload`.
+    pub fn hmac(&self, msg: &[u8]) -> [u8; VALUE_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(msg);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// True when `tag` is [`MacKey::hmac`] of `msg`, compared in constant time.
+    pub fn verify_hmac(&self, msg: &[u8], tag: &[u8]) -> bool {
+        self.hmac(msg).as_slice().ct_eq(tag).into()
+    }
 }
 
 impl fmt::Debug for MacKey {
@@ -123,6 +136,31 @@ mod tests {
             k.compute(label::PIN, &[b"ab", b"c"]),
             k.compute(label::PIN, &[b"a", b"bc"])
         );
+    }
+
+    #[test]
+    fn plain_hmac_matches_rfc_4231() {
+        // RFC 4231 test cases 6 and 7: a 131-byte key (the only vectors with
+        // a key long enough for `MacKey`).
+        let k = MacKey::new(&SecretBytes::from_slice(&[0xaa; 131])).unwrap();
+        let tc6 = b"Test Using Larger Than Block-Size Key - Hash Key First";
+        assert_eq!(
+            hex::encode(k.hmac(tc6)),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        let tc7 = b"This is a test using a larger than block-size key and a larger than block-size data. \
+The key needs to be hashed before being used by the HMAC algorithm.";
+        assert_eq!(
+            hex::encode(k.hmac(tc7)),
+            "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2"
+        );
+        let tag = k.hmac(tc6);
+        assert!(k.verify_hmac(tc6, &tag));
+        assert!(!k.verify_hmac(tc7, &tag));
+        assert!(!k.verify_hmac(tc6, &tag[..31]));
+        assert!(!key(1).verify_hmac(tc6, &tag));
+        // Unframed: not the labelled value of the same bytes.
+        assert_ne!(k.hmac(b"ab"), k.compute(b"", &[b"ab"]));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod dialects;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -60,10 +61,14 @@ pub fn app(service: Arc<Service>, options: HttpOptions) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
         .merge(native::routes())
+        .merge(dialects::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(options.rate_limits, ratelimit::limit))
+        .layer(axum::middleware::from_fn_with_state(
+            options.rate_limits,
+            ratelimit::limit,
+        ))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
 }

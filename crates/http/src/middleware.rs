@@ -60,7 +60,11 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     let elapsed = started.elapsed().as_secs_f64();
     crate::metrics::record_request(method.as_str(), &route, res.status().as_u16(), elapsed);
     span.in_scope(|| {
-        tracing::info!(status = res.status().as_u16(), latency_ms = elapsed * 1000.0, "request done");
+        tracing::info!(
+            status = res.status().as_u16(),
+            latency_ms = elapsed * 1000.0,
+            "request done"
+        );
     });
     res
 }

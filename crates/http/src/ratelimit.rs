@@ -38,7 +38,8 @@ impl RateLimits {
     pub fn new(per_second: u32, burst: u32) -> Arc<Self> {
         let limiter = NonZeroU32::new(per_second).map(|rate| {
             let burst = NonZeroU32::new(burst.max(per_second)).unwrap_or(rate);
-            RateLimiter::dashmap(Quota::per_second(rate).allow_burst(burst)).with_middleware::<StateInformationMiddleware>()
+            RateLimiter::dashmap(Quota::per_second(rate).allow_burst(burst))
+                .with_middleware::<StateInformationMiddleware>()
         });
         Arc::new(Self {
             limiter,
@@ -85,7 +86,11 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, req: Request, next: Ne
             let mut res = next.run(req).await;
             header(&mut res, "ratelimit-limit", burst);
             header(&mut res, "ratelimit-remaining", remaining);
-            header(&mut res, "ratelimit-reset", (burst - remaining).div_ceil(u64::from(limits.per_second.max(1))));
+            header(
+                &mut res,
+                "ratelimit-reset",
+                (burst - remaining).div_ceil(u64::from(limits.per_second.max(1))),
+            );
             res
         }
         Err(not_until) => {

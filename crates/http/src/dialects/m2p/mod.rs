@@ -1,0 +1,443 @@
+//! M2P prepaid API under `/m2p`. `POST /auth/token` trades client
+//! credentials (tenant id or name, and one of its API keys) for a signed JWT;
+//! every other call needs `Authorization: Bearer <JWT>` and `X-TENANT-ID`.
+//! `entityId` is the cardholder's `external_id`, `kit`/`kitNo` the card's
+//! kit number, `mobile` the cardholder's phone, `expiryDate` the card's MM/YY.
+
+mod error;
+mod token;
+mod types;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::routing::post;
+use axum::{Json, Router};
+use cardcore_crypto::Pin;
+use cardcore_domain::otp::OtpPurpose;
+use cardcore_domain::{Card, Cardholder, Channel, LifecycleAction, ReasonCode, ValidationErrors};
+use cardcore_service::cards::ReasonInput;
+use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
+use cardcore_service::{Ctx, Principal, Service, ServiceError, ServiceResult};
+
+use error::{m2p_error, M2pError, Op};
+use token::TTL_SECONDS;
+use types::{
+    CardSummary, Envelope, FetchCardsRequest, MessageResult, Mobile, OtpRequest, OtpResponse, PinRequest,
+    PreferencesRequest, PreferencesView, Rule, StatusRequest, StatusWanted, TokenRequest, TokenResponse, Validity,
+};
+
+use super::{all_cards, card_by_kit_of_holder, header_value, holder, parse_body, patch_limits};
+use crate::auth::request_id_of;
+use crate::AppState;
+
+/// Routes under `/m2p`.
+pub fn routes() -> Router<AppState> {
+    const V1: &str = "/prepaid/customer/v1";
+    Router::new()
+        .route("/auth/token", post(issue_token))
+        .route(&format!("{V1}/otp/generate"), post(generate_otp))
+        .route(&format!("{V1}/cards/update/pin"), post(update_pin))
+        .route(&format!("{V1}/cards/v2/set-pin"), post(set_pin))
+        .route(&format!("{V1}/cards/v2/validate-pin"), post(validate_pin))
+        .route(&format!("{V1}/cards/status"), post(update_status))
+        .route(&format!("{V1}/customers/fetch-all-cards"), post(fetch_all_cards))
+        .route(
+            &format!("{V1}/cards/support/update/preferences"),
+            post(update_preferences),
+        )
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// A request carrying a valid token and the token's tenant in `X-TENANT-ID`.
+pub struct M2pAuth(pub Ctx);
+
+impl FromRequestParts<AppState> for M2pAuth {
+    type Rejection = M2pError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate(parts, &state.service)
+            .await
+            .map(Self)
+            .map_err(|e| m2p_error(e, Op::Auth))
+    }
+}
+
+async fn authenticate(parts: &Parts, service: &Service) -> ServiceResult<Ctx> {
+    let bearer = header_value(parts, "authorization")
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or(ServiceError::Unauthorized)?;
+    let claims = token::verify(service, bearer, now()).await?;
+    let asked = header_value(parts, "x-tenant-id").ok_or(ServiceError::Unauthorized)?;
+    let tenant = service.tenant(claims.tid).await.map_err(|e| match e {
+        ServiceError::NotFound(_) => ServiceError::Unauthorized,
+        other => other,
+    })?;
+    if asked != tenant.id.to_string() && asked != tenant.name {
+        return Err(ServiceError::Unauthorized);
+    }
+    let principal = Principal {
+        tenant,
+        api_key_id: Some(claims.sub),
+        can_reveal: claims.rev,
+    };
+    Ok(Ctx::new(principal, Channel::M2p, request_id_of(parts)))
+}
+
+type Body = Result<Bytes, BytesRejection>;
+
+/// Renders an outcome: the value as JSON, or the error in M2P's shape for `op`.
+fn answer<T>(op: Op, outcome: ServiceResult<T>) -> Result<Json<T>, M2pError> {
+    outcome.map(Json).map_err(|e| m2p_error(e, op))
+}
+
+/// `POST /auth/token`: client credentials → a JWT valid for an hour.
+async fn issue_token(State(s): State<AppState>, body: Body) -> Result<Json<TokenResponse>, M2pError> {
+    let outcome = async {
+        let b: TokenRequest = parse_body(body)?;
+        if b.grant_type != "client_credentials" {
+            return Err(ServiceError::invalid("grantType", "must be client_credentials"));
+        }
+        let principal = s.service.authenticate(&b.client_secret).await?;
+        let tenant = &principal.tenant;
+        if b.client_id != tenant.id.to_string() && b.client_id != tenant.name {
+            return Err(ServiceError::Unauthorized);
+        }
+        Ok(TokenResponse {
+            access_token: token::issue(&s.service, &principal, now()).await?,
+            token_type: "Bearer",
+            expires_in: TTL_SECONDS,
+        })
+    };
+    answer(Op::Token, outcome.await)
+}
+
+/// True when `mobile` is the cardholder's phone.
+fn same_phone(holder: &Cardholder, number: &str, country_code: Option<&str>) -> bool {
+    number.trim() == holder.phone.number && country_code.is_none_or(|cc| cc == holder.phone.country_code)
+}
+
+fn check_mobile(errors: &mut ValidationErrors, holder: &Cardholder, mobile: Option<&Mobile>) {
+    if let Some(m) = mobile {
+        if !same_phone(holder, &m.value, Some(&m.country_code.digits())) {
+            errors.add("mobile", "Invalid contact");
+        }
+    }
+}
+
+fn check_expiry(errors: &mut ValidationErrors, field: &str, card: &Card, expiry: Option<&str>) {
+    if let Some(e) = expiry {
+        if cardcore_domain::Expiry::parse_mm_yy(e.trim()).is_none() {
+            errors.add(field, "must be MM/YY");
+        } else if e.trim() != card.expiry.to_string() {
+            errors.add(field, "Invalid expiry date");
+        }
+    }
+}
+
+/// `POST .../otp/generate`: an OTP for a PIN change; the code goes to the
+/// tenant's webhook as `otp.created`, never in the answer.
+async fn generate_otp(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<OtpResponse>, M2pError> {
+    let outcome = async {
+        let b: OtpRequest = parse_body(body)?;
+        if b.otp_type.as_deref().is_some_and(|t| t != "S" && t != "D") {
+            return Err(ServiceError::invalid("otpType", "must be S or D"));
+        }
+        let (holder, card) = card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, &b.kit_no).await?;
+        let mut errors = ValidationErrors::new();
+        let cc = b.country_code.as_ref().map(|c| c.digits());
+        if !same_phone(&holder, &b.mobile_number, cc.as_deref()) {
+            errors.add("mobileNumber", "Invalid contact");
+        }
+        if b.card.as_deref().is_some_and(|last4| last4 != card.last_four) {
+            errors.add("card", "does not match the card's last four digits");
+        }
+        errors.into_result()?;
+        let issued = s.service.create_otp(&ctx, card.id, OtpPurpose::PinChange).await?;
+        Ok(OtpResponse {
+            status: "SUCCESS",
+            trace_number: issued.trace_number,
+            ref_number: ctx.request_id.clone().unwrap_or_default(),
+        })
+    };
+    answer(Op::GenerateOtp, outcome.await)
+}
+
+/// The parts of a `ChangeCardPinDto` an operation needs, once present and
+/// in agreement with each other.
+struct PinParts<'a> {
+    old_pin: Option<&'a str>,
+    new_pin: Option<&'a str>,
+    otp: Option<OtpProof>,
+}
+
+/// Checks presence and agreement inside the body (no lookups yet).
+fn pin_parts(b: &PinRequest, op: Op) -> ServiceResult<PinParts<'_>> {
+    let mut errors = ValidationErrors::new();
+    let mut need = |field: &str, present: bool| {
+        if !present {
+            errors.add(field, "must not be null");
+        }
+    };
+    let needs_otp = op != Op::ValidateCardPin;
+    if needs_otp {
+        need("mobile", b.mobile.is_some());
+        need("expiryDate", b.expiry_date.is_some());
+        need("otpDetails", b.otp_details.is_some());
+        need("newPin", b.new_pin.is_some());
+    }
+    if op != Op::SetCardPin {
+        need("oldPin", b.old_pin.is_some());
+    }
+    if needs_otp {
+        if let Some(d) = &b.otp_details {
+            if b.otp.as_deref().is_some_and(|o| o != d.otp) {
+                errors.add("otp", "does not match otpDetails.otp");
+            }
+            if let Some(Rule { otp, trace_number, .. }) = &b.rule {
+                if otp.as_deref().is_some_and(|o| o != d.otp) {
+                    errors.add("rule.otp", "does not match otpDetails.otp");
+                }
+                if trace_number.as_deref().is_some_and(|t| t != d.trace_number) {
+                    errors.add("rule.traceNumber", "does not match otpDetails.traceNumber");
+                }
+            }
+        }
+    }
+    errors.into_result()?;
+    Ok(PinParts {
+        old_pin: b.old_pin.as_deref(),
+        new_pin: if op == Op::ValidateCardPin {
+            None
+        } else {
+            b.new_pin.as_deref()
+        },
+        otp: needs_otp
+            .then(|| {
+                b.otp_details.as_ref().map(|d| OtpProof {
+                    trace_number: d.trace_number.clone(),
+                    code: d.otp.clone(),
+                })
+            })
+            .flatten(),
+    })
+}
+
+/// Checks the body against the card and the cardholder.
+fn check_card(b: &PinRequest, holder: &Cardholder, card: &Card) -> ServiceResult<()> {
+    let mut errors = ValidationErrors::new();
+    check_mobile(&mut errors, holder, b.mobile.as_ref());
+    if let Some(n) = b.otp_details.as_ref().and_then(|d| d.mobile_number.as_deref()) {
+        if !same_phone(holder, n, None) {
+            errors.add("otpDetails.mobileNumber", "Invalid contact");
+        }
+    }
+    check_expiry(&mut errors, "expiryDate", card, b.expiry_date.as_deref());
+    check_expiry(
+        &mut errors,
+        "rule.expiryDate",
+        card,
+        b.rule.as_ref().and_then(|r| r.expiry_date.as_deref()),
+    );
+    Ok(errors.into_result()?)
+}
+
+/// A PIN field: 4 plain digits, or a base64 RSA-OAEP ciphertext under the
+/// PIN encryption key (its current version; M2P sends no key id).
+async fn pin_input(service: &Service, field: &'static str, value: &str) -> ServiceResult<NamedPin> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let pin = Pin::parse(value)
+            .map_err(|_| ServiceError::invalid(field, "must be 4 digits or an RSA-encrypted PIN (base64)"))?;
+        return Ok(NamedPin {
+            prefix: Some(field),
+            input: PinInput::Plain(pin),
+        });
+    }
+    let key = service.pin_encryption_key().await?;
+    Ok(NamedPin {
+        prefix: Some(field),
+        input: PinInput::Encrypted {
+            ciphertext: value.to_owned(),
+            key_id: key.key_id,
+        },
+    })
+}
+
+/// The card a PIN request is about, and the request's checked parts.
+async fn pin_request<'a>(s: &AppState, ctx: &Ctx, b: &'a PinRequest, op: Op) -> ServiceResult<(Card, PinParts<'a>)> {
+    let parts = pin_parts(b, op)?;
+    let (holder, card) = card_by_kit_of_holder(&s.service, ctx, &b.entity_id, &b.kit).await?;
+    if op != Op::ValidateCardPin {
+        check_card(b, &holder, &card)?;
+    }
+    Ok((card, parts))
+}
+
+fn missing(field: &str) -> ServiceError {
+    ServiceError::invalid(field, "must not be null")
+}
+
+/// `POST .../cards/update/pin` (seed 004): current PIN, new PIN and the OTP.
+async fn update_pin(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<Envelope<MessageResult>>, M2pError> {
+    let op = Op::ChangeCardPin;
+    let outcome = async {
+        let b: PinRequest = parse_body(body)?;
+        let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
+        let old = pin_input(&s.service, "oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?).await?;
+        let new = pin_input(&s.service, "newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?).await?;
+        let otp = parts.otp.ok_or_else(|| missing("otpDetails"))?;
+        s.service.change_pin(&ctx, card.id, old, new, otp).await?;
+        Ok(Envelope::new(MessageResult {
+            message: "Card pin change Successfully".into(),
+        }))
+    };
+    answer(op, outcome.await)
+}
+
+/// `POST .../cards/v2/set-pin`: first PIN or reset, with the OTP.
+async fn set_pin(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<Envelope<MessageResult>>, M2pError> {
+    let op = Op::SetCardPin;
+    let outcome = async {
+        let b: PinRequest = parse_body(body)?;
+        let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
+        let new = pin_input(&s.service, "newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?).await?;
+        s.service.set_pin(&ctx, card.id, new, parts.otp).await?;
+        Ok(Envelope::new(MessageResult {
+            message: "Card pin set Successfully".into(),
+        }))
+    };
+    answer(op, outcome.await)
+}
+
+/// `POST .../cards/v2/validate-pin`: reads only `oldPin`; a wrong one counts
+/// against the PIN try counter like every other verification.
+async fn validate_pin(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<Validity>, M2pError> {
+    let op = Op::ValidateCardPin;
+    let outcome = async {
+        let b: PinRequest = parse_body(body)?;
+        let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
+        let pin = pin_input(&s.service, "oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?).await?;
+        let verified = s.service.verify_pin(&ctx, card.id, pin).await?;
+        Ok(Validity { valid: verified.valid })
+    };
+    answer(op, outcome.await)
+}
+
+/// M2P's reason codes onto the catalog: `01`..`04` and `Card Closure`;
+/// catalog codes pass through (anything else the core refuses, listing it).
+fn catalog_reason(code: &str) -> String {
+    match code.trim() {
+        "01" => ReasonCode::CUST_REQ.into(),
+        "02" => ReasonCode::FRAUD_SUSPECTED.into(),
+        "03" => ReasonCode::LOST_CARD.into(),
+        "04" => ReasonCode::STOLEN_CARD.into(),
+        c if c.eq_ignore_ascii_case("Card Closure") => ReasonCode::CARD_CLOSURE.into(),
+        c => c.to_owned(),
+    }
+}
+
+/// `POST .../cards/status` (assumed path): LOCKED, UNLOCKED or BLOCKED.
+async fn update_status(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<Envelope<MessageResult>>, M2pError> {
+    let outcome = async {
+        let b: StatusRequest = parse_body(body)?;
+        let (_, card) = card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, &b.kit_no).await?;
+        let action = match b.status {
+            StatusWanted::Locked => LifecycleAction::Lock,
+            StatusWanted::Unlocked => LifecycleAction::Unlock,
+            StatusWanted::Blocked => LifecycleAction::Block,
+        };
+        // M2P makes the reason optional; the core records one for every
+        // block, so a block without one is the customer's request.
+        let code = match (b.reason_code.as_deref(), b.status) {
+            (Some(c), _) => Some(catalog_reason(c)),
+            (None, StatusWanted::Blocked) => Some(ReasonCode::CUST_REQ.to_owned()),
+            (None, _) => None,
+        };
+        let reason = ReasonInput {
+            code,
+            message: b.reason_msg,
+        };
+        let change = s.service.change_status(&ctx, card.id, action, reason).await?;
+        let word = b.status.as_str();
+        let message = if change.changed {
+            format!("Card {word} Successfully")
+        } else {
+            format!("Card was already {word}")
+        };
+        Ok(Envelope::new(MessageResult { message }))
+    };
+    answer(Op::UpdateCardStatus, outcome.await)
+}
+
+/// `POST .../customers/fetch-all-cards`: every card of the cardholder.
+async fn fetch_all_cards(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<Envelope<Vec<CardSummary>>>, M2pError> {
+    let outcome = async {
+        let b: FetchCardsRequest = parse_body(body)?;
+        let holder = holder(&s.service, &ctx, &b.entity_id).await?;
+        let cards = all_cards(&s.service, &ctx, &holder).await?;
+        Ok(Envelope::new(cards.iter().map(CardSummary::from).collect()))
+    };
+    answer(Op::FetchAllCards, outcome.await)
+}
+
+/// `POST .../cards/support/update/preferences`: per-channel limits; the
+/// channels not given stay as they are.
+async fn update_preferences(
+    State(s): State<AppState>,
+    M2pAuth(ctx): M2pAuth,
+    body: Body,
+) -> Result<Json<Envelope<PreferencesView>>, M2pError> {
+    let outcome = async {
+        let b: PreferencesRequest = parse_body(body)?;
+        if b.user_overridden.is_empty() {
+            return Err(ServiceError::invalid(
+                "userOverridden",
+                "give at least one of ATM, E-com, POS, ContactLess",
+            ));
+        }
+        let (holder, card) = card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, &b.kit).await?;
+        let mut errors = ValidationErrors::new();
+        check_mobile(&mut errors, &holder, b.mobile.as_ref());
+        check_expiry(
+            &mut errors,
+            "rule.expiryDate",
+            &card,
+            b.rule.as_ref().and_then(|r| r.expiry_date.as_deref()),
+        );
+        errors.into_result()?;
+        let limits = patch_limits(&s.service, &ctx, card.id, b.user_overridden.change()).await?;
+        Ok(Envelope::new(PreferencesView::from(&limits)))
+    };
+    answer(Op::UpdatePreferences, outcome.await)
+}

@@ -1,0 +1,144 @@
+//! P100's errors, side by side with its table:
+//!
+//! | HTTP | body | when |
+//! |---|---|---|
+//! | 401 | `{"message": "Access Denied. xo1"}` | no `x-api-key` |
+//! | 401 | `{"message": "Access Denied. xo2"}` | a key cardcore does not know |
+//! | 400 | `P403` (no `errorName`) | validation: bad body, weak PIN, a refused status move, a key that may not read card data |
+//! | 400 | `P434` Card not exist | unknown card, or a card of another user or tenant |
+//! | 400 | `P459` User not verified | an `externalUserId` cardcore does not know (create, list) |
+//! | 400 | `P500` Unknown exception | a bug or corrupt data (logged, never shown) |
+//! | 400 | `P501` Service temporarily unavailable | the database is down |
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cardcore_domain::{LifecycleAction, RuleViolation};
+use cardcore_service::ServiceError;
+use serde::Serialize;
+
+use super::types::status;
+
+/// A P100 error response.
+#[derive(Debug)]
+pub struct P100Error {
+    status: StatusCode,
+    body: Body,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Body {
+    Denied {
+        message: &'static str,
+    },
+    #[serde(rename_all = "camelCase")]
+    Coded {
+        error_code: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error_name: Option<&'static str>,
+        error_message: String,
+    },
+}
+
+impl P100Error {
+    /// 401 `xo1`: the request has no `x-api-key`.
+    pub fn missing_key() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            body: Body::Denied {
+                message: "Access Denied. xo1",
+            },
+        }
+    }
+
+    fn coded(code: &'static str, name: Option<&'static str>, message: impl Into<String>) -> Self {
+        // P100 answers every coded error with HTTP 400, even P500 and P501.
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: Body::Coded {
+                error_code: code,
+                error_name: name,
+                error_message: message.into(),
+            },
+        }
+    }
+}
+
+/// A lifecycle action in P100's words.
+fn verb(action: LifecycleAction) -> &'static str {
+    match action {
+        LifecycleAction::Activate => "activate",
+        LifecycleAction::Lock => "block",
+        LifecycleAction::Unlock => "unblock",
+        LifecycleAction::Block => "terminate",
+        LifecycleAction::Close => "delete",
+    }
+}
+
+/// P100's field names are camelCase and its limits have no `channels` level.
+fn field_name(field: &str) -> String {
+    super::super::camel_path(field.strip_prefix("channels.").unwrap_or(field))
+}
+
+/// THE mapping of service errors to P100's codes.
+pub fn p100_error(e: ServiceError) -> P100Error {
+    match e {
+        ServiceError::Unauthorized => P100Error {
+            status: StatusCode::UNAUTHORIZED,
+            body: Body::Denied {
+                message: "Access Denied. xo2",
+            },
+        },
+        ServiceError::Invalid { errors, .. } => {
+            let parts: Vec<String> = errors
+                .0
+                .iter()
+                .map(|f| format!("{}: {}", field_name(&f.field), f.message))
+                .collect();
+            P100Error::coded("P403", None, parts.join("; "))
+        }
+        ServiceError::NotFound("cardholder") => {
+            P100Error::coded("P459", Some("USER_NOT_VERIFIED"), "User not verified")
+        }
+        ServiceError::NotFound(_) => P100Error::coded("P434", Some("CARD_NOT_EXIST"), "Card not exist"),
+        // Status refusals speak P100's words (a lock is its "block").
+        ServiceError::Rule(RuleViolation::InvalidStatusTransition { from, action }) => P100Error::coded(
+            "P403",
+            None,
+            format!("cannot {} a card whose status is {}", verb(action), status(from)),
+        ),
+        ServiceError::Rule(RuleViolation::InvalidCardStatus { status: s, operation }) => P100Error::coded(
+            "P403",
+            None,
+            format!("{operation} is not allowed on a card whose status is {}", status(s)),
+        ),
+        ServiceError::Rule(rule) => P100Error::coded("P403", None, rule.to_string()),
+        ServiceError::Conflict { message, .. } => P100Error::coded("P403", None, message),
+        ServiceError::Forbidden(why) => P100Error::coded("P403", None, why),
+        ServiceError::Unavailable(cause) => {
+            tracing::warn!(%cause, "database unavailable");
+            P100Error::coded(
+                "P501",
+                Some("SERVICE_TEMPORARILY_UNAVAILABLE"),
+                "Service temporarily unavailable",
+            )
+        }
+        ServiceError::Startup(cause) | ServiceError::Internal(cause) => {
+            tracing::error!(%cause, "internal error");
+            P100Error::coded("P500", Some("UNKNOWN_EXCEPTION"), "Unknown exception")
+        }
+    }
+}
+
+impl From<ServiceError> for P100Error {
+    fn from(e: ServiceError) -> Self {
+        p100_error(e)
+    }
+}
+
+impl IntoResponse for P100Error {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}

@@ -1,0 +1,202 @@
+//! QI Tech's errors, `{title, description, translation, code}`, side by
+//! side with its table:
+//!
+//! | code | HTTP | when |
+//! |---|---|---|
+//! | GDF000003 | 400 | no `API-CLIENT-KEY` header |
+//! | GDF000018 | 404 | an `API-CLIENT-KEY` cardcore does not know |
+//! | QIT000001 | 400 | invalid JSON schema: missing/extra/mistyped field, PIN not 4 digits, a key not a UUID |
+//! | CARD000011 | 404 | no such card for that card_key in that wallet (or tenant) |
+//! | CARD000013 | 406 | the status machine refuses the move |
+//! | CARD000017 | 406 | activation is not valid for the card's status |
+//! | CARD000020 | 406 | wrong activation code |
+//! | CARD000023 | 406 | a password for a card that is not plastic |
+//! | CARD000024 | 400 | the password could not be updated (weak PIN: the reason is in `description`) |
+//! | CARD000025 | 406 | the card's status does not allow the operation |
+//! | QIT000500 | 500 | a bug or corrupt data (cardcore's code; logged, never shown) |
+//! | QIT000503 | 503 | the database is down (cardcore's code) |
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cardcore_domain::{LifecycleAction, RuleViolation};
+use cardcore_service::ServiceError;
+use serde::Serialize;
+
+/// A QI Tech error response.
+#[derive(Debug, Serialize)]
+pub struct QiError {
+    #[serde(skip)]
+    status: StatusCode,
+    title: &'static str,
+    description: String,
+    translation: String,
+    code: &'static str,
+}
+
+impl QiError {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        description: impl Into<String>,
+        translation: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            title: status.canonical_reason().unwrap_or("Error"),
+            description: description.into(),
+            translation: translation.into(),
+            code,
+        }
+    }
+
+    /// GDF000003: the request has no `API-CLIENT-KEY`.
+    pub fn missing_key() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "GDF000003",
+            "No API Client Key received",
+            "Nenhuma chave de API do cliente recebida",
+        )
+    }
+
+    /// CARD000023: only plastic (physical) cards have a password; a vendor
+    /// product fact, not a card-state rule.
+    pub fn not_plastic() -> Self {
+        Self::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "CARD000023",
+            "The card type is invalid for this operation. Only plastic cards are allowed.",
+            "O tipo do cartão é inválido para esta operação. Somente cartões plásticos são permitidos.",
+        )
+    }
+}
+
+/// What the error is about, for QI's descriptions (which name the card key
+/// and the statuses).
+#[derive(Debug, Default)]
+pub struct Scope {
+    /// The `CARD_KEY` as the caller sent it.
+    pub card_key: String,
+    /// The card's QI status, once loaded.
+    pub status: Option<&'static str>,
+    /// The QI status asked for, on a status change.
+    pub requested: Option<&'static str>,
+}
+
+/// THE mapping of service errors to QI Tech's codes.
+pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
+    use StatusCode as S;
+    let current = |fallback: &'static str| scope.status.unwrap_or(fallback);
+    match e {
+        ServiceError::Invalid { errors, .. } => QiError::new(
+            S::BAD_REQUEST,
+            "QIT000001",
+            format!("Invalid Json schema. {errors}"),
+            format!("Schema JSON inválido. {errors}"),
+        ),
+        ServiceError::NotFound(_) => QiError::new(
+            S::NOT_FOUND,
+            "CARD000011",
+            format!(
+                "It was not possible to fetch the Card for the card_key {}.",
+                scope.card_key
+            ),
+            format!(
+                "Não foi possível encontrar o cartão para o card_key {}.",
+                scope.card_key
+            ),
+        ),
+        ServiceError::Rule(RuleViolation::InvalidStatusTransition {
+            from,
+            action: LifecycleAction::Activate,
+        }) => {
+            let s = current(from.as_str());
+            QiError::new(
+                S::NOT_ACCEPTABLE,
+                "CARD000017",
+                format!("The activation is not valid for the card status {s}."),
+                format!("A ativação não é válida para o status do cartão {s}."),
+            )
+        }
+        ServiceError::Rule(RuleViolation::InvalidStatusTransition { from, action }) => {
+            let (s, to) = (current(from.as_str()), scope.requested.unwrap_or(action.as_str()));
+            QiError::new(
+                S::NOT_ACCEPTABLE,
+                "CARD000013",
+                format!("It is not possible to change the card status from {s} to {to}."),
+                format!("Não é possível alterar o status do cartão de {s} para {to}."),
+            )
+        }
+        ServiceError::Rule(RuleViolation::InvalidCardStatus { status, .. }) => {
+            let s = current(status.as_str());
+            QiError::new(
+                S::NOT_ACCEPTABLE,
+                "CARD000025",
+                format!("The status {s} is invalid for the operation."),
+                format!("O status {s} é inválido para a operação."),
+            )
+        }
+        ServiceError::Rule(RuleViolation::ActivationCodeInvalid) => QiError::new(
+            S::NOT_ACCEPTABLE,
+            "CARD000020",
+            "Invalid activation code.",
+            "Código de ativação inválido.",
+        ),
+        // Replacement is not part of QI's routes; any such refusal is a
+        // status refusal.
+        ServiceError::Rule(
+            r @ (RuleViolation::ReplaceNotAllowed { .. }
+            | RuleViolation::NotReplaceable
+            | RuleViolation::AlreadyReplaced),
+        ) => QiError::new(S::NOT_ACCEPTABLE, "CARD000013", r.to_string(), r.to_string()),
+        ServiceError::Conflict { message, .. } => {
+            QiError::new(S::NOT_ACCEPTABLE, "CARD000013", message.clone(), message)
+        }
+        // Weak PIN and every other refusal of the password itself.
+        ServiceError::Rule(r) => QiError::new(
+            S::BAD_REQUEST,
+            "CARD000024",
+            format!("We're sorry, but the card could not be update password: {r}."),
+            format!("Erro ao atualizar a senha do cartão: {r}."),
+        ),
+        // No QI route reads card data, so a key's permission never refuses;
+        // an unknown key answers like QI's unknown client key.
+        ServiceError::Unauthorized | ServiceError::Forbidden(_) => QiError::new(
+            S::NOT_FOUND,
+            "GDF000018",
+            "No ClientIntegration found for api_client_key.",
+            "Nenhuma ClientIntegration encontrada para api_client_key.",
+        ),
+        ServiceError::Unavailable(cause) => {
+            tracing::warn!(%cause, "database unavailable");
+            QiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "QIT000503",
+                "The service is temporarily unavailable. Please try again later.",
+                "O serviço está temporariamente indisponível. Tente novamente mais tarde.",
+            )
+        }
+        ServiceError::Startup(cause) | ServiceError::Internal(cause) => {
+            tracing::error!(%cause, "internal error");
+            QiError::new(
+                S::INTERNAL_SERVER_ERROR,
+                "QIT000500",
+                "An unexpected error occurred. Please try again later.",
+                "Ocorreu um erro inesperado. Tente novamente mais tarde.",
+            )
+        }
+    }
+}
+
+impl IntoResponse for QiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        let mut res = (status, Json(self)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        res
+    }
+}
