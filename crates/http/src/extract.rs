@@ -68,6 +68,21 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// serde quotes the value it could not use ("invalid type: integer `4821`,
+/// expected a string"); that value may be a PIN or an OTP sent with the
+/// wrong type, so only what was expected is kept.
+pub(crate) fn without_values(message: &str) -> String {
+    for kind in ["invalid type", "invalid value", "invalid length"] {
+        if let Some(rest) = message.strip_prefix(kind) {
+            return match rest.find(", expected ") {
+                Some(i) => format!("{kind}: expected {}", &rest[i + ", expected ".len()..]),
+                None => kind.to_owned(),
+            };
+        }
+    }
+    message.to_owned()
+}
+
 fn humanize(message: &str) -> String {
     if message.starts_with("unknown field") {
         match message.find(", expected") {
@@ -79,7 +94,7 @@ fn humanize(message: &str) -> String {
     } else if let Some(rest) = message.strip_prefix("unknown variant ") {
         format!("has an unknown value {rest}")
     } else {
-        message.to_owned()
+        without_values(message)
     }
 }
 
@@ -243,6 +258,11 @@ mod tests {
     #[test]
     fn each_bad_input_class_names_its_field() {
         assert_eq!(field("{"), (400, "malformed_json".into(), "".into()));
+        let p = parse_json::<Body>(br#"{"name": 4821, "kind": "virtual"}"#).unwrap_err();
+        assert!(
+            !serde_json::to_string(&p).unwrap().contains("4821"),
+            "a wrong-typed value is never echoed"
+        );
         assert_eq!(
             field(r#"{"name": 1, "kind": "virtual"}"#),
             (422, "validation_error".into(), "name".into())

@@ -149,6 +149,22 @@ async fn weak_pins_are_refused_naming_the_rule() {
         .await
         .expect(422, "validation_error");
     assert_eq!(p["errors"][0]["field"], "pin");
+    assert!(
+        !p.to_string().contains("4821"),
+        "a PIN sent as a number is not echoed: {p}"
+    );
+    let p = app
+        .post(
+            &format!("/v1/cards/{id}/pin/change"),
+            json!({"old_pin": "4821", "new_pin": "7391", "otp": 654321, "trace_number": "t"}),
+        )
+        .await
+        .expect(422, "validation_error");
+    assert_eq!(p["errors"][0]["field"], "otp");
+    assert!(
+        !p.to_string().contains("654321"),
+        "an OTP sent as a number is not echoed: {p}"
+    );
     app.put(
         &format!("/v1/cards/{id}/pin"),
         json!({"pin": "4821", "encrypted_pin": "x", "key_id": "y"}),

@@ -74,15 +74,7 @@ pub(crate) fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection
 /// serde quotes the offending value in "invalid type/value" messages; in a
 /// PIN or OTP field sent as a number that value is a secret, so it is dropped.
 fn scrub(message: &str) -> String {
-    for kind in ["invalid type", "invalid value", "invalid length"] {
-        if let Some(rest) = message.strip_prefix(kind) {
-            return match rest.find(", expected ") {
-                Some(i) => format!("{kind}: expected {}", &rest[i + ", expected ".len()..]),
-                None => kind.to_owned(),
-            };
-        }
-    }
-    message.to_owned()
+    crate::extract::without_values(message)
 }
 
 /// A path or body identifier that must be a UUID.
