@@ -639,6 +639,10 @@ impl Store for PostgresStore {
     ///    behind the cursor. In `(tx_id, seq)` order everything that can still
     ///    appear sorts after everything already listed.
     ///
+    /// Per card, (tx_id, seq) order is the order of its changes: every
+    /// change starts with [`Tx::lock_card`], which draws the transaction id
+    /// only once the card is held (see there).
+    ///
     /// The price is latency, never loss: a committed event is listed once
     /// every transaction that started writing before it has ended, anywhere
     /// in the cluster (xids are cluster-wide). A webhook dispatcher reading
@@ -722,6 +726,13 @@ fn json<T: serde::Serialize>(value: &T) -> Json<&T> {
     Json(value)
 }
 
+/// The advisory lock key of a card: its 128 bits folded to 64. A collision
+/// only makes two cards queue behind each other.
+fn card_lock_key(id: CardId) -> i64 {
+    let (hi, lo) = id.0.as_u64_pair();
+    i64::from_ne_bytes((hi ^ lo).to_ne_bytes())
+}
+
 /// A write transaction on one pooled connection. Dropped without commit, sqlx
 /// queues a ROLLBACK that the pool sends when it takes the connection back,
 /// releasing the row locks.
@@ -734,6 +745,21 @@ struct PostgresTx {
 impl Tx for PostgresTx {
     async fn lock_card(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
         bounded(self.deadline, async {
+            // Queue on the card's advisory lock first, then take the row.
+            // Several transactions queued on the row lock itself are not
+            // served in the order they drew their transaction ids: one woken
+            // by a commit can draw its id, then queue again behind another
+            // (seen on PostgreSQL 15 with a few writers on one card), so the
+            // card's events would be listed (by tx_id, see `events`) out of
+            // the order of its changes. Waiting on an advisory lock draws no
+            // id: the FOR UPDATE below, the transaction's first write, draws
+            // it once every earlier holder has committed, so per card tx_id
+            // order is commit order.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(card_lock_key(id))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
             // FOR UPDATE waits for a concurrent holder to commit, then returns
             // the row as that holder left it (READ COMMITTED re-reads it).
             let row = sqlx::query(&format!(

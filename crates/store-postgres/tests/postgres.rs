@@ -282,6 +282,61 @@ async fn two_nodes_serialise_on_one_card() {
     .await;
 }
 
+/// Transaction ids order the outbox, so for one card they must follow the
+/// order in which its changes were made. A transaction that queued on the
+/// card's row lock could get its id while still queued (PostgreSQL assigns
+/// one when it locks an older row version on the way), and then be
+/// overtaken: its event listed before changes that happened earlier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cards_events_are_listed_in_the_order_of_its_changes() {
+    with_schema(
+        "one_cards_events_are_listed_in_the_order_of_its_changes",
+        common::options(),
+        |s| async move {
+            const WRITERS: usize = 60;
+            let (t, card) = tenant_and_card(&s.store).await;
+            let nodes: [Arc<dyn Store>; 2] = [Arc::new(s.store.clone()), Arc::new(s.another_node().await)];
+            let tasks: Vec<_> = (0..WRITERS)
+                .map(|i| {
+                    let store = nodes[i % 2].clone();
+                    tokio::spawn(async move {
+                        let mut tx = store.begin().await.unwrap();
+                        let mut rec = tx.lock_card(t, card).await.unwrap().unwrap();
+                        rec.secrets.pin_failures += 1;
+                        tx.update_card(&rec).await.unwrap();
+                        let data = serde_json::json!({ "n": rec.secrets.pin_failures });
+                        let e = StoredEvent {
+                            event: Event::new(t, Some(card), EventType::CardLimitsUpdated, now(), data),
+                            sealed_data: None,
+                        };
+                        tx.insert_event(&e).await.unwrap();
+                        tx.commit().await.unwrap();
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+            let q = EventQuery {
+                card_id: Some(card),
+                limit: 100,
+                ..EventQuery::default()
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let listed = loop {
+                let got = s.store.events(t, &q).await.unwrap();
+                if got.len() >= WRITERS || Instant::now() > deadline {
+                    break got;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let order: Vec<u64> = listed.iter().map(|e| e.event.data["n"].as_u64().unwrap()).collect();
+            assert_eq!(order, (1..=WRITERS as u64).collect::<Vec<_>>());
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_nodes_get_one_winner_and_no_error() {
     with_schema(
