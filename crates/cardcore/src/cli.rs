@@ -100,6 +100,21 @@ pub struct ServeArgs {
     /// Create a tenant named "demo" at first start and print its API key.
     #[arg(long, env = "CARDCORE_DEMO_TENANT")]
     pub demo_tenant: bool,
+    /// Waits between webhook attempts (±20% jitter); after the last, the delivery is dead.
+    #[arg(long, env = "CARDCORE_WEBHOOK_RETRY_SCHEDULE", default_value = cardcore_webhooks::DEFAULT_SCHEDULE)]
+    pub webhook_retry_schedule: String,
+    /// Longest one webhook attempt may take, in milliseconds.
+    #[arg(long, env = "CARDCORE_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+    /// How often an idle node looks for new events and due webhook retries, in milliseconds.
+    #[arg(long, env = "CARDCORE_WEBHOOK_POLL_INTERVAL_MS", default_value_t = 500)]
+    pub webhook_poll_interval_ms: u64,
+    /// How long a node's claim on a delivery lasts (a crashed node's claims lapse after it), in seconds.
+    #[arg(long, env = "CARDCORE_WEBHOOK_LEASE_SECONDS", default_value_t = 60)]
+    pub webhook_lease_seconds: u64,
+    /// How long an Idempotency-Key is kept, in seconds.
+    #[arg(long, env = "CARDCORE_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400)]
+    pub idempotency_ttl_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -237,7 +237,29 @@ pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
             lock_for: chrono::Duration::seconds(i64::from(args.otp_lock_seconds.max(1))),
             ..OtpPolicy::default()
         },
+        idempotency_ttl: Duration::from_secs(args.idempotency_ttl_seconds.max(1)),
         ..ServiceConfig::default()
+    })
+}
+
+/// The webhook dispatcher settings a `serve` command line asks for.
+pub fn dispatcher_config(args: &ServeArgs) -> anyhow::Result<cardcore_webhooks::DispatcherConfig> {
+    let schedule = cardcore_webhooks::RetrySchedule::parse(&args.webhook_retry_schedule)
+        .map_err(|e| anyhow::anyhow!("--webhook-retry-schedule: {e}"))?;
+    if !(1..=60_000).contains(&args.webhook_timeout_ms) {
+        bail!("--webhook-timeout-ms must be 1 to 60000");
+    }
+    let timeout = Duration::from_millis(args.webhook_timeout_ms);
+    let lease = Duration::from_secs(args.webhook_lease_seconds);
+    if lease <= timeout {
+        bail!("--webhook-lease-seconds must be longer than --webhook-timeout-ms");
+    }
+    Ok(cardcore_webhooks::DispatcherConfig {
+        schedule,
+        poll_interval: Duration::from_millis(args.webhook_poll_interval_ms.max(10)),
+        timeout,
+        lease,
+        ..Default::default()
     })
 }
 
@@ -247,12 +269,15 @@ pub struct Server {
     pub service: Arc<Service>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The webhook dispatcher and the idempotency-key cleanup.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
     /// Opens everything and starts serving. `listener` overrides `--listen`
     /// (tests bind port 0 themselves).
     pub async fn start(args: &ServeArgs, listener: Option<TcpListener>) -> anyhow::Result<Self> {
+        let webhooks = dispatcher_config(args)?;
         let service = open_service(&args.db, service_config(args)?).await?;
         let listener = match listener {
             Some(l) => l,
@@ -278,6 +303,10 @@ impl Server {
         }
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         spawn_key_refresh(service.clone(), rx.clone());
+        let background = vec![
+            cardcore_webhooks::spawn(service.clone(), webhooks, rx.clone())?,
+            spawn_idempotency_cleanup(service.clone(), rx.clone()),
+        ];
         let app = cardcore_http::app(
             service.clone(),
             cardcore_http::HttpOptions {
@@ -300,13 +329,19 @@ impl Server {
             service,
             shutdown,
             task,
+            background,
         })
     }
 
-    /// Stops accepting, lets requests in flight finish, and returns.
+    /// Stops accepting, lets requests and webhook attempts in flight
+    /// finish (no new attempt starts), and returns.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
-        self.task.await??;
+        let served = self.task.await;
+        for task in self.background {
+            let _ = task.await;
+        }
+        served??;
         Ok(())
     }
 
@@ -360,6 +395,35 @@ fn spawn_key_refresh(service: Arc<Service>, mut stop: tokio::sync::watch::Receiv
             }
         }
     });
+}
+
+/// Deletes expired idempotency keys: hourly (or every 24th of a shorter
+/// TTL), on every node; two nodes doing it at once is harmless.
+fn spawn_idempotency_cleanup(
+    service: Arc<Service>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let every = (service.config().idempotency_ttl / 24).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match service.purge_idempotency_keys().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, "expired idempotency keys deleted"),
+                        Err(e) => tracing::warn!(cause = %e, "idempotency key cleanup failed"),
+                    }
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -10,6 +10,7 @@
 //! - [`keys`]: symmetric keys, the AES-256-GCM envelope and key wrapping.
 //! - [`verifier`]: keyed PIN/OTP verification values (HMAC-SHA256).
 //! - [`transport`]: RSA-OAEP-SHA256 PIN transport (aws-lc-rs, constant time).
+//! - [`webhook`]: Standard Webhooks secrets and signatures (HMAC-SHA256).
 
 pub mod cvv;
 pub mod ibm3624;
@@ -21,5 +22,6 @@ pub mod pvv;
 pub mod secret;
 pub mod transport;
 pub mod verifier;
+pub mod webhook;
 
 pub use secret::{Cvv, Otp, Pan, Pin, SecretBytes, SecretFormatError};

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod dialects;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod native;
@@ -60,7 +61,7 @@ pub fn app(service: Arc<Service>, options: HttpOptions) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
-        .merge(native::routes())
+        .merge(native::routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer)))
         .merge(dialects::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

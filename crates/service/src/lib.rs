@@ -8,8 +8,10 @@ pub mod cardholders;
 pub mod cards;
 pub mod error;
 pub mod events;
+pub mod idempotency;
 pub mod keyring;
 pub mod pins;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ pub struct ServiceConfig {
     pub otp_policy: OtpPolicy,
     /// Reason codes beside the built-in catalog.
     pub extra_reason_codes: Vec<String>,
+    /// How long an `Idempotency-Key` is kept (from its first use).
+    pub idempotency_ttl: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -57,6 +61,7 @@ impl Default for ServiceConfig {
             pin_max_failures: 3,
             otp_policy: OtpPolicy::default(),
             extra_reason_codes: Vec::new(),
+            idempotency_ttl: std::time::Duration::from_secs(24 * 60 * 60),
         }
     }
 }

@@ -25,6 +25,7 @@
 //! Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
 mod rows;
+mod webhooks;
 
 use std::future::Future;
 use std::time::Duration;
@@ -32,9 +33,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, Tx, ZoneKeyRecord,
+};
+use cardcore_store::{
+    ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
+    IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
 use rows::CARD_COLUMNS;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -701,6 +707,80 @@ impl Store for PostgresStore {
         })
         .await
     }
+
+    async fn event(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<StoredEvent>> {
+        self.event_one(tenant, id).await
+    }
+
+    async fn webhook_endpoints(&self, tenant: TenantId) -> StoreResult<Vec<WebhookEndpointRecord>> {
+        self.endpoints_of(tenant).await
+    }
+
+    async fn webhook_endpoint(
+        &self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+    ) -> StoreResult<Option<WebhookEndpointRecord>> {
+        self.endpoint_one(tenant, id).await
+    }
+
+    async fn fan_out_events(&self, limit: u32, now: Timestamp) -> StoreResult<u32> {
+        self.fan_out(limit, now).await
+    }
+
+    async fn redeliver_event(&self, tenant: TenantId, event: EventId, now: Timestamp) -> StoreResult<Option<u32>> {
+        self.redeliver(tenant, event, now).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.claim(now, lease_until, limit).await
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        delivery: uuid::Uuid,
+        lease: uuid::Uuid,
+        attempt: &DeliveryAttempt,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<bool> {
+        self.record_attempt(delivery, lease, attempt, outcome).await
+    }
+
+    async fn event_deliveries(&self, tenant: TenantId, event: EventId) -> StoreResult<Vec<WebhookDelivery>> {
+        self.deliveries_of(tenant, event).await
+    }
+
+    async fn begin_idempotent(&self, start: &IdempotencyStart<'_>) -> StoreResult<IdempotencyBegin> {
+        self.begin_idem(start).await
+    }
+
+    async fn finish_idempotent(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        token: uuid::Uuid,
+        response: &IdempotentResponse,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.finish_idem(tenant, key, token, response, now).await
+    }
+
+    async fn abandon_idempotent(&self, tenant: TenantId, key: &str, token: uuid::Uuid) -> StoreResult<bool> {
+        self.abandon_idem(tenant, key, token).await
+    }
+
+    async fn idempotency_record(&self, tenant: TenantId, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+        self.idem_record(tenant, key).await
+    }
+
+    async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
+        self.purge_idem(created_before).await
+    }
 }
 
 const CARDHOLDER_COLUMNS: &str = "id, tenant_id, external_id, name, phone_country_code, phone_number, email, \
@@ -987,6 +1067,19 @@ impl Tx for PostgresTx {
             Ok(())
         })
         .await
+    }
+
+    async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()> {
+        bounded(self.deadline, webhooks::insert_endpoint(&mut self.tx, endpoint)).await
+    }
+
+    async fn delete_webhook_endpoint(
+        &mut self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        bounded(self.deadline, webhooks::delete_endpoint(&mut self.tx, tenant, id, now)).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

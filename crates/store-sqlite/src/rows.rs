@@ -25,7 +25,7 @@ pub fn parse_ts(s: &str) -> StoreResult<Timestamp> {
         .map_err(|e| StoreError::Internal(format!("bad timestamp {s:?}: {e}")))
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
     row: &'r SqliteRow,
     col: &str,
 ) -> StoreResult<T> {
@@ -33,13 +33,13 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
         .map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
 }
 
-fn id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+pub(crate) fn id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<T> {
     let s: String = get(row, col)?;
     s.parse()
         .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
 }
 
-fn opt_id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+pub(crate) fn opt_id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
     let s: Option<String> = get(row, col)?;
     s.map(|s| {
         s.parse()
@@ -52,7 +52,7 @@ fn bad(col: &str) -> StoreError {
     StoreError::Internal(format!("column {col}: unexpected value"))
 }
 
-fn json<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> StoreResult<T> {
+pub(crate) fn json<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> StoreResult<T> {
     serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
 }
 

@@ -27,6 +27,11 @@ use crate::{
     ApiKeyRecord, AuditPage, CardFilter, CardRecord, CardSecrets, EventQuery, SealedData, Store, StoreError,
     StoredEvent, StoredKey, Verifier, ZoneKeyRecord,
 };
+use crate::{
+    DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
+    WebhookDelivery, WebhookEndpointRecord,
+};
+use cardcore_domain::WebhookEndpointId;
 
 /// A fresh, migrated, empty database for one contract test.
 #[async_trait]
@@ -96,6 +101,14 @@ macro_rules! contract_tests {
             a_dropped_transaction_leaves_nothing,
             concurrent_locked_increments_are_not_lost,
             event_paging_never_skips_an_event,
+            webhook_endpoints_are_per_tenant_and_deleted_softly,
+            fan_out_gives_each_wanting_endpoint_one_delivery,
+            concurrent_fan_outs_deliver_every_event_once,
+            claims_follow_card_order_retries_and_leases,
+            concurrent_claims_never_share_a_delivery,
+            redelivery_queues_behind_the_cards_open_deliveries,
+            idempotency_keys_begin_finish_replay_and_refuse,
+            concurrent_idempotent_begins_start_once,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -1273,4 +1286,696 @@ pub async fn event_paging_never_skips_an_event(store: Arc<dyn Store>) {
     let skipped = written.difference(&unique).count();
     assert_eq!(skipped, 0, "{skipped} of {total} events were never listed");
     assert_eq!(unique, written);
+}
+
+// --- webhooks and idempotency keys -------------------------------------------
+
+fn endpoint(tenant: TenantId, types: Option<Vec<EventType>>, secs: i64) -> WebhookEndpointRecord {
+    WebhookEndpointRecord {
+        id: WebhookEndpointId::new(),
+        tenant_id: tenant,
+        url: format!("https://hooks.example.com/{}?q=1", uuid::Uuid::new_v4().simple()),
+        event_types: types,
+        secret: SealedData {
+            ciphertext: unique_bytes(60),
+            key_version: 2,
+        },
+        created_at: at(secs),
+    }
+}
+
+async fn insert_endpoints(store: &dyn Store, endpoints: &[&WebhookEndpointRecord]) {
+    let mut tx = store.begin().await.unwrap();
+    for e in endpoints {
+        tx.insert_webhook_endpoint(e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// An event made at `at(secs)`, committed on its own.
+async fn event_at(store: &dyn Store, tenant: TenantId, card: Option<CardId>, t: EventType, secs: i64) -> StoredEvent {
+    let mut e = event(tenant, card, t, json!({"secs": secs}));
+    e.event.created_at = at(secs);
+    insert_events(store, &[&e]).await;
+    e
+}
+
+/// Fans out until `n` events were consumed. Like `events_settled`: a
+/// backend may see a committed event a moment late, never out of order.
+async fn fan_out_settled(store: &dyn Store, n: u32, now: Timestamp) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut total = 0;
+    while total < n && Instant::now() < deadline {
+        let got = store.fan_out_events(100, now).await.unwrap();
+        total += got;
+        if got == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    total
+}
+
+fn attempt(secs: i64, status: Option<u16>, error: Option<&str>) -> DeliveryAttempt {
+    DeliveryAttempt {
+        at: at(secs),
+        status,
+        error: error.map(str::to_owned),
+        duration_ms: 12,
+    }
+}
+
+fn delivery_of(deliveries: &[WebhookDelivery], endpoint: WebhookEndpointId) -> &WebhookDelivery {
+    deliveries.iter().find(|d| d.endpoint_id == endpoint).unwrap()
+}
+
+/// Endpoints round-trip every field, list oldest first per tenant, and a
+/// delete is soft, once, and tenant-scoped.
+pub async fn webhook_endpoints_are_per_tenant_and_deleted_softly(store: Arc<dyn Store>) {
+    let (a, _) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    let newer = endpoint(
+        a.id,
+        Some(vec![EventType::CardStatusChanged, EventType::OtpCreated]),
+        20,
+    );
+    let older = endpoint(a.id, None, 10);
+    let theirs = endpoint(b.id, None, 5);
+    insert_endpoints(&*store, &[&newer, &older, &theirs]).await;
+    assert_eq!(
+        store.webhook_endpoints(a.id).await.unwrap(),
+        vec![older.clone(), newer.clone()]
+    );
+    assert_eq!(store.webhook_endpoints(b.id).await.unwrap(), vec![theirs.clone()]);
+    assert_eq!(
+        store.webhook_endpoint(a.id, newer.id).await.unwrap(),
+        Some(newer.clone())
+    );
+    assert_eq!(store.webhook_endpoint(b.id, newer.id).await.unwrap(), None);
+
+    // A foreign or unknown id deletes nothing.
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.delete_webhook_endpoint(b.id, newer.id, at(30)).await.unwrap());
+    assert!(!tx
+        .delete_webhook_endpoint(a.id, WebhookEndpointId::new(), at(30))
+        .await
+        .unwrap());
+    assert!(tx.delete_webhook_endpoint(a.id, newer.id, at(30)).await.unwrap());
+    tx.commit().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.delete_webhook_endpoint(a.id, newer.id, at(31)).await.unwrap());
+    drop(tx);
+    assert_eq!(store.webhook_endpoints(a.id).await.unwrap(), vec![older]);
+    assert_eq!(store.webhook_endpoint(a.id, newer.id).await.unwrap(), None);
+    assert_eq!(store.webhook_endpoints(b.id).await.unwrap(), vec![theirs]);
+}
+
+/// Fan-out makes one pending delivery per (event, endpoint that wants it):
+/// same tenant, a type it asked for, not older than the endpoint, not
+/// deleted. Each event is consumed once.
+pub async fn fan_out_gives_each_wanting_endpoint_one_delivery(store: Arc<dyn Store>) {
+    let (a, h) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    let c = card(a.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let all = endpoint(a.id, None, 10);
+    let status_only = endpoint(a.id, Some(vec![EventType::CardStatusChanged]), 10);
+    let late = endpoint(a.id, None, 50);
+    let gone = endpoint(a.id, None, 10);
+    let theirs = endpoint(b.id, None, 10);
+    insert_endpoints(&*store, &[&all, &status_only, &late, &gone, &theirs]).await;
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_webhook_endpoint(a.id, gone.id, at(11)).await.unwrap());
+    tx.commit().await.unwrap();
+
+    let before_all = event_at(&*store, a.id, Some(c.card.id), EventType::CardCreated, 5).await;
+    let created = event_at(&*store, a.id, Some(c.card.id), EventType::CardCreated, 20).await;
+    let moved = event_at(&*store, a.id, Some(c.card.id), EventType::CardStatusChanged, 21).await;
+    let cardless = event_at(&*store, a.id, None, EventType::CardLimitsUpdated, 60).await;
+    assert_eq!(fan_out_settled(&*store, 4, at(70)).await, 4);
+    assert_eq!(
+        store.fan_out_events(100, at(71)).await.unwrap(),
+        0,
+        "each event is consumed once"
+    );
+
+    assert!(store
+        .event_deliveries(a.id, before_all.event.id)
+        .await
+        .unwrap()
+        .is_empty());
+    let d = store.event_deliveries(a.id, created.event.id).await.unwrap();
+    assert_eq!(d.len(), 1);
+    let first = &d[0];
+    assert_eq!(first.endpoint_id, all.id);
+    assert_eq!(first.event_id, created.event.id);
+    assert_eq!(first.tenant_id, a.id);
+    assert_eq!(first.card_id, Some(c.card.id));
+    assert_eq!(first.state, DeliveryState::Pending);
+    assert_eq!(first.attempts, 0);
+    assert_eq!(first.next_attempt_at, Some(at(70)));
+    assert_eq!(first.created_at, at(70));
+    assert_eq!((first.last_status, first.last_error.clone()), (None, None));
+    assert!(first.attempts_log.is_empty());
+    let d = store.event_deliveries(a.id, moved.event.id).await.unwrap();
+    let mut got: Vec<_> = d.iter().map(|d| d.endpoint_id).collect();
+    got.sort();
+    let mut want = vec![all.id, status_only.id];
+    want.sort();
+    assert_eq!(got, want);
+    let d = store.event_deliveries(a.id, cardless.event.id).await.unwrap();
+    let mut got: Vec<_> = d.iter().map(|d| (d.endpoint_id, d.card_id)).collect();
+    got.sort();
+    let mut want = vec![(all.id, None), (late.id, None)];
+    want.sort();
+    assert_eq!(got, want);
+    // Tenant-scoped reads.
+    assert!(store.event_deliveries(b.id, moved.event.id).await.unwrap().is_empty());
+    assert_eq!(store.event(a.id, moved.event.id).await.unwrap(), Some(moved.clone()));
+    assert_eq!(store.event(b.id, moved.event.id).await.unwrap(), None);
+    assert_eq!(store.event(a.id, EventId::new()).await.unwrap(), None);
+}
+
+/// Several nodes fanning out while writers commit: every event gets
+/// exactly one delivery, none is skipped or doubled.
+pub async fn concurrent_fan_outs_deliver_every_event_once(store: Arc<dyn Store>) {
+    const WRITERS: usize = 3;
+    const EVENTS: usize = 12;
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let ep = endpoint(t.id, None, 0);
+    insert_endpoints(&*store, &[&ep]).await;
+    let card_id = c.card.id;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for k in 0..EVENTS {
+                    let mut tx = store.begin().await.unwrap();
+                    let e = event(
+                        t.id,
+                        Some(card_id),
+                        EventType::CardStatusChanged,
+                        json!({"w": w, "k": k}),
+                    );
+                    tx.insert_event(&e).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis((k % 3) as u64)).await;
+                    tx.commit().await.unwrap();
+                    ids.push(e.event.id);
+                }
+                ids
+            })
+        })
+        .collect();
+    let (done, writers_done) = tokio::sync::watch::channel(false);
+    let fanners: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            let writers_done = writers_done.clone();
+            tokio::spawn(async move {
+                let mut consumed = 0u32;
+                let mut give_up: Option<Instant> = None;
+                while give_up.is_none_or(|g| Instant::now() < g) {
+                    if give_up.is_none() && *writers_done.borrow() {
+                        give_up = Some(Instant::now() + Duration::from_secs(3));
+                    }
+                    let n = store.fan_out_events(5, at(100)).await.unwrap();
+                    consumed += n;
+                    if n == 0 {
+                        tokio::time::sleep(Duration::from_millis(3)).await;
+                    }
+                }
+                consumed
+            })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    done.send_replace(true);
+    let mut consumed = 0;
+    for f in fanners {
+        consumed += f.await.unwrap();
+    }
+    let total = (WRITERS * EVENTS) as u32;
+    consumed += fan_out_settled(&*store, total.saturating_sub(consumed), at(100)).await;
+    assert_eq!(consumed as usize, WRITERS * EVENTS, "each event consumed exactly once");
+    for id in written {
+        let d = store.event_deliveries(t.id, id).await.unwrap();
+        assert_eq!(d.len(), 1, "event {id} has {} deliveries", d.len());
+    }
+}
+
+/// Claims take only the oldest open delivery of each (endpoint, card) pair
+/// (cardless ones freely), only when due and not leased; a retry holds the
+/// card's later deliveries back until it succeeds or goes dead; a lapsed
+/// lease makes a delivery claimable again and voids the old lease.
+pub async fn claims_follow_card_order_retries_and_leases(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let ca = card(t.id, h.id);
+    let cb = card(t.id, h.id);
+    insert_cards(&*store, &[&ca, &cb]).await;
+    let ep = endpoint(t.id, None, 0);
+    let other_ep = endpoint(t.id, Some(vec![EventType::CardCreated]), 0);
+    insert_endpoints(&*store, &[&ep, &other_ep]).await;
+    let a1 = event_at(&*store, t.id, Some(ca.card.id), EventType::CardCreated, 1).await;
+    let a2 = event_at(&*store, t.id, Some(ca.card.id), EventType::CardStatusChanged, 2).await;
+    let a3 = event_at(&*store, t.id, Some(ca.card.id), EventType::CardStatusChanged, 3).await;
+    let b1 = event_at(&*store, t.id, Some(cb.card.id), EventType::CardStatusChanged, 4).await;
+    let n1 = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 5).await;
+    let n2 = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 6).await;
+    assert_eq!(fan_out_settled(&*store, 6, at(10)).await, 6);
+    let id_of = |claimed: &[crate::ClaimedDelivery]| -> Vec<(EventId, WebhookEndpointId)> {
+        claimed
+            .iter()
+            .map(|c| (c.delivery.event_id, c.delivery.endpoint_id))
+            .collect()
+    };
+
+    // Nothing is due before its time.
+    assert!(store.claim_deliveries(at(9), at(100), 50).await.unwrap().is_empty());
+    // The limit holds; claims come oldest first.
+    let first = store.claim_deliveries(at(10), at(100), 2).await.unwrap();
+    assert_eq!(id_of(&first), vec![(a1.event.id, ep.id), (a1.event.id, other_ep.id)]);
+    let rest = store.claim_deliveries(at(10), at(100), 50).await.unwrap();
+    assert_eq!(
+        id_of(&rest),
+        vec![(b1.event.id, ep.id), (n1.event.id, ep.id), (n2.event.id, ep.id)],
+        "a2 and a3 wait behind a1"
+    );
+    assert!(
+        store.claim_deliveries(at(10), at(100), 50).await.unwrap().is_empty(),
+        "leased"
+    );
+    for c in first.iter().chain(&rest) {
+        assert_eq!(c.delivery.state, DeliveryState::Pending);
+    }
+
+    // a1 to ep fails: retrying at 20. a1 to the other endpoint succeeds.
+    let a1_ep = &first[0];
+    assert!(store
+        .record_delivery_attempt(
+            a1_ep.delivery.id,
+            a1_ep.lease,
+            &attempt(11, Some(500), Some("HTTP 500")),
+            DeliveryOutcome::Retry(at(20))
+        )
+        .await
+        .unwrap());
+    // A second record with the same lease is refused: the lease is released.
+    assert!(!store
+        .record_delivery_attempt(
+            a1_ep.delivery.id,
+            a1_ep.lease,
+            &attempt(11, Some(200), None),
+            DeliveryOutcome::Succeeded
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .record_delivery_attempt(
+            first[1].delivery.id,
+            first[1].lease,
+            &attempt(11, Some(204), None),
+            DeliveryOutcome::Succeeded
+        )
+        .await
+        .unwrap());
+    // a2 still waits: a1 is retrying and not due.
+    assert!(store.claim_deliveries(at(15), at(100), 50).await.unwrap().is_empty());
+    let again = store.claim_deliveries(at(20), at(100), 50).await.unwrap();
+    assert_eq!(id_of(&again), vec![(a1.event.id, ep.id)]);
+    assert_eq!(again[0].delivery.state, DeliveryState::Retrying);
+    assert_eq!(again[0].delivery.attempts, 1);
+    assert!(store
+        .record_delivery_attempt(
+            again[0].delivery.id,
+            again[0].lease,
+            &attempt(21, Some(200), None),
+            DeliveryOutcome::Succeeded
+        )
+        .await
+        .unwrap());
+    let d = store.event_deliveries(t.id, a1.event.id).await.unwrap();
+    let done = delivery_of(&d, ep.id);
+    assert_eq!(done.state, DeliveryState::Succeeded);
+    assert_eq!(done.attempts, 2);
+    assert_eq!(done.next_attempt_at, None);
+    assert_eq!((done.last_status, done.last_error.clone()), (Some(200), None));
+    assert_eq!(
+        done.attempts_log,
+        vec![attempt(11, Some(500), Some("HTTP 500")), attempt(21, Some(200), None)]
+    );
+
+    // Now a2, and when it goes dead, a3.
+    let a2c = store.claim_deliveries(at(21), at(100), 50).await.unwrap();
+    assert_eq!(id_of(&a2c), vec![(a2.event.id, ep.id)]);
+    assert!(store
+        .record_delivery_attempt(
+            a2c[0].delivery.id,
+            a2c[0].lease,
+            &attempt(22, None, Some("timed out")),
+            DeliveryOutcome::Dead
+        )
+        .await
+        .unwrap());
+    let d = store.event_deliveries(t.id, a2.event.id).await.unwrap();
+    assert_eq!(d[0].state, DeliveryState::Dead);
+    assert_eq!(
+        (d[0].last_status, d[0].last_error.as_deref()),
+        (None, Some("timed out"))
+    );
+    assert_eq!(d[0].next_attempt_at, None);
+
+    // a3 is claimed with a lease to 30; its node dies. Before 30 it is
+    // nobody's to claim, from 30 on it is again, and the old lease is void.
+    let a3c = store.claim_deliveries(at(22), at(30), 50).await.unwrap();
+    assert_eq!(id_of(&a3c), vec![(a3.event.id, ep.id)]);
+    assert!(store.claim_deliveries(at(29), at(200), 50).await.unwrap().is_empty());
+    let retaken = store.claim_deliveries(at(30), at(200), 50).await.unwrap();
+    assert_eq!(id_of(&retaken), vec![(a3.event.id, ep.id)]);
+    assert_ne!(retaken[0].lease, a3c[0].lease);
+    assert!(!store
+        .record_delivery_attempt(
+            a3c[0].delivery.id,
+            a3c[0].lease,
+            &attempt(31, Some(200), None),
+            DeliveryOutcome::Succeeded
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .record_delivery_attempt(
+            retaken[0].delivery.id,
+            retaken[0].lease,
+            &attempt(31, Some(200), None),
+            DeliveryOutcome::Succeeded
+        )
+        .await
+        .unwrap());
+    let d = store.event_deliveries(t.id, a3.event.id).await.unwrap();
+    assert_eq!((d[0].state, d[0].attempts), (DeliveryState::Succeeded, 1));
+}
+
+/// Claimers running at once never get the same delivery, and never two of
+/// one card's queue.
+pub async fn concurrent_claims_never_share_a_delivery(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let cards: Vec<CardRecord> = (0..4).map(|_| card(t.id, h.id)).collect();
+    insert_cards(&*store, &cards.iter().collect::<Vec<_>>()).await;
+    let ep = endpoint(t.id, None, 0);
+    insert_endpoints(&*store, &[&ep]).await;
+    let mut tx = store.begin().await.unwrap();
+    for i in 0..24 {
+        let card = (i % 2 == 0).then(|| cards[i % 4].card.id);
+        let mut e = event(t.id, card, EventType::CardStatusChanged, json!({"i": i}));
+        e.event.created_at = at(1);
+        tx.insert_event(&e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(fan_out_settled(&*store, 24, at(2)).await, 24);
+    let claimers: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_deliveries(at(2), at(100), 3).await.unwrap() })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut per_card: std::collections::HashMap<CardId, usize> = std::collections::HashMap::new();
+    for c in claimers {
+        for claimed in c.await.unwrap() {
+            assert!(seen.insert(claimed.delivery.id), "claimed twice");
+            if let Some(card) = claimed.delivery.card_id {
+                *per_card.entry(card).or_default() += 1;
+            }
+        }
+    }
+    assert!(per_card.values().all(|n| *n == 1), "{per_card:?}");
+    // Whatever is left, one more claim gets: the 12 cardless and one head
+    // per card, all told.
+    for claimed in store.claim_deliveries(at(2), at(100), 100).await.unwrap() {
+        assert!(seen.insert(claimed.delivery.id), "claimed twice");
+        if let Some(card) = claimed.delivery.card_id {
+            *per_card.entry(card).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        12 + 2,
+        "12 cardless, and one head for each of the 2 cards with events"
+    );
+    assert!(per_card.values().all(|n| *n == 1), "{per_card:?}");
+}
+
+/// A redelivery goes to every live endpoint that receives the type
+/// (whatever its age), queues behind the card's open deliveries, and is
+/// refused for an event of another tenant. Deleting an endpoint kills its
+/// open deliveries.
+pub async fn redelivery_queues_behind_the_cards_open_deliveries(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let (other, _) = tenant_with_holder(&*store, "globex").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let ep = endpoint(t.id, None, 0);
+    let filtered = endpoint(t.id, Some(vec![EventType::CardPinSet]), 0);
+    insert_endpoints(&*store, &[&ep, &filtered]).await;
+    let e1 = event_at(&*store, t.id, Some(c.card.id), EventType::CardStatusChanged, 1).await;
+    let e2 = event_at(&*store, t.id, Some(c.card.id), EventType::CardStatusChanged, 2).await;
+    assert_eq!(fan_out_settled(&*store, 2, at(3)).await, 2);
+    // An endpoint made after the event gets the redelivery too.
+    let newer = endpoint(t.id, None, 50);
+    insert_endpoints(&*store, &[&newer]).await;
+    assert_eq!(store.redeliver_event(t.id, e1.event.id, at(51)).await.unwrap(), Some(2));
+    assert_eq!(
+        store.redeliver_event(other.id, e1.event.id, at(51)).await.unwrap(),
+        None
+    );
+    assert_eq!(store.redeliver_event(t.id, EventId::new(), at(51)).await.unwrap(), None);
+    let d = store.event_deliveries(t.id, e1.event.id).await.unwrap();
+    assert_eq!(d.len(), 3);
+    assert_eq!(d[0].endpoint_id, ep.id);
+    assert_eq!(
+        d[1..].iter().map(|d| d.endpoint_id).collect::<HashSet<_>>(),
+        HashSet::from([ep.id, newer.id])
+    );
+    assert!(d
+        .iter()
+        .all(|d| d.state == DeliveryState::Pending && d.card_id == Some(c.card.id)));
+
+    // To `ep`, the card's queue is e1, e2, then the redelivery of e1.
+    let order = |claimed: Vec<crate::ClaimedDelivery>| -> Vec<(EventId, WebhookEndpointId)> {
+        claimed
+            .iter()
+            .map(|c| (c.delivery.event_id, c.delivery.endpoint_id))
+            .collect()
+    };
+    let mut sent = Vec::new();
+    for round in 0..4 {
+        let claimed = store.claim_deliveries(at(60 + round), at(1000), 50).await.unwrap();
+        for cd in &claimed {
+            assert!(store
+                .record_delivery_attempt(
+                    cd.delivery.id,
+                    cd.lease,
+                    &attempt(60 + round, Some(200), None),
+                    DeliveryOutcome::Succeeded
+                )
+                .await
+                .unwrap());
+        }
+        sent.extend(
+            order(claimed)
+                .into_iter()
+                .filter(|(_, e)| *e == ep.id)
+                .map(|(ev, _)| ev),
+        );
+    }
+    assert_eq!(sent, vec![e1.event.id, e2.event.id, e1.event.id]);
+
+    // Deleting an endpoint: its open deliveries die, and it gets no more.
+    assert_eq!(store.redeliver_event(t.id, e2.event.id, at(70)).await.unwrap(), Some(2));
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.delete_webhook_endpoint(t.id, newer.id, at(71)).await.unwrap());
+    tx.commit().await.unwrap();
+    let d = store.event_deliveries(t.id, e2.event.id).await.unwrap();
+    let killed = d.iter().find(|d| d.endpoint_id == newer.id).unwrap();
+    assert_eq!(killed.state, DeliveryState::Dead);
+    assert_eq!(killed.last_error.as_deref(), Some("endpoint deleted"));
+    assert_eq!(killed.next_attempt_at, None);
+    let claimed = store.claim_deliveries(at(72), at(1000), 50).await.unwrap();
+    assert_eq!(order(claimed), vec![(e2.event.id, ep.id)]);
+    assert_eq!(store.redeliver_event(t.id, e2.event.id, at(73)).await.unwrap(), Some(1));
+}
+
+fn start<'a>(tenant: TenantId, key: &'a str, fingerprint: &'a [u8], now: i64) -> IdempotencyStart<'a> {
+    IdempotencyStart {
+        tenant_id: tenant,
+        key,
+        fingerprint,
+        now: at(now),
+        takeover_before: at(now - 60),
+        expired_before: at(now - 86_400),
+    }
+}
+
+fn response(status: u16) -> IdempotentResponse {
+    IdempotentResponse {
+        status,
+        content_type: Some("application/json".into()),
+        body: SealedData {
+            ciphertext: unique_bytes(40),
+            key_version: 3,
+        },
+    }
+}
+
+/// An idempotency key: started once; in flight, the same request waits and
+/// another is refused; a stale in-flight one is taken over (voiding the old
+/// token); the answer is kept and replayed; abandoned keys start afresh;
+/// expired keys count as absent and are purged; keys are per tenant.
+pub async fn idempotency_keys_begin_finish_replay_and_refuse(store: Arc<dyn Store>) {
+    let (t, _) = tenant_with_holder(&*store, "acme").await;
+    let (other, _) = tenant_with_holder(&*store, "globex").await;
+    let fp = unique_bytes(32);
+    let other_fp = unique_bytes(32);
+    let key = "order-42:retry";
+
+    let IdempotencyBegin::Started { token: first } = store.begin_idempotent(&start(t.id, key, &fp, 100)).await.unwrap()
+    else {
+        panic!("a new key starts");
+    };
+    let rec = store.idempotency_record(t.id, key).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.token, rec.fingerprint.clone(), rec.response.clone()),
+        (first, fp.clone(), None)
+    );
+    assert_eq!(
+        (rec.created_at, rec.started_at, rec.completed_at),
+        (at(100), at(100), None)
+    );
+    assert_eq!(
+        store.begin_idempotent(&start(t.id, key, &fp, 101)).await.unwrap(),
+        IdempotencyBegin::InFlight
+    );
+    assert_eq!(
+        store.begin_idempotent(&start(t.id, key, &other_fp, 101)).await.unwrap(),
+        IdempotencyBegin::Mismatch
+    );
+    // Keys are per tenant.
+    assert!(matches!(
+        store
+            .begin_idempotent(&start(other.id, key, &other_fp, 101))
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started { .. }
+    ));
+
+    // 61 s later the first request is presumed dead: taken over.
+    let IdempotencyBegin::Started { token: second } =
+        store.begin_idempotent(&start(t.id, key, &fp, 161)).await.unwrap()
+    else {
+        panic!("a stale in-flight key is taken over");
+    };
+    assert_ne!(first, second);
+    let answer = response(201);
+    assert!(
+        !store
+            .finish_idempotent(t.id, key, first, &answer, at(162))
+            .await
+            .unwrap(),
+        "old token void"
+    );
+    assert!(
+        !store.abandon_idempotent(t.id, key, first).await.unwrap(),
+        "old token void"
+    );
+    assert!(store
+        .finish_idempotent(t.id, key, second, &answer, at(162))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .finish_idempotent(t.id, key, second, &response(200), at(163))
+            .await
+            .unwrap(),
+        "once"
+    );
+    assert!(
+        !store.abandon_idempotent(t.id, key, second).await.unwrap(),
+        "a completed key stays"
+    );
+    let rec = store.idempotency_record(t.id, key).await.unwrap().unwrap();
+    assert_eq!(rec.response, Some(answer.clone()));
+    assert_eq!((rec.created_at, rec.completed_at), (at(100), Some(at(162))));
+    assert_eq!(
+        store.begin_idempotent(&start(t.id, key, &fp, 200)).await.unwrap(),
+        IdempotencyBegin::Completed(answer.clone())
+    );
+    assert_eq!(
+        store.begin_idempotent(&start(t.id, key, &other_fp, 200)).await.unwrap(),
+        IdempotencyBegin::Mismatch
+    );
+
+    // Abandoned: the next request with the key runs afresh.
+    let IdempotencyBegin::Started { token } = store.begin_idempotent(&start(t.id, "k2", &fp, 300)).await.unwrap()
+    else {
+        panic!("starts");
+    };
+    assert!(store.abandon_idempotent(t.id, "k2", token).await.unwrap());
+    assert_eq!(store.idempotency_record(t.id, "k2").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .begin_idempotent(&start(t.id, "k2", &other_fp, 301))
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started { .. }
+    ));
+
+    // A day after its creation the key has expired: absent, whatever it held.
+    let day = 86_400;
+    let IdempotencyBegin::Started { token: reborn } = store
+        .begin_idempotent(&start(t.id, key, &other_fp, 100 + day + 1))
+        .await
+        .unwrap()
+    else {
+        panic!("an expired key starts afresh");
+    };
+    let rec = store.idempotency_record(t.id, key).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.token, rec.fingerprint, rec.response),
+        (reborn, other_fp.clone(), None)
+    );
+    assert_eq!(rec.created_at, at(100 + day + 1));
+
+    // Purge: keys made before the cut go, later ones stay.
+    // (k2, and the other tenant's key; not the reborn key.)
+    assert_eq!(store.purge_idempotency_keys(at(302)).await.unwrap(), 2);
+    assert!(store.idempotency_record(t.id, key).await.unwrap().is_some());
+    assert_eq!(store.idempotency_record(t.id, "k2").await.unwrap(), None);
+    assert_eq!(store.idempotency_record(other.id, key).await.unwrap(), None);
+    assert_eq!(store.purge_idempotency_keys(at(302)).await.unwrap(), 0);
+}
+
+/// Many requests with one key at once: exactly one runs.
+pub async fn concurrent_idempotent_begins_start_once(store: Arc<dyn Store>) {
+    let (t, _) = tenant_with_holder(&*store, "acme").await;
+    let fp = unique_bytes(32);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let fp = fp.clone();
+            tokio::spawn(async move { store.begin_idempotent(&start(t.id, "same", &fp, 100)).await.unwrap() })
+        })
+        .collect();
+    let mut started = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            IdempotencyBegin::Started { .. } => started += 1,
+            IdempotencyBegin::InFlight => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
 }

@@ -10,12 +10,15 @@
 #[cfg(feature = "contract")]
 pub mod contract;
 mod records;
+mod webhooks;
 
 pub use records::*;
+pub use webhooks::*;
 
 use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 
 /// A storage failure. Never carries secrets; `detail` is for logs only and
 /// never reaches an API response.
@@ -132,6 +135,89 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant's events, oldest first. `NotFound("cursor")` when `after`
     /// names no event of the tenant.
     async fn events(&self, tenant: TenantId, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
+
+    /// One event of the tenant.
+    async fn event(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<StoredEvent>>;
+
+    // --- webhooks ----------------------------------------------------------
+
+    /// The tenant's webhook endpoints (deleted ones left out), oldest first.
+    async fn webhook_endpoints(&self, tenant: TenantId) -> StoreResult<Vec<WebhookEndpointRecord>>;
+
+    /// One webhook endpoint of the tenant, unless deleted.
+    async fn webhook_endpoint(
+        &self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+    ) -> StoreResult<Option<WebhookEndpointRecord>>;
+
+    /// Fans the next outbox events (at most `limit`, every tenant, in outbox
+    /// order) out into pending deliveries, one per endpoint that
+    /// [`WebhookEndpointRecord::wants`] the event, and advances the fan-out
+    /// cursor in the same transaction. Reads the outbox as
+    /// [`Store::events`] does, so no event is ever passed over. One node at
+    /// a time does it: a call that finds another at it returns 0 at once.
+    /// Returns how many events it consumed.
+    async fn fan_out_events(&self, limit: u32, now: Timestamp) -> StoreResult<u32>;
+
+    /// Queues a new delivery of the tenant's event to every endpoint that
+    /// receives its type (whatever the endpoint's age), behind the card's
+    /// earlier deliveries. `None` when the tenant has no such event.
+    async fn redeliver_event(&self, tenant: TenantId, event: EventId, now: Timestamp) -> StoreResult<Option<u32>>;
+
+    /// Claims up to `limit` deliveries that are due at `now` and not leased,
+    /// each the oldest open delivery of its (endpoint, card) pair (cardless
+    /// ones are unordered), leasing them until `lease_until`. A delivery
+    /// whose lease ran out (its node died mid-attempt) can be claimed again.
+    /// Concurrent claimers never get the same delivery.
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Records an attempt of a claimed delivery and what follows it, and
+    /// releases the lease. False (nothing written) when the lease is no
+    /// longer this claim's or the delivery is no longer open.
+    async fn record_delivery_attempt(
+        &self,
+        delivery: uuid::Uuid,
+        lease: uuid::Uuid,
+        attempt: &DeliveryAttempt,
+        outcome: DeliveryOutcome,
+    ) -> StoreResult<bool>;
+
+    /// The deliveries of one of the tenant's events, in the order queued.
+    async fn event_deliveries(&self, tenant: TenantId, event: EventId) -> StoreResult<Vec<WebhookDelivery>>;
+
+    // --- idempotency keys --------------------------------------------------
+
+    /// Starts an idempotent request, or says why not (see [`IdempotencyBegin`]).
+    /// A row made before `expired_before` counts as absent; an in-flight row
+    /// started before `takeover_before` is taken over. Atomic across nodes.
+    async fn begin_idempotent(&self, start: &IdempotencyStart<'_>) -> StoreResult<IdempotencyBegin>;
+
+    /// Stores the answer of a started request; false when the key is no
+    /// longer this start's (taken over, or expired and reused).
+    async fn finish_idempotent(
+        &self,
+        tenant: TenantId,
+        key: &str,
+        token: uuid::Uuid,
+        response: &IdempotentResponse,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Forgets a started request (its outcome is unknown, so a retry with the
+    /// same key runs again); false when the key is no longer this start's.
+    async fn abandon_idempotent(&self, tenant: TenantId, key: &str, token: uuid::Uuid) -> StoreResult<bool>;
+
+    /// An idempotency key as stored.
+    async fn idempotency_record(&self, tenant: TenantId, key: &str) -> StoreResult<Option<IdempotencyRecord>>;
+
+    /// Deletes the keys made before `created_before`; returns how many.
+    async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
@@ -165,6 +251,18 @@ pub trait Tx: Send {
 
     /// Appends an outbox event.
     async fn insert_event(&mut self, event: &StoredEvent) -> StoreResult<()>;
+
+    /// Adds a webhook endpoint.
+    async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()>;
+
+    /// Marks the tenant's endpoint deleted at `now` and its open deliveries
+    /// dead; false when the tenant has no such endpoint (or it is deleted).
+    async fn delete_webhook_endpoint(
+        &mut self,
+        tenant: TenantId,
+        id: WebhookEndpointId,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
 
     /// Makes everything durable. A returned `Ok` means the change survives a
     /// crash or a power cut.

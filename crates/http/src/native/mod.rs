@@ -4,8 +4,9 @@ mod cardholders;
 pub(crate) mod cards;
 mod events;
 mod pins;
+mod webhooks;
 
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::AppState;
@@ -33,4 +34,8 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/cards/{id}/otp", post(pins::create_otp))
         .route("/v1/pin-encryption-key", get(pins::encryption_key))
         .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(webhooks::event))
+        .route("/v1/events/{id}/redeliver", post(webhooks::redeliver))
+        .route("/v1/webhook-endpoints", post(webhooks::create).get(webhooks::list))
+        .route("/v1/webhook-endpoints/{id}", delete(webhooks::delete))
 }
