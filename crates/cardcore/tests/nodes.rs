@@ -1,0 +1,467 @@
+//! Two cardcore processes on one PostgreSQL database behave as one: every
+//! piece of state a later request depends on (PIN try counter, OTP attempts
+//! and lock, the status machine, audit and outbox) is in the database, and
+//! concurrent requests from both nodes on the same cards are serialised by
+//! row locks.
+//!
+//! Needs PostgreSQL (`CARDCORE_TEST_POSTGRES_URL`); skipped without one,
+//! except under `CI`, where it fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::{check_chain, count_type, postgres_or_skip, spread, Api, Database, Reply};
+
+/// Two nodes on a fresh schema, a tenant, and a client per node.
+struct Cluster {
+    a: Api,
+    b: Api,
+    // Field order: the nodes stop before the schema is dropped.
+    _nodes: [support::Node; 2],
+    _db: Database,
+}
+
+fn cluster(test: &str, extra: &[&str]) -> Option<Cluster> {
+    if !postgres_or_skip(test) {
+        return None;
+    }
+    let db = Database::postgres();
+    let tenant = db.create_tenant("nodes");
+    let na = db.start("a", extra);
+    let nb = db.start("b", extra);
+    let a = Api::new(&na, &tenant.key);
+    let b = a.on(&nb);
+    Some(Cluster {
+        a,
+        b,
+        _nodes: [na, nb],
+        _db: db,
+    })
+}
+
+fn id(card: &Value) -> String {
+    card["id"].as_str().expect("id").to_owned()
+}
+
+async fn verify(api: &Api, card: &str, pin: &str) -> Reply {
+    api.post(&format!("/v1/cards/{card}/pin/verify"), json!({ "pin": pin }))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_try_counter_blocks_at_three_across_nodes() {
+    let Some(c) = cluster("pin_try_counter_blocks_at_three_across_nodes", &[]) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let card = id(&a.new_card("pin-user").await);
+    assert_eq!(
+        b.put(&format!("/v1/cards/{card}/pin"), json!({"pin": "4821"}))
+            .await
+            .ok()["pin_status"],
+        "SET"
+    );
+    assert_eq!(verify(a, &card, "4821").await.ok()["valid"], true);
+
+    // Wrong PINs alternate between the nodes; the counter is one.
+    for (i, api) in [a, b, a].into_iter().enumerate() {
+        let r = verify(api, &card, "7391").await.ok();
+        assert_eq!(r["valid"], false);
+        assert_eq!(r["remaining_attempts"], 2 - i, "attempt {} on {}", i + 1, api.base);
+    }
+    // Blocked for both nodes, the right PIN too.
+    for api in [a, b] {
+        verify(api, &card, "4821").await.expect(409, "pin_blocked");
+        assert_eq!(
+            api.get(&format!("/v1/cards/{card}")).await.ok()["pin_status"],
+            "BLOCKED"
+        );
+    }
+    let audit = b.audit(&card).await;
+    assert_eq!(count_type(&audit, "card.pin_verification_failed"), 2);
+    assert_eq!(count_type(&audit, "card.pin_blocked"), 1);
+    let events = a.events_until(&card, |e| count_type(e, "card.pin_blocked") >= 1).await;
+    assert_eq!(count_type(&events, "card.pin_blocked"), 1, "one event for one block");
+
+    // Unblocked on one node, usable on the other at once.
+    assert_eq!(
+        b.post(&format!("/v1/cards/{card}/pin/unblock"), json!({})).await.ok()["changed"],
+        true
+    );
+    assert_eq!(verify(a, &card, "4821").await.ok()["valid"], true);
+
+    // The same at once: 9 wrong PINs fired together, alternating nodes. The
+    // row lock serialises them: remaining 2, 1 and 0 exactly once each, then
+    // pin_blocked, and one block.
+    let card = id(&a.new_card("pin-burst").await);
+    a.put(&format!("/v1/cards/{card}/pin"), json!({"pin": "4821"}))
+        .await
+        .ok();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..9 {
+        let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let card = card.clone();
+        set.spawn(async move { verify(&api, &card, "7391").await });
+    }
+    let mut remaining = Vec::new();
+    let mut blocked = 0;
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task");
+        match r.status {
+            200 => {
+                assert_eq!(r.body["valid"], false, "{}", r.text);
+                remaining.push(r.body["remaining_attempts"].as_u64().expect("remaining"));
+            }
+            409 if r.code() == "pin_blocked" => blocked += 1,
+            _ => panic!("unexpected answer {}: {}", r.status, r.text),
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(remaining, [0, 1, 2], "each count answered once");
+    assert_eq!(blocked, 6);
+    let audit = a.audit(&card).await;
+    assert_eq!(count_type(&audit, "card.pin_verification_failed"), 2);
+    assert_eq!(count_type(&audit, "card.pin_blocked"), 1);
+    let events = b.events_until(&card, |e| count_type(e, "card.pin_blocked") >= 1).await;
+    assert_eq!(count_type(&events, "card.pin_blocked"), 1);
+}
+
+/// An OTP and its code, read from the `otp.created` event (on the other node).
+async fn otp(issuer: &Api, reader: &Api, card: &str) -> (String, String) {
+    let created = issuer
+        .post(&format!("/v1/cards/{card}/otp"), json!({"purpose": "pin_change"}))
+        .await
+        .expect(201, "");
+    let trace = created["trace_number"].as_str().expect("trace").to_owned();
+    let events = reader
+        .events_until(card, |e| {
+            e.iter()
+                .any(|e| e["type"] == "otp.created" && e["data"]["trace_number"] == trace.as_str())
+        })
+        .await;
+    let event = events
+        .iter()
+        .find(|e| e["type"] == "otp.created" && e["data"]["trace_number"] == trace.as_str())
+        .expect("otp.created event listed within 10 s");
+    (trace, event["data"]["otp"].as_str().expect("otp").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otp_lock_holds_across_nodes() {
+    let Some(c) = cluster("otp_lock_holds_across_nodes", &[]) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let card = id(&a.new_card("otp-user").await);
+    a.put(&format!("/v1/cards/{card}/pin"), json!({"pin": "4821"}))
+        .await
+        .ok();
+    let (trace, code) = otp(a, b, &card).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let change = |otp: &str| json!({"old_pin": "4821", "new_pin": "5083", "otp": otp, "trace_number": trace});
+    let path = format!("/v1/cards/{card}/pin/change");
+
+    let p = b.post(&path, change(wrong)).await.expect(422, "otp_invalid");
+    assert_eq!(p["remaining_attempts"], 2);
+    let p = a.post(&path, change(wrong)).await.expect(422, "otp_invalid");
+    assert_eq!(p["remaining_attempts"], 1);
+    let r = b.post(&path, change(wrong)).await;
+    assert_eq!(r.retry_after.as_deref(), Some("600"), "{}", r.text);
+    r.expect(409, "otp_locked");
+
+    // Locked on both nodes: the right code, and new codes.
+    for api in [a, b] {
+        let r = api.post(&path, change(&code)).await;
+        let secs: u64 = r.retry_after.as_deref().expect("Retry-After").parse().expect("seconds");
+        assert!(secs > 590 && secs <= 600, "{secs}");
+        r.expect(409, "otp_locked");
+        api.post(&format!("/v1/cards/{card}/otp"), json!({}))
+            .await
+            .expect(409, "otp_locked");
+    }
+    assert_eq!(
+        verify(b, &card, "4821").await.ok()["valid"],
+        true,
+        "the PIN did not change"
+    );
+
+    // The same at once: 8 wrong codes fired together from both nodes count
+    // exactly 3 attempts: remaining 2 and 1 once each, then the lock.
+    let card = id(&b.new_card("otp-burst").await);
+    b.put(&format!("/v1/cards/{card}/pin"), json!({"pin": "4821"}))
+        .await
+        .ok();
+    let (trace, code) = otp(b, a, &card).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let path = format!("/v1/cards/{card}/pin/change");
+        let body = json!({"old_pin": "4821", "new_pin": "5083", "otp": wrong, "trace_number": trace});
+        set.spawn(async move { api.post(&path, body).await });
+    }
+    let mut remaining = Vec::new();
+    let mut locked = 0;
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task");
+        match (r.status, r.code()) {
+            (422, "otp_invalid") => remaining.push(r.body["remaining_attempts"].as_u64().expect("remaining")),
+            (409, "otp_locked") => locked += 1,
+            _ => panic!("unexpected answer {}: {}", r.status, r.text),
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(remaining, [1, 2]);
+    assert_eq!(locked, 6);
+    a.post(
+        &format!("/v1/cards/{card}/pin/change"),
+        json!({"old_pin": "4821", "new_pin": "5083", "otp": code, "trace_number": trace}),
+    )
+    .await
+    .expect(409, "otp_locked");
+}
+
+/// One request of the storm and its answer.
+struct Shot {
+    request_id: String,
+    card: usize,
+    action: &'static str,
+    reply: Reply,
+    ms: u128,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_status_changes_from_two_nodes_keep_the_machine() {
+    const CARDS: usize = 5;
+    const REQUESTS: usize = 200;
+    let Some(c) = cluster(
+        "two_hundred_concurrent_status_changes_from_two_nodes_keep_the_machine",
+        &[],
+    ) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let mut cards = Vec::new();
+    for i in 0..CARDS {
+        cards.push(id(&a.new_card(&format!("storm-{i}")).await));
+    }
+    let seed: u64 = rand::random();
+    eprintln!("storm seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let run = uuid::Uuid::now_v7().simple().to_string();
+
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..REQUESTS {
+        let card = rng.gen_range(0..CARDS);
+        let roll = rng.gen_range(0..100);
+        let action = match roll {
+            0..=47 => "lock",
+            48..=96 => "unlock",
+            _ => "block",
+        };
+        let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let path = format!("/v1/cards/{}/{action}", cards[card]);
+        let request_id = format!("storm-{run}-{i}");
+        set.spawn(async move {
+            let body = (action == "block").then(|| json!({"reason_code": "LOST_CARD"}));
+            let t = Instant::now();
+            let reply = match api
+                .send(Method::POST, &path, body, &[("x-request-id", request_id.as_str())])
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => panic!("POST {path} on {}: no answer: {e}", api.base),
+            };
+            Shot {
+                request_id,
+                card,
+                action,
+                reply,
+                ms: t.elapsed().as_millis(),
+            }
+        });
+    }
+    let mut shots = Vec::new();
+    while let Some(s) = set.join_next().await {
+        shots.push(s.expect("task"));
+    }
+    let took = started.elapsed();
+
+    // Every answer is a success or a refusal the table explains; no 5xx.
+    let (mut changed, mut unchanged, mut refused) = (0, 0, 0);
+    for s in &shots {
+        let r = &s.reply;
+        match r.status {
+            200 => {
+                let target = match s.action {
+                    "lock" => "LOCKED",
+                    "unlock" => "ACTIVE",
+                    _ => "BLOCKED",
+                };
+                assert_eq!(r.body["status"], target, "{} {}", s.action, r.text);
+                if r.body["changed"] == true {
+                    changed += 1;
+                } else {
+                    assert_eq!(r.body["changed"], false, "{}", r.text);
+                    unchanged += 1;
+                }
+            }
+            409 => {
+                assert_eq!(r.code(), "invalid_status_transition", "{}", r.text);
+                assert_eq!(r.content_type.as_deref(), Some("application/problem+json"));
+                // Lock and unlock are refused only on a BLOCKED card; block
+                // is never refused on these (ACTIVE, LOCKED or BLOCKED).
+                assert_ne!(s.action, "block", "{}", r.text);
+                assert_eq!(r.body["current_status"], "BLOCKED", "{}", r.text);
+                refused += 1;
+            }
+            _ => panic!("{} {}: unexpected {}: {}", s.action, s.card, r.status, r.text),
+        }
+    }
+
+    for (i, card) in cards.iter().enumerate() {
+        let mine: Vec<&Shot> = shots.iter().filter(|s| s.card == i).collect();
+        let moved: HashMap<&str, &Shot> = mine
+            .iter()
+            .filter(|s| s.reply.status == 200 && s.reply.body["changed"] == true)
+            .map(|s| (s.request_id.as_str(), *s))
+            .collect();
+
+        // The audit trail is one valid chain, and its moves are exactly the
+        // answers that said `changed: true`.
+        let audit = b.audit(card).await;
+        let moves = check_chain(card, &audit, "ACTIVE");
+        assert_eq!(moves.len(), moved.len(), "card {card}: audit rows vs changed answers");
+        let mut seen = HashSet::new();
+        for (action, _, to, rid) in &moves {
+            let shot = moved
+                .get(rid.as_str())
+                .unwrap_or_else(|| panic!("card {card}: audit row {rid} answers no changed request"));
+            assert!(seen.insert(rid.clone()), "card {card}: two audit rows for {rid}");
+            assert_eq!(action, shot.action);
+            assert_eq!(shot.reply.body["status"], to.as_str());
+        }
+        // BLOCKED ends the chain for these actions: at most one block moves.
+        assert!(moves.iter().filter(|m| m.0 == "block").count() <= 1);
+        let last = moves.last().map_or("ACTIVE", |m| m.2.as_str()).to_owned();
+        if mine.iter().any(|s| s.reply.status == 409) {
+            assert_eq!(last, "BLOCKED", "card {card}: refusals without a block");
+        }
+        for api in [a, b] {
+            assert_eq!(
+                api.get(&format!("/v1/cards/{card}")).await.ok()["status"],
+                last.as_str()
+            );
+        }
+
+        // One event per real change, in the same order as the audit rows.
+        let events = a
+            .events_until(card, |e| count_type(e, "card.status_changed") >= moves.len())
+            .await;
+        let changes: Vec<(String, String)> = events
+            .iter()
+            .filter(|e| e["type"] == "card.status_changed")
+            .map(|e| {
+                (
+                    e["data"]["previous_status"].as_str().expect("previous").to_owned(),
+                    e["data"]["card"]["status"].as_str().expect("status").to_owned(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> = moves.iter().map(|m| (m.1.clone(), m.2.clone())).collect();
+        assert_eq!(changes, expected, "card {card}: events vs audit");
+    }
+
+    let (min, median, max) = spread(shots.iter().map(|s| s.ms).collect());
+    eprintln!(
+        "storm: {REQUESTS} requests on {CARDS} cards from 2 nodes in {took:?}: {changed} changed, {unchanged} \
+         unchanged, {refused} refused (409); latency ms min {min} median {median} max {max}"
+    );
+    assert_eq!(changed + unchanged + refused, REQUESTS);
+    assert!(took < Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_one_request_across_nodes() {
+    let Some(c) = cluster("an_idempotency_key_is_one_request_across_nodes", &[]) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let card = id(&a.new_card("idem-user").await);
+    let key = format!("lock-{}", uuid::Uuid::new_v4());
+
+    // The same request with the same key, 10 times at once from both nodes:
+    // it runs once; the others replay its answer or are told it is running.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (path, key) = (format!("/v1/cards/{card}/lock"), key.clone());
+        set.spawn(async move {
+            api.send(
+                Method::POST,
+                &path,
+                Some(json!({})),
+                &[("idempotency-key", key.as_str())],
+            )
+            .await
+            .expect("answer")
+        });
+    }
+    let (mut first, mut replayed, mut in_progress) = (Vec::new(), 0, 0);
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task");
+        match (r.status, r.code()) {
+            (200, _) if r.replayed => {
+                replayed += 1;
+                assert_eq!(r.body["changed"], true, "a replay is the first answer: {}", r.text);
+            }
+            (200, _) => first.push(r),
+            (409, "idempotency_key_in_progress") => in_progress += 1,
+            _ => panic!("unexpected answer {}: {}", r.status, r.text),
+        }
+    }
+    assert_eq!(first.len(), 1, "{replayed} replayed, {in_progress} in progress");
+    assert_eq!(first[0].body["changed"], true);
+
+    // Later, from either node: the kept answer, not a second run.
+    for api in [a, b] {
+        let r = api
+            .send(
+                Method::POST,
+                &format!("/v1/cards/{card}/lock"),
+                Some(json!({})),
+                &[("idempotency-key", key.as_str())],
+            )
+            .await
+            .expect("answer");
+        assert!(r.replayed, "{}", r.text);
+        assert_eq!(r.body, first[0].body);
+    }
+    let audit = b.audit(&card).await;
+    assert_eq!(count_type(&audit, "card.lock"), 1, "one execution");
+    let events = a
+        .events_until(&card, |e| count_type(e, "card.status_changed") >= 1)
+        .await;
+    assert_eq!(count_type(&events, "card.status_changed"), 1);
+
+    // The same key on another request is refused on the other node too.
+    let r = b
+        .send(
+            Method::POST,
+            &format!("/v1/cards/{card}/unlock"),
+            Some(json!({})),
+            &[("idempotency-key", key.as_str())],
+        )
+        .await
+        .expect("answer");
+    assert_eq!((r.status, r.code()), (422, "idempotency_key_reused"), "{}", r.text);
+}
