@@ -28,6 +28,8 @@ pub enum Command {
     /// Master key helpers.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+    /// Development/benchmark only: a new tenant with N cards whose PIN is set, and a CSV of them.
+    Seed(crate::seed::SeedArgs),
 }
 
 /// Where the database is and how to open its keys.

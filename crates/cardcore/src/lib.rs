@@ -4,6 +4,7 @@
 
 pub mod cli;
 mod master_key;
+pub mod seed;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -118,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Seed(args) => seed::run(args).await,
         Command::MasterKey(MasterKeyCommand::Generate) => {
             println!(
                 "{}",

@@ -76,9 +76,9 @@ pub(crate) fn page_limit(limit: Option<u32>) -> ServiceResult<u32> {
 }
 
 /// The secrets of a freshly made card, for the caller to deliver.
-struct Issued {
-    record: CardRecord,
-    activation_code: Option<Otp>,
+pub(crate) struct Issued {
+    pub(crate) record: CardRecord,
+    pub(crate) activation_code: Option<Otp>,
 }
 
 fn pan_aad(card: &Card) -> String {
@@ -202,7 +202,7 @@ impl Service {
         Ok(card)
     }
 
-    async fn new_card(
+    pub(crate) async fn new_card(
         &self,
         ctx: &Ctx,
         holder: &Cardholder,

@@ -11,6 +11,7 @@ pub mod events;
 pub mod idempotency;
 pub mod keyring;
 pub mod pins;
+pub mod seed;
 pub mod webhooks;
 
 use std::sync::Arc;

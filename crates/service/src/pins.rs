@@ -219,7 +219,7 @@ impl Service {
         ))
     }
 
-    async fn new_pin_verifier(&self, card: CardId, pin: &Pin) -> ServiceResult<Verifier> {
+    pub(crate) async fn new_pin_verifier(&self, card: CardId, pin: &Pin) -> ServiceResult<Verifier> {
         let (version, key) = self.keys.mac_key(Purpose::Pin, None).await?;
         Ok(Verifier {
             value: Self::pin_verifier(&key, card, pin).to_vec(),

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# cardcore's load harness: builds in release mode, then for each backend
+# starts cardcore on a fresh database, seeds N cards, measures the ceilings
+# (GET /healthz for reads, a bare durable commit for writes) and every
+# scenario, and prints a markdown table. See docs/BENCHMARKS.md, "Load harness".
+#
+#   bench/run.sh [--cards N] [--duration S] [--connections C]
+#                [--backend sqlite|postgres|both] [--warmup S] [--threads T]
+#                [--scenarios "healthz verify ..."] [--pg-url URL] [--out DIR]
+#                [--keep] [--no-build]
+#
+# Load goes to 127.0.0.1 only. PostgreSQL: a fresh database on --pg-url
+# (default postgres://postgres@127.0.0.1:5432), dropped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARDS=10000
+DURATION=20
+CONNECTIONS=64
+BACKEND=both
+WARMUP=2
+THREADS=1
+PIN=4821
+SCENARIOS="healthz verify verify-wrong pin-set lock-unlock p100-pin m2p-validate"
+PG_URL=${CARDCORE_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+OUT=""
+KEEP=0
+BUILD=1
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+die() { echo "bench/run.sh: $*" >&2; exit 2; }
+int() { [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "${3:-1}" ] || die "$1 must be an integer >= ${3:-1}, got '$2'"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --cards) CARDS=${2:-}; int --cards "$CARDS"; shift 2 ;;
+        --duration) DURATION=${2:-}; int --duration "$DURATION"; shift 2 ;;
+        --connections) CONNECTIONS=${2:-}; int --connections "$CONNECTIONS"; shift 2 ;;
+        --warmup) WARMUP=${2:-}; int --warmup "$WARMUP" 0; shift 2 ;;
+        --threads) THREADS=${2:-}; int --threads "$THREADS"; shift 2 ;;
+        --backend) BACKEND=${2:-}; shift 2
+            case "$BACKEND" in sqlite|postgres|both) ;; *) die "--backend must be sqlite, postgres or both" ;; esac ;;
+        --scenarios) SCENARIOS=${2:-}; shift 2 ;;
+        --pg-url) PG_URL=${2%/}; shift 2 ;;
+        --out) OUT=${2:-}; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+[ "$CARDS" -ge "$CONNECTIONS" ] || die "--cards must be at least --connections (each connection owns cards in the pair scenarios)"
+
+# psql: no NOTICE chatter ("database ... does not exist, skipping").
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+CARDCORE=$TARGET_DIR/release/cardcore
+LOAD=$TARGET_DIR/release/cardcore-load
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$TARGET_DIR/bench/$STAMP}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/cardcore-bench.XXXXXX")
+SERVER_PID=""
+PG_DBS=()
+
+cleanup() {
+    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [ "$KEEP" = 1 ]; then
+        echo "kept: $WORK ${PG_DBS[*]:-}"
+    else
+        for db in "${PG_DBS[@]:-}"; do
+            [ -n "$db" ] && psql "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+        done
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '%s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+if [ "$BUILD" = 1 ]; then
+    log "building (release): cardcore, cardcore-load"
+    cargo build --release -q -p cardcore -p cardcore-loadgen
+fi
+[ -x "$CARDCORE" ] && [ -x "$LOAD" ] || die "missing $CARDCORE or $LOAD (build them, or drop --no-build)"
+
+# The machine and the exact command, beside the results.
+{
+    echo "date: $STAMP"
+    echo "command: bench/run.sh --cards $CARDS --duration $DURATION --connections $CONNECTIONS --backend $BACKEND --warmup $WARMUP --threads $THREADS"
+    echo "cpus: $(nproc) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
+    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+    echo "kernel: $(uname -sr)"
+    echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT/machine.txt"
+
+# One master key for every database of the run (kept in the work dir, 0600).
+KEY=$WORK/master.key
+(umask 077 && "$CARDCORE" master-key generate > "$KEY")
+
+# Starts `cardcore serve` on a free port; sets SERVER_PID and ADDR.
+start_server() {
+    local url=$1 logfile=$2
+    ADDR=""
+    "$CARDCORE" serve --listen 127.0.0.1:0 --database "$url" --master-key-file "$KEY" \
+        --rate-limit-per-second 0 >"$logfile" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=""
+            return 1
+        fi
+        ADDR=$(sed -n 's#.*cardcore listening on http://\([0-9.]*:[0-9]*\).*#\1#p' "$logfile" | head -1)
+        [ -n "$ADDR" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+find_pgbench() {
+    command -v pgbench 2>/dev/null && return 0
+    ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -1
+}
+
+# The bare durable-commit baseline of PostgreSQL: pgbench, one-row update,
+# the same number of clients as cardcore gets connections.
+pg_baseline() {
+    local results=$1
+    local db="cardcore_bench_commit_$$" pgbench
+    pgbench=$(find_pgbench)
+    if [ -z "$pgbench" ]; then
+        log "PostgreSQL baseline skipped: pgbench not found (apt-get install postgresql-client)"
+        return 0
+    fi
+    PG_DBS+=("$db")
+    psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+    psql "$PG_URL/$db" -v ON_ERROR_STOP=1 -q >/dev/null <<SQL
+CREATE TABLE commit_baseline (id integer PRIMARY KEY, n bigint NOT NULL DEFAULT 0);
+INSERT INTO commit_baseline (id) SELECT generate_series(1, $CARDS);
+VACUUM ANALYZE commit_baseline;
+SQL
+    printf '\\set id random(1, %d)\nUPDATE commit_baseline SET n = n + 1 WHERE id = :id;\n' "$CARDS" >"$WORK/commit.sql"
+    mkdir -p "$WORK/pgbench"
+    if [ "$WARMUP" -gt 0 ]; then
+        "$pgbench" -n -c "$CONNECTIONS" -j 2 -T "$WARMUP" -f "$WORK/commit.sql" "$PG_URL/$db" >/dev/null 2>&1 || true
+    fi
+    (cd "$WORK/pgbench" && "$pgbench" -n -c "$CONNECTIONS" -j 2 -T "$DURATION" -f "$WORK/commit.sql" \
+        --log --log-prefix="$WORK/pgbench/commit" "$PG_URL/$db") >"$WORK/pgbench.out" 2>&1 || {
+        log "pgbench failed:"; tail -5 "$WORK/pgbench.out" >&2; return 0; }
+    "$LOAD" pgbench-summary --stdout "$WORK/pgbench.out" --log-prefix "$WORK/pgbench/commit" \
+        --clients "$CONNECTIONS" --duration "$DURATION" --backend postgres --out "$results" >/dev/null
+    rm -rf "$WORK/pgbench"
+}
+
+run_backend() {
+    local backend=$1
+    local url results="$OUT/$backend.jsonl" csv="$WORK/$backend-cards.csv"
+    local logfile="$WORK/$backend-server.log" jobs=1
+    : >"$results"
+    case "$backend" in
+        sqlite)
+            mkdir -p "$WORK/sqlite"
+            url="sqlite://$WORK/sqlite/cardcore.db"
+            ;;
+        postgres)
+            local db="cardcore_bench_$$"
+            # Seeding is round-trip bound on PostgreSQL: overlap transactions.
+            jobs=4
+            if ! psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qc "SELECT 1" >/dev/null 2>&1; then
+                log "PostgreSQL skipped: cannot connect to $PG_URL"
+                rm -f "$results"
+                return 0
+            fi
+            PG_DBS+=("$db")
+            psql "$PG_URL/postgres" -v ON_ERROR_STOP=1 -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+            url="$PG_URL/$db"
+            ;;
+    esac
+
+    log "$backend: starting cardcore serve"
+    if ! start_server "$url" "$logfile"; then
+        if [ "$backend" = postgres ]; then
+            log "PostgreSQL skipped: \`cardcore serve --database postgres://...\` did not start. Its last words:"
+            tail -5 "$logfile" | sed 's/^/    /' >&2
+            rm -f "$results"
+            return 0
+        fi
+        tail -20 "$logfile" >&2
+        die "cardcore serve did not start on $backend"
+    fi
+    log "$backend: cardcore (pid $SERVER_PID) on http://$ADDR; seeding $CARDS cards"
+    "$CARDCORE" seed --tenant-name "bench-$backend-$STAMP" --cards "$CARDS" --pin "$PIN" --out "$csv" \
+        --database "$url" --master-key-file "$KEY" --jobs "$jobs" >"$WORK/$backend-seed.out"
+    log "$(cat "$WORK/$backend-seed.out")"
+
+    log "$backend: durable-commit baseline (${DURATION} s)"
+    if [ "$backend" = sqlite ]; then
+        "$LOAD" sqlite-commit --dir "$WORK/sqlite-commit" --duration "$DURATION" --warmup "$WARMUP" \
+            --backend sqlite --out "$results" >/dev/null
+    else
+        pg_baseline "$results"
+    fi
+
+    local s
+    for s in $SCENARIOS; do
+        log "$backend: $s (${WARMUP} s warm-up + ${DURATION} s, $CONNECTIONS connections)"
+        if ! "$LOAD" run --url "http://$ADDR" --scenario "$s" --seed "$csv" --connections "$CONNECTIONS" \
+            --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --server-pid "$SERVER_PID" \
+            --backend "$backend" --out "$results" >"$WORK/last.json" 2>"$WORK/last.err"; then
+            log "$backend: $s failed:"
+            sed 's/^/    /' "$WORK/last.err" >&2
+        fi
+        if command -v jq >/dev/null && [ -s "$WORK/last.json" ]; then
+            log "    $(jq -r 'if .available then "\(.throughput_rps) req/s, p50 \(.p50_ms) ms, p99 \(.p99_ms) ms, errors \(.errors), server CPU \(.server_cpu_pct // "?") %" else "not available: \(.reason)" end' "$WORK/last.json")"
+        fi
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            tail -20 "$logfile" >&2
+            die "cardcore died during $s on $backend"
+        fi
+    done
+    stop_server
+}
+
+case "$BACKEND" in
+    both) BACKENDS="sqlite postgres" ;;
+    *) BACKENDS=$BACKEND ;;
+esac
+for b in $BACKENDS; do
+    run_backend "$b"
+done
+
+RESULT_FILES=()
+for b in $BACKENDS; do
+    [ -s "$OUT/$b.jsonl" ] && RESULT_FILES+=("$OUT/$b.jsonl")
+done
+[ "${#RESULT_FILES[@]}" -gt 0 ] || die "no backend ran"
+"$LOAD" table "${RESULT_FILES[@]}" >"$OUT/table.md"
+echo
+cat "$OUT/machine.txt"
+echo
+cat "$OUT/table.md"
+echo "results: $OUT (JSON lines per backend, table.md, machine.txt)"
