@@ -111,7 +111,7 @@ start_server() {
     local url=$1 logfile=$2
     ADDR=""
     "$CARDCORE" serve --listen 127.0.0.1:0 --database "$url" --master-key-file "$KEY" \
-        --rate-limit-per-second 0 >"$logfile" 2>&1 &
+        --rate-limit-per-second 0 --card-pin-calls-per-minute 0 >"$logfile" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then

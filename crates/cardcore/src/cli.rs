@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Requests per second allowed per API key, per node (0 turns the limit off).
     #[arg(long, env = "CARDCORE_RATE_LIMIT_PER_SECOND", default_value_t = 100)]
     pub rate_limit_per_second: u32,
+    /// PIN and OTP calls allowed per card per minute, per node (0 turns the limit off).
+    #[arg(long, env = "CARDCORE_CARD_PIN_CALLS_PER_MINUTE", default_value_t = 20)]
+    pub card_pin_calls_per_minute: u32,
     /// Burst allowed per API key above the steady rate.
     #[arg(long, env = "CARDCORE_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,

@@ -240,6 +240,7 @@ pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
             ..OtpPolicy::default()
         },
         idempotency_ttl: Duration::from_secs(args.idempotency_ttl_seconds.max(1)),
+        card_pin_calls_per_minute: args.card_pin_calls_per_minute,
         ..ServiceConfig::default()
     })
 }

@@ -102,6 +102,13 @@ pub fn problem_of(e: ServiceError) -> Problem {
             "send a valid API key as `Authorization: Bearer <key>` or `x-api-key: <key>`",
         ),
         ServiceError::Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", why),
+        e @ ServiceError::RateLimited {
+            limit,
+            retry_after_seconds,
+            ..
+        } => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
+            .retry_after(retry_after_seconds)
+            .rate_limit(limit),
         ServiceError::Unavailable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             Problem::new(

@@ -27,6 +27,10 @@ pub struct Problem {
     /// Seconds for a `Retry-After` header.
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// The limit for `RateLimit-Limit` (with `RateLimit-Remaining: 0` and
+    /// `RateLimit-Reset` = `retry_after`).
+    #[serde(skip)]
+    pub rate_limit: Option<u32>,
 }
 
 impl Problem {
@@ -42,6 +46,7 @@ impl Problem {
             errors: Vec::new(),
             extra: serde_json::Map::new(),
             retry_after: None,
+            rate_limit: None,
         }
     }
 
@@ -61,6 +66,12 @@ impl Problem {
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds);
         self.with("retry_after_seconds", seconds)
+    }
+
+    /// Sets the `RateLimit-*` headers of a 429.
+    pub fn rate_limit(mut self, limit: u32) -> Self {
+        self.rate_limit = Some(limit);
+        self
     }
 
     /// One invalid field, 422 `validation_error`.
@@ -91,6 +102,18 @@ impl Problem {
         if let Some(s) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let Some(limit) = self.rate_limit {
+            let reset = self.retry_after.unwrap_or(1).to_string();
+            for (name, value) in [
+                ("ratelimit-limit", limit.to_string()),
+                ("ratelimit-remaining", "0".into()),
+                ("ratelimit-reset", reset),
+            ] {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    res.headers_mut().insert(axum::http::HeaderName::from_static(name), v);
+                }
             }
         }
         if self.status == 401 {

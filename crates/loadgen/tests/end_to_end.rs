@@ -53,6 +53,8 @@ async fn every_scenario_runs_clean_against_a_seeded_server() {
         &url,
         "--rate-limit-per-second",
         "0",
+        "--card-pin-calls-per-minute",
+        "0",
     ])
     .unwrap();
     let Command::Serve(args) = serve.command else {

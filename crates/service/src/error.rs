@@ -30,6 +30,15 @@ pub enum ServiceError {
     /// Valid credentials without the needed permission.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// Too many calls: `limit` per `period` for this `scope` (`card`, or
+    /// `api_key` at the HTTP edge). Nothing was done.
+    #[error("rate limited: more than {limit} calls a {period} for this {scope}; retry in {retry_after_seconds} s")]
+    RateLimited {
+        limit: u32,
+        period: &'static str,
+        scope: &'static str,
+        retry_after_seconds: u64,
+    },
     /// The database is unavailable; the outcome is unknown.
     #[error("service unavailable: {0}")]
     Unavailable(String),

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod keyring;
 pub mod pins;
 pub mod seed;
+mod throttle;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct ServiceConfig {
     pub extra_reason_codes: Vec<String>,
     /// How long an `Idempotency-Key` is kept (from its first use).
     pub idempotency_ttl: std::time::Duration,
+    /// PIN and OTP calls allowed per card per minute, per node (0: no limit).
+    pub card_pin_calls_per_minute: u32,
 }
 
 impl Default for ServiceConfig {
@@ -63,6 +66,7 @@ impl Default for ServiceConfig {
             otp_policy: OtpPolicy::default(),
             extra_reason_codes: Vec::new(),
             idempotency_ttl: std::time::Duration::from_secs(24 * 60 * 60),
+            card_pin_calls_per_minute: 20,
         }
     }
 }
@@ -111,6 +115,7 @@ pub struct Service {
     keys: Keyring,
     config: ServiceConfig,
     auth_cache: auth::AuthCache,
+    card_throttle: throttle::CardThrottle,
 }
 
 impl Service {
@@ -131,6 +136,7 @@ impl Service {
         Ok(Self {
             store,
             keys,
+            card_throttle: throttle::CardThrottle::new(config.card_pin_calls_per_minute),
             config,
             auth_cache: auth::AuthCache::default(),
         })

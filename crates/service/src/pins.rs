@@ -243,6 +243,7 @@ impl Service {
     /// Sets or resets a PIN, partner-authorised (`otp` None) or with the
     /// cardholder's OTP. Clears the try counter and any PIN block.
     pub async fn set_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin, otp: Option<OtpProof>) -> ServiceResult<Card> {
+        self.card_throttle.check(ctx.tenant_id(), id)?;
         let rec = self.card_record(ctx, id).await?;
         require_pin_settable(&rec.card)?;
         let new = self.decode_pin(ctx, &rec, pin).await?;
@@ -292,6 +293,7 @@ impl Service {
         new: NamedPin,
         otp: OtpProof,
     ) -> ServiceResult<Card> {
+        self.card_throttle.check(ctx.tenant_id(), id)?;
         let rec = self.card_record(ctx, id).await?;
         require_pin_settable(&rec.card)?;
         let old = self.decode_pin(ctx, &rec, old).await?;
@@ -354,6 +356,7 @@ impl Service {
     /// allowed one blocks the PIN. A blocked PIN answers `pin_blocked`
     /// without looking at the PIN.
     pub async fn verify_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin) -> ServiceResult<VerifyOutcome> {
+        self.card_throttle.check(ctx.tenant_id(), id)?;
         let rec = self.card_record(ctx, id).await?;
         require_pin_verifiable(&rec.card)?;
         let pin = self.decode_pin(ctx, &rec, pin).await?;
@@ -480,6 +483,7 @@ impl Service {
     /// Issues an OTP for a card and purpose. The code goes to the tenant only,
     /// in the `otp.created` event; only its keyed hash is stored.
     pub async fn create_otp(&self, ctx: &Ctx, id: CardId, purpose: OtpPurpose) -> ServiceResult<OtpIssued> {
+        self.card_throttle.check(ctx.tenant_id(), id)?;
         let mut tx = self.store.begin().await?;
         let rec = self.lock_card(ctx, &mut *tx, id).await?;
         require_pin_settable(&rec.card)?;

@@ -29,6 +29,9 @@ pub fn serve_args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
         // Tests fire requests as fast as they can; the limiter has its own tests.
         argv.extend_from_slice(&["--rate-limit-per-second", "0"]);
     }
+    if !extra.contains(&"--card-pin-calls-per-minute") {
+        argv.extend_from_slice(&["--card-pin-calls-per-minute", "0"]);
+    }
     argv.extend_from_slice(extra);
     match Cli::parse_from(argv).command {
         Command::Serve(args) => args,

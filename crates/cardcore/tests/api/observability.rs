@@ -97,3 +97,71 @@ fn sigterm_finishes_and_exits_zero() {
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
 }
+
+#[tokio::test]
+async fn per_card_limit_on_pin_and_otp_calls_through_every_api() {
+    let app = spawn_app_with(&["--card-pin-calls-per-minute", "3"]).await;
+    let card = app.active_card("virtual").await;
+    let id = card["id"].as_str().unwrap().to_owned();
+    let other = app.active_card("virtual").await["id"].as_str().unwrap().to_owned();
+    app.set_pin(&id, "4821").await; // 1
+    app.verify(&id, "4821").await.ok(); // 2
+    app.post(&format!("/v1/cards/{id}/otp"), json!({}))
+        .await
+        .expect(201, ""); // 3
+    let r = app.verify(&id, "4821").await;
+    assert_eq!(r.headers["ratelimit-limit"], "3");
+    assert_eq!(r.headers["ratelimit-remaining"], "0");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let p = r.expect(429, "rate_limited");
+    assert!(p["detail"].as_str().unwrap().contains("card"), "{p}");
+    // The same card through a vendor dialect: the same budget, the vendor's shape.
+    let holder = app
+        .get(&format!("/v1/cardholders/{}", card["cardholder_id"].as_str().unwrap()))
+        .await
+        .ok();
+    let res = app
+        .client
+        .patch(format!("{}/p100/v1/card/pin", app.base))
+        .header("x-api-key", &app.key)
+        .json(&json!({"externalUserId": holder["external_id"], "cardId": id, "pin": "7391"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["errorCode"], "P429");
+    // Another card has its own budget; reads of the card are not counted.
+    app.set_pin(&other, "4821").await;
+    app.get(&format!("/v1/cards/{id}")).await.ok();
+}
+
+#[tokio::test]
+async fn per_card_limit_in_qi_tech_and_m2p_shapes() {
+    use crate::dialect_cross::{m2p, m2p_login, owned_card, qi};
+    let app = spawn_app_with(&["--card-pin-calls-per-minute", "1"]).await;
+    // QI Tech: a plastic card's password, twice.
+    let c = owned_card(&app, "physical").await;
+    let path = format!("/wallet/{}/card/{}/password", c.account(), c.id());
+    assert_eq!(qi(&app, &app.key, &path, json!({"pin": "4821"})).await.status, 200);
+    let r = qi(&app, &app.key, &path, json!({"pin": "7391"})).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["code"], "QIT000429");
+    assert!(r.headers.contains_key("retry-after"));
+    // M2P: validate-pin on a card that already spent its budget on a PIN set.
+    let c = owned_card(&app, "virtual").await;
+    app.set_pin(c.id(), "4821").await;
+    let auth = m2p_login(&app, &app.tenant_id, &app.key).await;
+    let r = m2p(
+        &app,
+        &auth,
+        "cards/v2/validate-pin",
+        json!({"entityId": c.external_id, "kit": c.kit(), "oldPin": "4821"}),
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["businessCode"], "rate.limited");
+    assert!(r.headers.contains_key("retry-after"));
+}

@@ -783,6 +783,8 @@ async fn sigterm_finishes_the_attempt_in_flight_exits_zero_and_logs_no_secret() 
             &db,
             "--rate-limit-per-second",
             "0",
+            "--card-pin-calls-per-minute",
+            "0",
         ])
         .args(FAST)
         .stdout(Stdio::piped())
@@ -955,6 +957,8 @@ fn pg_node_args(dir: &std::path::Path, schema: &str) -> Option<cardcore::cli::Se
         "--master-key-file",
         &key_file,
         "--rate-limit-per-second",
+        "0",
+        "--card-pin-calls-per-minute",
         "0",
     ];
     argv.extend_from_slice(FAST);

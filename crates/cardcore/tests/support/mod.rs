@@ -259,7 +259,15 @@ impl Node {
             .join(format!("{name}-{}.log", uuid::Uuid::now_v7().simple()));
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-per-second", "0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--rate-limit-per-second",
+                "0",
+                "--card-pin-calls-per-minute",
+                "0",
+            ])
             .args(db.args())
             .args(extra)
             .env("CARDCORE_MASTER_KEY", &db.master_key)

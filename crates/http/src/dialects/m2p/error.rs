@@ -284,6 +284,10 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
             "Full authentication is required: send Authorization: Bearer <access_token from POST /auth/token> \
              and X-TENANT-ID of the token's tenant",
         ),
+        e @ ServiceError::RateLimited {
+            retry_after_seconds, ..
+        } => M2pError::business(S::TOO_MANY_REQUESTS, "rate.limited", "Too many requests", e.to_string())
+            .retry(retry_after_seconds),
         ServiceError::Unavailable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             M2pError::http(S::SERVICE_UNAVAILABLE, "The service is temporarily unavailable").retry(1)

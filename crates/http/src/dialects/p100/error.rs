@@ -10,7 +10,7 @@
 //! | 400 | `P500` Unknown exception | a bug or corrupt data (logged, never shown) |
 //! | 400 | `P501` Service temporarily unavailable | the database is down |
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cardcore_domain::{LifecycleAction, RuleViolation};
@@ -24,6 +24,8 @@ use super::types::status;
 pub struct P100Error {
     status: StatusCode,
     body: Body,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -49,6 +51,7 @@ impl P100Error {
             body: Body::Denied {
                 message: "Access Denied. xo1",
             },
+            retry_after: None,
         }
     }
 
@@ -61,6 +64,7 @@ impl P100Error {
                 error_name: name,
                 error_message: message.into(),
             },
+            retry_after: None,
         }
     }
 }
@@ -89,6 +93,16 @@ pub fn p100_error(e: ServiceError) -> P100Error {
             body: Body::Denied {
                 message: "Access Denied. xo2",
             },
+            retry_after: None,
+        },
+        // Assumed (P100 publishes a rate-limiting page but no code): HTTP
+        // 429 in P100's coded shape, with Retry-After.
+        e @ ServiceError::RateLimited {
+            retry_after_seconds, ..
+        } => P100Error {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(retry_after_seconds),
+            ..P100Error::coded("P429", Some("TOO_MANY_REQUESTS"), e.to_string())
         },
         ServiceError::Invalid { errors, .. } => {
             let parts: Vec<String> = errors
@@ -139,6 +153,13 @@ impl From<ServiceError> for P100Error {
 
 impl IntoResponse for P100Error {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut res = (self.status, Json(self.body)).into_response();
+        if let Some(v) = self
+            .retry_after
+            .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        res
     }
 }

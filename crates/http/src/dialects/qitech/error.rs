@@ -32,6 +32,8 @@ pub struct QiError {
     description: String,
     translation: String,
     code: &'static str,
+    #[serde(skip)]
+    retry_after: Option<u64>,
 }
 
 impl QiError {
@@ -47,6 +49,7 @@ impl QiError {
             description: description.into(),
             translation: translation.into(),
             code,
+            retry_after: None,
         }
     }
 
@@ -168,6 +171,18 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             "No ClientIntegration found for api_client_key.",
             "Nenhuma ClientIntegration encontrada para api_client_key.",
         ),
+        // cardcore's own code, like QIT000500/QIT000503.
+        e @ ServiceError::RateLimited {
+            retry_after_seconds, ..
+        } => QiError {
+            retry_after: Some(retry_after_seconds),
+            ..QiError::new(
+                S::TOO_MANY_REQUESTS,
+                "QIT000429",
+                format!("Too many requests: {e}."),
+                format!("Muitas requisições: tente novamente em {retry_after_seconds} s."),
+            )
+        },
         ServiceError::Unavailable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             QiError::new(
@@ -192,10 +207,15 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
 impl IntoResponse for QiError {
     fn into_response(self) -> Response {
         let status = self.status;
+        let retry = self.retry_after;
         let mut res = (status, Json(self)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let retry_after = match (retry, status) {
+            (Some(s), _) => Some(s),
+            (None, StatusCode::SERVICE_UNAVAILABLE) => Some(1),
+            _ => None,
+        };
+        if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }
