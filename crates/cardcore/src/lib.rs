@@ -36,8 +36,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging(args.log_format);
+            // Handlers first: a SIGTERM that arrives while the server starts
+            // must stop it gracefully, not kill it with the default action.
+            let signal = ShutdownSignal::install()?;
             let server = Server::start(&args, None).await?;
-            server.wait_for_shutdown_signal().await
+            signal.wait().await;
+            tracing::info!("shutting down: finishing requests in flight");
+            server.stop().await
         }
         Command::Migrate(db) => {
             let store = open_store(&db).await?;
@@ -347,13 +352,6 @@ impl Server {
         served??;
         Ok(())
     }
-
-    /// Runs until SIGTERM or Ctrl-C, then stops gracefully.
-    pub async fn wait_for_shutdown_signal(self) -> anyhow::Result<()> {
-        shutdown_signal().await;
-        tracing::info!("shutting down: finishing requests in flight");
-        self.stop().await
-    }
 }
 
 /// The process-wide Prometheus recorder (the `metrics` facade has one global
@@ -429,24 +427,38 @@ fn spawn_idempotency_cleanup(
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C, registered with the OS as soon as this is made.
+struct ShutdownSignal {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+            #[cfg(unix)]
+            int: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("cannot install the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves on the first SIGTERM or Ctrl-C.
+    #[cfg(unix)]
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
-    };
+    }
+
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async fn wait(self) {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -75,9 +75,7 @@ pub enum DispatchError {
 /// for the whole attempt, redirects never followed (a 3xx is a failure),
 /// no proxy from the environment.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, DispatchError> {
-    // Process-wide default provider for rustls; a second call (another
-    // server in the same process) finds it installed, which is fine.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
@@ -86,6 +84,13 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, DispatchError> 
         .no_proxy()
         .build()
         .map_err(|e| DispatchError::Client(e.to_string()))
+}
+
+/// Installs aws-lc-rs as the process-wide rustls provider (reqwest is built
+/// without one, so that ring is never compiled). Every reqwest client in the
+/// process needs it; a second call finds it installed, which is fine.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// Starts the dispatcher; it runs until `stop` turns true (or its sender is

@@ -39,6 +39,13 @@ pub fn serve_args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
     }
 }
 
+/// A plain HTTP client for tests (reqwest needs the process's TLS provider
+/// installed even for http:// URLs).
+pub fn client() -> reqwest::Client {
+    cardcore_webhooks::install_tls_provider();
+    reqwest::Client::new()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
@@ -51,7 +58,7 @@ pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
     let (tenant, key) = server.service.create_tenant("tenant-a").await.expect("tenant");
     TestApp {
         base: format!("http://{}", server.addr),
-        client: reqwest::Client::new(),
+        client: client(),
         key: key.secret.to_string(),
         tenant_id: tenant.id.to_string(),
         dir,

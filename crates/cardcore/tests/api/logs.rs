@@ -112,7 +112,7 @@ async fn a_full_story_leaves_no_secret_in_the_logs() {
         let node = Node {
             child,
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: crate::helpers::client(),
             key: api_key.clone(),
         };
         let mut secrets: Vec<String> = vec![

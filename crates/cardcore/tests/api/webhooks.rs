@@ -803,7 +803,7 @@ async fn sigterm_finishes_the_attempt_in_flight_exits_zero_and_logs_no_secret() 
         .unwrap()
         .to_owned();
     let base = format!("http://{addr}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::client();
     let call = |method: Method, path: &str, body: Option<Value>| {
         let mut req = client.request(method, format!("{base}{path}")).bearer_auth(&key);
         if let Some(b) = body {
@@ -987,7 +987,7 @@ async fn on_postgres_two_nodes_retry_and_deliver_each_event_once_in_order() {
     let (_, key) = node1.service.create_tenant("pg-hooks").await.unwrap();
     let app = TestApp {
         base: format!("http://{}", node1.addr),
-        client: reqwest::Client::new(),
+        client: crate::helpers::client(),
         key: key.secret.to_string(),
         tenant_id: String::new(),
         dir,
@@ -1008,7 +1008,16 @@ async fn on_postgres_two_nodes_retry_and_deliver_each_event_once_in_order() {
             .unwrap();
         assert!(res.status().is_success());
     }
-    let expected = ids(&app.card_events(id).await);
+    // On PostgreSQL an event is listed once every older write transaction in
+    // the cluster has ended (other tests write concurrently): wait for it.
+    let mut expected = ids(&app.card_events(id).await);
+    for _ in 0..100 {
+        if expected.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        expected = ids(&app.card_events(id).await);
+    }
     assert_eq!(expected.len(), 5);
     rx.wait_delivered("pg", &expected).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
