@@ -6,12 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # psec: the reference implementation the PIN-block cross-check compares with;
-# cryptography: what scripts/pin-tool.py (run by the README walkthrough) uses.
-for module in psec cryptography; do
+# cryptography: what scripts/pin-tool.py (run by the README walkthrough) uses;
+# openapi-spec-validator: the independent check of /openapi.json (OpenAPI 3.1).
+for pair in psec:psec cryptography:cryptography openapi_spec_validator:openapi-spec-validator; do
+    module="${pair%%:*}"
+    package="${pair#*:}"
     if ! python3 -c "import $module" 2>/dev/null; then
-        echo "== installing $module"
-        python3 -m pip install --quiet --disable-pip-version-check "$module" || {
-            echo "warning: could not install $module; its tests will skip (or fail under CI)" >&2
+        echo "== installing $package"
+        python3 -m pip install --quiet --disable-pip-version-check "$package" || {
+            echo "warning: could not install $package; its tests will skip (or fail under CI)" >&2
         }
     fi
 done

@@ -12,6 +12,7 @@ use crate::Timestamp;
 
 /// Virtual or physical (QI calls physical "plastic").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CardType {
     Virtual,
@@ -39,6 +40,15 @@ impl CardType {
 
 /// The card's lifecycle status (see [`crate::lifecycle`] for the moves).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        description = "The card's lifecycle status: INACTIVE (issued, not yet activated: physical cards), \
+                       ACTIVE (usable), LOCKED (temporarily frozen, reversible), BLOCKED (permanently blocked), \
+                       CLOSED (terminal)."
+    )
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum CardStatus {
     /// Issued, not yet activated (physical cards).
@@ -92,6 +102,7 @@ impl fmt::Display for CardStatus {
 
 /// Whether the card has a PIN and whether it is blocked by wrong tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PinStatus {
     NotSet,
@@ -119,6 +130,7 @@ impl PinStatus {
 
 /// Card network, derived from the BIN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Brand {
     Visa,
@@ -254,8 +266,9 @@ impl KitNumber {
     }
 }
 
-/// A card as the API shows it.
+/// A card as the API shows it (never its PAN or CVV: see `GET /v1/cards/{id}/sensitive`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Card {
     pub id: CardId,
     #[serde(skip)]
@@ -266,18 +279,26 @@ pub struct Card {
     #[serde(rename = "type")]
     pub card_type: CardType,
     pub status: CardStatus,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub status_reason: Option<StatusReason>,
     pub pin_status: PinStatus,
     pub brand: Brand,
+    /// The last four digits of the PAN.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[0-9]{4}$"))]
     pub last_four: String,
     pub expiry: Expiry,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub card_name: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub printed_name: Option<String>,
     pub kit_number: KitNumber,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub replacement_for: Option<CardId>,
     #[serde(skip)]
     pub limits: Limits,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 

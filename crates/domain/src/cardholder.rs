@@ -32,6 +32,7 @@ impl ExternalId {
 
 /// A phone number: country calling code and national number, digits only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Phone {
     pub country_code: String,
     pub number: String,
@@ -63,6 +64,7 @@ impl Phone {
 
 /// A cardholder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cardholder {
     pub id: CardholderId,
     #[serde(skip)]
@@ -70,10 +72,13 @@ pub struct Cardholder {
     pub external_id: ExternalId,
     pub name: String,
     pub phone: Phone,
+    #[cfg_attr(feature = "openapi", schema(required = true, format = Email))]
     pub email: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub date_of_birth: Option<chrono::NaiveDate>,
     /// The account a card draws on when none is given at creation.
     pub default_account_id: AccountId,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 

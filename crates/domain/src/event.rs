@@ -84,14 +84,30 @@ impl Serialize for EventType {
 
 /// An event: `{id, type, card_id?, created_at, data}`.
 #[derive(Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub id: EventId,
     #[serde(skip)]
     pub tenant_id: TenantId,
     #[serde(rename = "type")]
     pub event_type: EventType,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub card_id: Option<CardId>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    /// The event's data, by `type`:
+    ///
+    /// - `card.created`, `card.activated`: `{card}`
+    /// - `card.activation_code`: `{card_id, activation_code}` (6 digits, for the cardholder)
+    /// - `card.status_changed`: `{card, previous_status}`
+    /// - `card.replaced`: `{card, replacement, reason}`
+    /// - `card.limits_updated`: `{card_id, limits}`
+    /// - `card.pin_set`, `card.pin_changed`: `{card_id, pin_status}`
+    /// - `card.pin_blocked`: `{card_id, reason}`; `card.pin_unblocked`: `{card_id}`
+    /// - `otp.created`: `{card_id, purpose, trace_number, otp, expires_at, phone}` (`otp`: 6 digits, for the cardholder)
+    ///
+    /// `card` and `replacement` are Card objects.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: serde_json::Value,
 }
 
@@ -137,6 +153,7 @@ impl Event {
 
 /// Who acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     /// A caller authenticated by an API key.
@@ -149,6 +166,7 @@ pub enum ActorKind {
 
 /// Through which API a request came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Native,
@@ -162,9 +180,11 @@ pub enum Channel {
 /// The actor of an audit entry: kind, the API key id (never the key), and
 /// the API the request came through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Actor {
     #[serde(rename = "type")]
     pub kind: ActorKind,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub api_key_id: Option<ApiKeyId>,
     pub channel: Channel,
 }
@@ -202,18 +222,27 @@ impl Actor {
 /// Never holds a PIN, OTP, PAN, CVV or code: `before`/`after` are
 /// [`crate::Card::snapshot`]s or limits.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: AuditId,
     #[serde(skip)]
     pub tenant_id: TenantId,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub card_id: Option<CardId>,
     /// What happened, e.g. `card.lock`, `card.pin_set`, `card.sensitive_revealed`.
     #[serde(rename = "type")]
     pub entry_type: String,
     pub actor: Actor,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub request_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub reason: Option<StatusReason>,
+    /// The card's state before the change (`{status, status_reason, pin_status}`, or the limits), when it has one.
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<Object>))]
     pub before: Option<serde_json::Value>,
+    /// The state after the change.
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = Option<Object>))]
     pub after: Option<serde_json::Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }

@@ -9,6 +9,8 @@ pub mod event;
 pub mod ids;
 pub mod lifecycle;
 pub mod limits;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod otp;
 pub mod pin_policy;
 pub mod reason;

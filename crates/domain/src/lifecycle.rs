@@ -97,6 +97,7 @@ pub fn transition(from: CardStatus, action: LifecycleAction) -> Result<Transitio
 
 /// Why a card is replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ReplaceReason {
     Lost,

@@ -10,11 +10,19 @@ pub const MAX_AMOUNT: u64 = 1_000_000_000_000;
 
 /// One channel's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChannelLimit {
+    /// Whether the channel may be used at all.
     pub enabled: bool,
+    /// Largest single transaction, in minor units; `null`: no limit.
+    #[cfg_attr(feature = "openapi", schema(required = true, maximum = 1_000_000_000_000_u64))]
     pub per_transaction: Option<u64>,
+    /// Largest total per day, in minor units; `null`: no limit.
+    #[cfg_attr(feature = "openapi", schema(required = true, maximum = 1_000_000_000_000_u64))]
     pub daily: Option<u64>,
+    /// Largest total per month, in minor units; `null`: no limit.
+    #[cfg_attr(feature = "openapi", schema(required = true, maximum = 1_000_000_000_000_u64))]
     pub monthly: Option<u64>,
 }
 
@@ -31,6 +39,7 @@ impl Default for ChannelLimit {
 
 /// The four channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChannelLimits {
     pub pos: ChannelLimit,
@@ -53,9 +62,11 @@ impl ChannelLimits {
 
 /// A card's limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// ISO 4217 alphabetic code, e.g. `EUR`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$"))]
     pub currency: String,
     pub channels: ChannelLimits,
 }

@@ -13,6 +13,7 @@ use crate::Timestamp;
 
 /// What an OTP authorises. A code made for one purpose is useless for another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OtpPurpose {
     /// Changing or (re)setting the PIN with the cardholder's consent (native

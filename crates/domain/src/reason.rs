@@ -86,10 +86,12 @@ impl fmt::Display for ReasonCode {
 
 /// Why a card has its status: `{"code", "message"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusReason {
     /// Machine-readable code from the catalog.
     pub code: ReasonCode,
     /// Free text for humans (may be null).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub message: Option<String>,
 }
 

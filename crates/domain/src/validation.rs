@@ -4,6 +4,7 @@ use serde::Serialize;
 
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// JSON path of the field, e.g. `phone.number` or `channels.atm.daily`.
     pub field: String,

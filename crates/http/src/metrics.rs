@@ -25,6 +25,19 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
 }
 
 /// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "System",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "Requests by method, route pattern and status, latency histograms, database pool, webhook \
+                   attempts, and the service's own counters, in the Prometheus text format.",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 404, description = "Metrics are not enabled on this server.", content_type = "text/plain", body = String),
+    )
+)]
 pub async fn render(State(s): State<AppState>) -> Response {
     let Some(handle) = &s.metrics else {
         return (StatusCode::NOT_FOUND, "metrics are not enabled").into_response();

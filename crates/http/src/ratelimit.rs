@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -21,7 +21,7 @@ use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
-use crate::problem::Problem;
+use cardcore_service::ServiceError;
 
 type KeyedLimiter = RateLimiter<[u8; 32], DashMapStateStore<[u8; 32]>, DefaultClock, StateInformationMiddleware>;
 
@@ -55,13 +55,19 @@ impl RateLimits {
     }
 }
 
-/// The credential a request carries, whatever the API: hashed, so the
-/// limiter never holds a key in clear.
+/// The credential a request carries, whatever the API and header it comes
+/// in (`Authorization: Bearer K`, `x-api-key: K` and `API-CLIENT-KEY: K` are
+/// one budget): hashed, so the limiter never holds a key in clear.
 fn credential(headers: &HeaderMap) -> Option<[u8; 32]> {
-    ["authorization", "x-api-key", "api-client-key"]
+    let raw = ["authorization", "x-api-key", "api-client-key"]
         .iter()
-        .find_map(|h| headers.get(*h))
-        .map(|v| Sha256::digest(v.as_bytes()).into())
+        .find_map(|h| headers.get(*h))?
+        .as_bytes();
+    let token = match raw.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => &raw[7..],
+        _ => raw,
+    };
+    Some(Sha256::digest(token.trim_ascii()).into())
 }
 
 fn header(res: &mut Response, name: &'static str, value: u64) {
@@ -75,6 +81,7 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, req: Request, next: Ne
     let (Some(limiter), Some(key)) = (&limits.limiter, credential(req.headers())) else {
         return next.run(req).await;
     };
+    let path = req.uri().path().to_owned();
     if limits.seen.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
         // Forget keys that have been idle long enough to be back at full burst.
         limiter.retain_recent();
@@ -97,16 +104,17 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, req: Request, next: Ne
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let secs = secs.max(1);
-            let mut res = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "this API key sent more than {} requests a second (bursts of {burst}); retry after {secs} s",
-                    limits.per_second
-                ),
-            )
-            .retry_after(secs)
-            .into_response();
+            let refusal = ServiceError::RateLimited {
+                limit: limits.per_second,
+                period: "second",
+                scope: "API key",
+                retry_after_seconds: secs,
+            };
+            // A vendor's app gets the vendor's error shape.
+            let mut res = match crate::dialects::render_for_path(&path, refusal.clone()) {
+                Some(res) => res,
+                None => crate::error::problem_of(refusal).into_response(),
+            };
             header(&mut res, "ratelimit-limit", burst);
             header(&mut res, "ratelimit-remaining", 0);
             header(&mut res, "ratelimit-reset", secs);

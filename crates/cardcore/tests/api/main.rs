@@ -19,6 +19,7 @@ mod isolation;
 mod lifecycle;
 mod logs;
 mod observability;
+mod openapi;
 mod otp;
 mod pins;
 mod readme;

@@ -91,7 +91,14 @@ fn sigterm_finishes_and_exits_zero() {
         .enable_all()
         .build()
         .unwrap();
-    let status = rt.block_on(async { reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status() });
+    let status = rt.block_on(async {
+        crate::helpers::client()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
     assert_eq!(status, 200);
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let exit = child.wait().unwrap();
@@ -164,4 +171,45 @@ async fn per_card_limit_in_qi_tech_and_m2p_shapes() {
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(r.body["businessCode"], "rate.limited");
     assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn per_key_limit_answers_in_each_vendors_shape() {
+    use crate::dialect_cross::{m2p, m2p_login, owned_card, p100, qi};
+    let app = spawn_app_with(&["--rate-limit-per-second", "1", "--rate-limit-burst", "5"]).await;
+    let c = owned_card(&app, "physical").await;
+    let tenant = app.tenant_id.parse().unwrap();
+    let key = app
+        .service()
+        .create_api_key(tenant, true)
+        .await
+        .unwrap()
+        .secret
+        .to_string();
+    // Spend the second key's burst, then each vendor answers in its shape.
+    for _ in 0..5 {
+        app.call_as(&key, Method::GET, "/v1/cards", None).await;
+    }
+    let details = format!("/v1/card/details/{}/{}", c.external_id, c.id());
+    let r = p100(&app, &key, Method::GET, &details, None).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["errorCode"], "P429");
+    assert!(r.headers.contains_key("retry-after") && r.headers.contains_key("ratelimit-limit"));
+    let path = format!("/wallet/{}/card/{}/password", c.account(), c.id());
+    let r = qi(&app, &key, &path, json!({"pin": "4821"})).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["code"], "QIT000429");
+    app.call_as(&key, Method::GET, "/v1/cards", None)
+        .await
+        .expect(429, "rate_limited");
+    // An M2P token is its own credential, with its own budget.
+    let auth = m2p_login(&app, &app.tenant_id, &key).await;
+    let body = json!({"entityId": c.external_id});
+    let mut last = None;
+    for _ in 0..6 {
+        last = Some(m2p(&app, &auth, "customers/fetch-all-cards", body.clone()).await);
+    }
+    let r = last.unwrap();
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.body["businessCode"], "rate.limited");
 }

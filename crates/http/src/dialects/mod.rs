@@ -16,21 +16,37 @@ pub(crate) mod qitech;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use axum::Router;
 use cardcore_domain::{AccountId, Card, CardId, Cardholder, Limits};
 use cardcore_service::cards::ListCards;
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 
-/// The three dialects, each under its base path.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The three dialects, each under its base path (each documents its own
+/// routes, security and error shapes).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .nest("/p100", p100::routes())
         .nest("/qitech", qitech::routes())
         .nest("/m2p", m2p::routes())
+}
+
+/// A service error in the shape of the vendor API `path` belongs to, or
+/// `None` for the native API (the per-key rate limiter answers before any
+/// handler runs, so it asks here which shape to use).
+pub(crate) fn render_for_path(path: &str, e: ServiceError) -> Option<axum::response::Response> {
+    if path.starts_with("/p100/") {
+        Some(p100::render_error(e))
+    } else if path.starts_with("/qitech/") {
+        Some(qitech::render_error(e))
+    } else if path.starts_with("/m2p/") {
+        Some(m2p::render_error(e))
+    } else {
+        None
+    }
 }
 
 /// The service error code of a body that is not JSON at all (each dialect

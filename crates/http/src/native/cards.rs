@@ -5,33 +5,59 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cardcore_domain::{
-    AccountId, Card, CardId, CardStatus, CardType, CardholderId, LifecycleAction, Limits, ProgramId, ReplaceReason,
+    AccountId, Card, CardId, CardStatus, CardType, CardholderId, LifecycleAction, Limits, ProgramId, ReasonCode,
+    ReplaceReason,
 };
 use cardcore_service::cards::{CreateCard, ListCards, ReasonInput, StatusChange};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct IdPath {
+    /// The card's id.
     id: CardId,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new card.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = CreateCardRequest)]
 pub struct CreateBody {
     cardholder_id: CardholderId,
+    /// Virtual cards start ACTIVE; physical cards start INACTIVE and are
+    /// activated with the code of the `card.activation_code` event.
     #[serde(rename = "type")]
     card_type: CardType,
+    /// Defaults to the cardholder's default account.
     account_id: Option<AccountId>,
+    /// Defaults to the tenant's default program; any UUID is accepted as a label.
     program_id: Option<ProgramId>,
+    #[schema(max_length = 50)]
     card_name: Option<String>,
+    /// Defaults to the cardholder's name in capitals, cut to 26 characters.
+    #[schema(max_length = 26)]
     printed_name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards",
+    tag = "Cards",
+    operation_id = "createCard",
+    summary = "Issue a card",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The new card.", body = Card),
+        (status = 404, description = "`cardholder_not_found`: no such cardholder in this tenant."),
+        (status = 422, description = "`validation_error` naming each bad field."),
+    )
+)]
 pub async fn create(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -54,21 +80,43 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(card)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this cardholder's cards.
     cardholder_id: Option<CardholderId>,
+    /// Only cards with this status.
     status: Option<CardStatus>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<CardId>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of cards, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CardList {
     data: Vec<Card>,
+    /// The cursor of the next page; `null` on the last one.
+    #[schema(required = true)]
     next_cursor: Option<CardId>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/cards",
+    tag = "Cards",
+    operation_id = "listCards",
+    summary = "List cards",
+    description = "Oldest first; pass `cursor=<next_cursor>` for the next page. Unknown query parameters are refused.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of cards.", body = CardList),
+        (status = 422, description = "`validation_error`: a bad or unknown query parameter."),
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -92,6 +140,19 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/cards/{id}",
+    tag = "Cards",
+    operation_id = "getCard",
+    summary = "Get a card",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The card.", body = Card),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID."),
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -100,14 +161,39 @@ pub async fn get(
     Ok(Json(s.service.card(&ctx, p.id).await?))
 }
 
-#[derive(Serialize)]
+/// The card's data, in clear.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SensitiveCardData)]
 struct Sensitive<'a> {
+    /// The full card number: 12 to 19 digits.
+    #[schema(min_length = 12, max_length = 19)]
     pan: &'a str,
+    /// The CVV2: 3 or 4 digits.
+    #[schema(min_length = 3, max_length = 4)]
     cvv: &'a str,
+    /// `MM/YY`.
+    #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
     expiry: String,
 }
 
 /// PAN, CVV and expiry. Never cached by anything between us and the caller.
+#[utoipa::path(
+    get,
+    path = "/v1/cards/{id}/sensitive",
+    tag = "Cards",
+    operation_id = "revealCard",
+    summary = "Reveal the card's PAN, CVV and expiry",
+    description = "Needs an API key allowed to reveal (a tenant's first key is). Writes a \
+                   `card.sensitive_revealed` audit entry. Answered with `Cache-Control: no-store`.",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The card data.", body = Sensitive,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 403, description = "`forbidden`: this API key may not reveal card data."),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID."),
+    )
+)]
 pub async fn sensitive(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -131,10 +217,11 @@ pub async fn sensitive(
 }
 
 /// A card with the `changed` flag of a lifecycle action.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ChangedCard {
     #[serde(flatten)]
     card: Card,
+    /// `false` when the card already had the status: nothing was written.
     changed: bool,
 }
 
@@ -147,10 +234,16 @@ impl From<StatusChange> for ChangedCard {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Why the card moves (optional for lock, unlock and close; `reason_code`
+/// is required to block). An empty body is `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StatusChangeRequest)]
 pub struct ReasonBody {
+    /// A code from the catalog (see `StatusReason`); anything else is a 422 listing the catalog.
+    #[schema(value_type = Option<ReasonCode>)]
     reason_code: Option<String>,
+    #[schema(max_length = 500)]
     reason_message: Option<String>,
 }
 
@@ -168,6 +261,22 @@ async fn change(
     Ok(Json(s.service.change_status(&ctx, id, action, reason).await?.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/lock",
+    tag = "Cards",
+    operation_id = "lockCard",
+    summary = "Lock a card",
+    description = "ACTIVE → LOCKED: a temporary, reversible freeze.",
+    params(IdPath),
+    request_body = Option<ReasonBody>,
+    responses(
+        (status = 200, description = "The card, with `changed: false` if it already had the status.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_status_transition` (with `current_status` and `action`): the card cannot be locked from its status."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID, or an unknown `reason_code`."),
+    )
+)]
 pub async fn lock(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -177,6 +286,22 @@ pub async fn lock(
     change(s, ctx, p.id, LifecycleAction::Lock, b).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/unlock",
+    tag = "Cards",
+    operation_id = "unlockCard",
+    summary = "Unlock a card",
+    description = "LOCKED → ACTIVE.",
+    params(IdPath),
+    request_body = Option<ReasonBody>,
+    responses(
+        (status = 200, description = "The card, with `changed: false` if it already had the status.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_status_transition` (with `current_status` and `action`): the card cannot be unlocked from its status."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID, or an unknown `reason_code`."),
+    )
+)]
 pub async fn unlock(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -186,6 +311,22 @@ pub async fn unlock(
     change(s, ctx, p.id, LifecycleAction::Unlock, b).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/block",
+    tag = "Cards",
+    operation_id = "blockCard",
+    summary = "Block a card",
+    description = "ACTIVE or LOCKED → BLOCKED, permanently; needs a `reason_code`. A `CARD_CLOSURE` block is terminal (the card cannot be replaced).",
+    params(IdPath),
+    request_body = Option<ReasonBody>,
+    responses(
+        (status = 200, description = "The card, with `changed: false` if it already had the status.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_status_transition` (with `current_status` and `action`): the card cannot be blocked from its status."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID, or an unknown `reason_code`, or no `reason_code`."),
+    )
+)]
 pub async fn block(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -195,6 +336,21 @@ pub async fn block(
     change(s, ctx, p.id, LifecycleAction::Block, b).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/close",
+    tag = "Cards",
+    operation_id = "closeCard",
+    summary = "Close a card",
+    description = "Any status → CLOSED, terminal (a CLOSED card answers `changed: false`).",
+    params(IdPath),
+    request_body = Option<ReasonBody>,
+    responses(
+        (status = 200, description = "The card, with `changed: false` if it already had the status.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID, or an unknown `reason_code`."),
+    )
+)]
 pub async fn close(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -205,6 +361,21 @@ pub async fn close(
 }
 
 /// `DELETE /v1/cards/{id}`: the same as close.
+#[utoipa::path(
+    delete,
+    path = "/v1/cards/{id}",
+    tag = "Cards",
+    operation_id = "deleteCard",
+    summary = "Close a card (DELETE)",
+    description = "The same as `POST /v1/cards/{id}/close`.",
+    params(IdPath),
+    request_body = Option<ReasonBody>,
+    responses(
+        (status = 200, description = "The card, with `changed: false` if it already had the status.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID, or an unknown `reason_code`."),
+    )
+)]
 pub async fn delete(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -214,12 +385,32 @@ pub async fn delete(
     change(s, ctx, p.id, LifecycleAction::Close, b).await
 }
 
-#[derive(Debug, Deserialize)]
+/// The activation code of the `card.activation_code` event.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ActivateCardRequest)]
 pub struct ActivateBody {
+    /// 6 digits, single use.
+    #[schema(min_length = 6, max_length = 6)]
     activation_code: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/activate",
+    tag = "Cards",
+    operation_id = "activateCard",
+    summary = "Activate a physical card",
+    description = "INACTIVE → ACTIVE with the 6-digit code delivered only in the `card.activation_code` event.",
+    params(IdPath),
+    request_body = ActivateBody,
+    responses(
+        (status = 200, description = "The card, with `changed: false` if it was already active.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_status_transition` (with `current_status` and `action`): the card cannot be activated from its status."),
+        (status = 422, description = "`activation_code_invalid`: a wrong code; `validation_error`: `id` is not a UUID or the body is wrong."),
+    )
+)]
 pub async fn activate(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -229,12 +420,33 @@ pub async fn activate(
     Ok(Json(s.service.activate(&ctx, p.id, &b.activation_code).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// Why the card is replaced.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReplaceCardRequest)]
 pub struct ReplaceBody {
+    /// LOST and STOLEN leave the old card BLOCKED; DAMAGED and EXPIRED leave it CLOSED.
     reason: ReplaceReason,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/replace",
+    tag = "Cards",
+    operation_id = "replaceCard",
+    summary = "Replace a card",
+    description = "A new card for the same cardholder, account, program, type, names and limits, with a new PAN, \
+                   CVV, kit number and expiry and `replacement_for` set; its PIN is not carried over.",
+    params(IdPath),
+    request_body = ReplaceBody,
+    responses(
+        (status = 201, description = "The new card.", body = Card),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`card_already_replaced`; `card_not_replaceable` (a `CARD_CLOSURE` block); \
+                                      `invalid_status_transition` (INACTIVE and CLOSED cards, with `current_status`)."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID or an unknown `reason`."),
+    )
+)]
 pub async fn replace(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -247,6 +459,19 @@ pub async fn replace(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/cards/{id}/limits",
+    tag = "Cards",
+    operation_id = "getCardLimits",
+    summary = "Get a card's spend limits",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The limits, amounts in minor units.", body = Limits),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID."),
+    )
+)]
 pub async fn get_limits(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -255,6 +480,24 @@ pub async fn get_limits(
     Ok(Json(s.service.limits(&ctx, p.id).await?))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/cards/{id}/limits",
+    tag = "Cards",
+    operation_id = "setCardLimits",
+    summary = "Replace a card's spend limits",
+    description = "Replaces the whole object: all four channels are required. Amounts are non-negative integers \
+                   in minor units up to 10^12, `per_transaction ≤ daily ≤ monthly` where set. The same limits \
+                   again record nothing.",
+    params(IdPath),
+    request_body = Limits,
+    responses(
+        (status = 200, description = "The limits now.", body = Limits),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_card_status` (with `current_status`): the card is CLOSED."),
+        (status = 422, description = "`validation_error` naming the field (`currency`, `channels.atm.daily`, ...)."),
+    )
+)]
 pub async fn put_limits(
     State(s): State<AppState>,
     Auth(ctx): Auth,

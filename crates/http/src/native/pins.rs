@@ -11,6 +11,7 @@ use cardcore_domain::{Card, CardId, ZoneKeyId};
 use cardcore_service::pins::{BlockFormat, NamedPin, OtpProof, PinInput};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::cards::ChangedCard;
 use crate::auth::Auth;
@@ -19,9 +20,145 @@ use crate::extract::{ApiJson, ApiPath, OptionalJson};
 use crate::problem::Problem;
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct IdPath {
+    /// The card's id.
     id: CardId,
+}
+
+// The PIN bodies are parsed by hand (above and below) so that each refusal
+// names the right field and never repeats a digit; these types are what the
+// OpenAPI document shows of them, and the tests below hold the two together.
+
+/// A PIN in clear: 4 to 12 digits (the program's length applies). Over TLS only.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PlainPin)]
+#[allow(dead_code)]
+struct PlainPinDoc {
+    /// Digits only.
+    #[schema(min_length = 4, max_length = 12)]
+    pin: String,
+}
+
+/// The PIN digits encrypted with RSA-OAEP (SHA-256, MGF1-SHA-256) under the
+/// key of `GET /v1/pin-encryption-key`, base64-encoded.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = EncryptedPin)]
+#[allow(dead_code)]
+struct EncryptedPinDoc {
+    #[schema(content_encoding = "base64")]
+    encrypted_pin: String,
+    /// The `key_id` of `GET /v1/pin-encryption-key` (`rsa-oaep-v<version>`).
+    #[schema(pattern = "^rsa-oaep-v[0-9]+$")]
+    key_id: String,
+}
+
+/// An ISO 9564 PIN block encrypted under one of the tenant's zone PIN keys,
+/// bound to the card's PAN.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PinBlock)]
+#[allow(dead_code)]
+struct PinBlockDoc {
+    /// The encrypted block, hexadecimal: 16 characters for ISO-0/ISO-3, 32 for ISO-4.
+    #[schema(min_length = 16, max_length = 32)]
+    pin_block: String,
+    format: BlockFormatDoc,
+    /// The zone PIN key; by default the tenant's newest key of the format's algorithm.
+    key_id: Option<ZoneKeyId>,
+}
+
+/// `ISO-0`, `ISO-3` (double-length TDES zone key) or `ISO-4` (AES zone key);
+/// `0`, `3` and `4` (strings or numbers) are accepted too, in any case.
+/// ISO-1 is refused: it has no PAN binding.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = PinBlockFormat)]
+#[allow(dead_code)]
+enum BlockFormatDoc {
+    #[serde(rename = "ISO-0", alias = "0")]
+    Iso0,
+    #[serde(rename = "ISO-3", alias = "3")]
+    Iso3,
+    #[serde(rename = "ISO-4", alias = "4")]
+    Iso4,
+}
+
+/// A PIN as an object: exactly one of the three forms.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = PinObject)]
+#[allow(dead_code)]
+enum PinObjectDoc {
+    Plain(PlainPinDoc),
+    Encrypted(EncryptedPinDoc),
+    Block(PinBlockDoc),
+}
+
+/// The body of `PUT .../pin` and `pin/verify`: one of the three forms, or
+/// `{"pin": {...}}` with the object form inside.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = PinRequest)]
+#[allow(dead_code)]
+enum PinBodyDoc {
+    Plain(PlainPinDoc),
+    Encrypted(EncryptedPinDoc),
+    Block(PinBlockDoc),
+    Nested(NestedPinDoc),
+}
+
+/// `{"pin": {...}}`: the object form inside `pin`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NestedPin)]
+#[allow(dead_code)]
+struct NestedPinDoc {
+    pin: PinObjectDoc,
+}
+
+/// `old_pin` and `new_pin` of `pin/change`: digits, or one of the object forms.
+#[derive(Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum PinValueDoc {
+    Digits(String),
+    Object(PinObjectDoc),
+}
+
+impl utoipa::PartialSchema for PinValueDoc {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some("The PIN: digits in clear, or one of the object forms."))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Digits only."))
+                    .min_length(Some(4))
+                    .max_length(Some(12)),
+            )
+            .item(utoipa::openapi::Ref::from_schema_name(
+                <PinObjectDoc as ToSchema>::name(),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PinValueDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "PinValue".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push((
+            <PinObjectDoc as ToSchema>::name().into_owned(),
+            <PinObjectDoc as utoipa::PartialSchema>::schema(),
+        ));
+        <PinObjectDoc as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Parses a block format: `ISO-0`, `ISO-3`, `ISO-4` (also `0`, `3`, `4`).
@@ -163,6 +300,28 @@ fn top_level_pin(body: &Value) -> Result<NamedPin, Problem> {
 }
 
 /// `PUT /v1/cards/{id}/pin`: set or reset, partner-authorised.
+#[utoipa::path(
+    put,
+    path = "/v1/cards/{id}/pin",
+    tag = "PINs and OTPs",
+    operation_id = "setPin",
+    summary = "Set or reset the PIN",
+    description = "Partner-authorised (no OTP). Allowed on INACTIVE, ACTIVE and LOCKED cards. Resets the try \
+                   counter. Every failure to decrypt or decode an `encrypted_pin` or a `pin_block` is one generic \
+                   answer (which check failed would be an oracle for PIN digits).",
+    params(IdPath),
+    request_body = PinBodyDoc,
+    responses(
+        (status = 200, description = "The card (`pin_status` SET).", body = Card),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_card_status` (with `current_status`): not INACTIVE, ACTIVE or LOCKED."),
+        (status = 422, description = "`pin_too_weak` (with `rule`: `repeated_digits`, `sequential_digits`, \
+                                      `birth_date`, `common_pin`); `pin_invalid` (wrong length for the program); \
+                                      `encrypted_pin_invalid`; `pin_block_invalid`; `validation_error` naming the field."),
+        (status = 429, description = "`rate_limited`: over the per-card limit on PIN and OTP calls (or the \
+                                      per-API-key limit); nothing was done."),
+    )
+)]
 pub async fn set(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -173,13 +332,35 @@ pub async fn set(
     Ok(Json(s.service.set_pin(&ctx, p.id, pin, None).await?))
 }
 
-#[derive(Serialize)]
+/// The outcome of a verification.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PinVerification)]
 pub struct Verified {
     valid: bool,
+    /// Wrong PINs left before the PIN is blocked.
     remaining_attempts: u32,
 }
 
 /// `POST /v1/cards/{id}/pin/verify`.
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/pin/verify",
+    tag = "PINs and OTPs",
+    operation_id = "verifyPin",
+    summary = "Verify the PIN",
+    description = "Allowed on ACTIVE and LOCKED cards. A wrong PIN is a `200` with `valid: false` and counts: the \
+                   last allowed wrong one (3 by default) sets `pin_status` BLOCKED.",
+    params(IdPath),
+    request_body = PinBodyDoc,
+    responses(
+        (status = 200, description = "Right or wrong.", body = Verified),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_card_status` (with `current_status`); `pin_not_set`; `pin_blocked`."),
+        (status = 422, description = "`pin_invalid`; `encrypted_pin_invalid`; `pin_block_invalid`; `validation_error` naming the field."),
+        (status = 429, description = "`rate_limited`: over the per-card limit on PIN and OTP calls (or the \
+                                      per-API-key limit); nothing was done."),
+    )
+)]
 pub async fn verify(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -194,16 +375,47 @@ pub async fn verify(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A PIN change with the cardholder's consent.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PinChangeRequest)]
 pub struct ChangeBody {
+    #[schema(value_type = PinValueDoc)]
     old_pin: Value,
+    #[schema(value_type = PinValueDoc)]
     new_pin: Value,
+    /// The 6-digit code of the `otp.created` event.
+    #[schema(min_length = 6, max_length = 6)]
     otp: String,
+    /// The `trace_number` of `POST .../otp`.
     trace_number: String,
 }
 
 /// `POST /v1/cards/{id}/pin/change`: current PIN, new PIN and an OTP.
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/pin/change",
+    tag = "PINs and OTPs",
+    operation_id = "changePin",
+    summary = "Change the PIN with an OTP",
+    description = "Checks, in order: input shape, card status, OTP lock, PIN status, the new PIN's policy (refused \
+                   before the OTP is spent), the OTP (a wrong one counts toward the lock), then the current PIN. \
+                   An OTP authorises one attempt.",
+    params(IdPath),
+    request_body = ChangeBody,
+    responses(
+        (status = 200, description = "The card.", body = Card),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_card_status` (with `current_status`); `otp_locked` (with \
+                                      `retry_after_seconds` and `Retry-After`); `pin_not_set`; `pin_blocked`."),
+        (status = 422, description = "`pin_too_weak` (with `rule`, `same_as_current` included); `pin_invalid`; \
+                                      `otp_invalid` (with `remaining_attempts`); `otp_expired`; `pin_incorrect` \
+                                      (with `remaining_attempts`); `encrypted_pin_invalid`; `pin_block_invalid`; \
+                                      `validation_error` naming the field."),
+        (status = 429, description = "`rate_limited`: over the per-card limit on PIN and OTP calls (or the \
+                                      per-API-key limit); nothing was done."),
+    )
+)]
 pub async fn change(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -220,6 +432,21 @@ pub async fn change(
 }
 
 /// `POST /v1/cards/{id}/pin/unblock`: clears the try counter (back office).
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/pin/unblock",
+    tag = "PINs and OTPs",
+    operation_id = "unblockPin",
+    summary = "Unblock the PIN",
+    description = "Clears the try counter (back office). A PIN that is not blocked and has no failures answers `changed: false`.",
+    params(IdPath),
+    responses(
+        (status = 200, description = "The card.", body = ChangedCard),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_card_status` (with `current_status`); `pin_not_set`."),
+        (status = 422, description = "`validation_error`: `id` is not a UUID."),
+    )
+)]
 pub async fn unblock(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -228,9 +455,12 @@ pub async fn unblock(
     Ok(Json(s.service.unblock_pin(&ctx, p.id).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// What the OTP is for (optional body; an empty one is `{}`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = OtpRequest)]
 pub struct OtpBody {
+    /// `pin_change` (the default, and the only purpose today).
     #[serde(default = "pin_change")]
     purpose: OtpPurpose,
 }
@@ -239,13 +469,37 @@ fn pin_change() -> OtpPurpose {
     OtpPurpose::PinChange
 }
 
-#[derive(Serialize)]
+/// The OTP's handle; the code itself goes out only in the `otp.created` event.
+#[derive(Serialize, ToSchema)]
 pub struct OtpCreated {
     trace_number: String,
+    #[schema(value_type = String, format = DateTime)]
     expires_at: cardcore_domain::Timestamp,
 }
 
 /// `POST /v1/cards/{id}/otp`: the code goes out as an `otp.created` event.
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/otp",
+    tag = "PINs and OTPs",
+    operation_id = "createOtp",
+    summary = "Request an OTP",
+    description = "A 6-digit code, valid 5 minutes, single use, bound to the card, the purpose and the trace \
+                   number. The code is never in an answer: it goes to the tenant's event log and webhooks as \
+                   `otp.created` (with the cardholder's phone), for the tenant to send.",
+    params(IdPath),
+    request_body = Option<OtpBody>,
+    responses(
+        (status = 201, description = "The OTP's trace number and expiry.", body = OtpCreated),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 409, description = "`invalid_card_status` (with `current_status`); `otp_locked` (with \
+                                      `retry_after_seconds` and `Retry-After`)."),
+        (status = 422, description = "`validation_error`: an unknown `purpose`, or `id` is not a UUID."),
+        (status = 429, description = "`rate_limited` with `Retry-After`: more than 5 codes per card and purpose \
+                                      in 15 minutes, or over the per-card limit on PIN and OTP calls (or the \
+                                      per-API-key limit)."),
+    )
+)]
 pub async fn create_otp(
     State(s): State<AppState>,
     Auth(ctx): Auth,
@@ -262,14 +516,36 @@ pub async fn create_otp(
     ))
 }
 
-#[derive(Serialize)]
+/// The RSA transport key to encrypt PINs under.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PinEncryptionKey)]
 pub struct EncryptionKey {
+    /// The `key_id` to send with an `encrypted_pin`.
+    #[schema(pattern = "^rsa-oaep-v[0-9]+$")]
     key_id: String,
+    #[schema(schema_with = transport_algorithm)]
     algorithm: &'static str,
+    /// The 2048-bit RSA public key, PEM (SubjectPublicKeyInfo).
     public_key_pem: String,
 }
 
+fn transport_algorithm() -> utoipa::openapi::Object {
+    crate::openapi::string_enum([cardcore_crypto::transport::ALGORITHM])
+}
+
 /// `GET /v1/pin-encryption-key`.
+#[utoipa::path(
+    get,
+    path = "/v1/pin-encryption-key",
+    tag = "PINs and OTPs",
+    operation_id = "getPinEncryptionKey",
+    summary = "Get the PIN encryption key",
+    description = "The public key for `encrypted_pin` (RSA-OAEP, SHA-256). A ciphertext for an older `key_id` is \
+                   refused with a 422 pointing here.",
+    responses(
+        (status = 200, description = "The current key.", body = EncryptionKey),
+    )
+)]
 pub async fn encryption_key(State(s): State<AppState>, Auth(_ctx): Auth) -> Result<Json<EncryptionKey>, ApiError> {
     let k = s.service.pin_encryption_key().await?;
     Ok(Json(EncryptionKey {
@@ -277,4 +553,69 @@ pub async fn encryption_key(State(s): State<AppState>, Auth(_ctx): Auth) -> Resu
         algorithm: k.algorithm,
         public_key_pem: k.public_key_pem,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The documented PIN bodies (the `*Doc` types of the OpenAPI document)
+    /// and the hand-written parser accept and refuse the same shapes.
+    #[test]
+    fn the_documented_pin_bodies_are_the_parsed_ones() {
+        let zone = "0195f3a0-1c2d-7000-8000-00000000abcd";
+        let cases = [
+            (json!({"pin": "4821"}), true),
+            (json!({"encrypted_pin": "AAAA", "key_id": "rsa-oaep-v1"}), true),
+            (json!({"pin_block": "0123456789ABCDEF", "format": "ISO-0"}), true),
+            (
+                json!({"pin_block": "0123456789ABCDEF", "format": "ISO-3", "key_id": null}),
+                true,
+            ),
+            (
+                json!({"pin_block": "0123456789ABCDEF0123456789ABCDEF", "format": "ISO-4", "key_id": zone}),
+                true,
+            ),
+            (json!({"pin": {"pin": "4821"}}), true),
+            (json!({"pin": {"encrypted_pin": "AAAA", "key_id": "rsa-oaep-v1"}}), true),
+            (
+                json!({"pin": {"pin_block": "0123456789ABCDEF", "format": "ISO-0"}}),
+                true,
+            ),
+            (json!({}), false),
+            (
+                json!({"pin": "4821", "encrypted_pin": "AAAA", "key_id": "rsa-oaep-v1"}),
+                false,
+            ),
+            (json!({"pin_block": "0123456789ABCDEF", "format": "ISO-1"}), false),
+            (json!({"pin_block": "0123456789ABCDEF"}), false),
+            (
+                json!({"pin_block": "0123456789ABCDEF", "format": "ISO-0", "key_id": "k1"}),
+                false,
+            ),
+            (json!({"encrypted_pin": "AAAA"}), false),
+            (json!({"pin": "4821", "x": 1}), false),
+            (json!({"pin": {"pin": "4821"}, "x": 1}), false),
+            (json!({"pin": 4821}), false),
+            (json!("4821"), false),
+        ];
+        for (body, ok) in cases {
+            let documented = serde_json::from_value::<PinBodyDoc>(body.clone()).is_ok();
+            let parsed = top_level_pin(&body).is_ok();
+            assert_eq!((documented, parsed), (ok, ok), "{body}");
+        }
+        for (value, ok) in [
+            (json!("4821"), true),
+            (json!({"encrypted_pin": "AAAA", "key_id": "rsa-oaep-v1"}), true),
+            (json!({"pin": "4821"}), true),
+            (json!(4821), false),
+            (json!({"pin": {"pin": "4821"}}), false),
+        ] {
+            let documented = serde_json::from_value::<PinValueDoc>(value.clone()).is_ok();
+            let parsed = pin_value("new_pin", &value).is_ok();
+            assert_eq!((documented, parsed), (ok, ok), "{value}");
+        }
+    }
 }

@@ -58,17 +58,19 @@ impl Op {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct FieldError {
+#[schema(as = M2pFieldError)]
+pub(super) struct FieldError {
     field: String,
     message: String,
     object_name: &'static str,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum Body {
+#[schema(as = M2pErrorBody)]
+pub(super) enum Body {
     #[serde(rename_all = "camelCase")]
     Constraint {
         #[serde(rename = "type")]
@@ -185,6 +187,13 @@ fn target(action: LifecycleAction) -> &'static str {
 }
 
 /// THE mapping of service errors to M2P's codes, for the call `op`.
+/// A service error as M2P renders it (used by the per-key rate limiter,
+/// which answers before any handler runs; the operation only names fields,
+/// which a 429 has none of).
+pub(crate) fn render(e: ServiceError) -> Response {
+    m2p_error(e, Op::Auth).into_response()
+}
+
 pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
     use StatusCode as S;
     let fields = |errors: Vec<(String, String)>| M2pError {

@@ -5,6 +5,7 @@
 //! kit number, `mobile` the cardholder's phone, `expiryDate` the card's MM/YY.
 
 mod error;
+pub(crate) use error::render as render_error;
 mod token;
 mod types;
 
@@ -12,14 +13,16 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
 use cardcore_domain::{Card, Cardholder, Channel, LifecycleAction, ReasonCode, ValidationErrors};
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
 use cardcore_service::{Ctx, Principal, Service, ServiceError, ServiceResult};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use error::{m2p_error, M2pError, Op};
 use token::TTL_SECONDS;
@@ -30,23 +33,103 @@ use types::{
 
 use super::{all_cards, card_by_kit_of_holder, header_value, holder, parse_body, patch_limits};
 use crate::auth::request_id_of;
+use crate::openapi as oa;
 use crate::AppState;
 
-/// Routes under `/m2p`.
-pub fn routes() -> Router<AppState> {
-    const V1: &str = "/prepaid/customer/v1";
-    Router::new()
-        .route("/auth/token", post(issue_token))
-        .route(&format!("{V1}/otp/generate"), post(generate_otp))
-        .route(&format!("{V1}/cards/update/pin"), post(update_pin))
-        .route(&format!("{V1}/cards/v2/set-pin"), post(set_pin))
-        .route(&format!("{V1}/cards/v2/validate-pin"), post(validate_pin))
-        .route(&format!("{V1}/cards/status"), post(update_status))
-        .route(&format!("{V1}/customers/fetch-all-cards"), post(fetch_all_cards))
-        .route(
-            &format!("{V1}/cards/support/update/preferences"),
-            post(update_preferences),
-        )
+/// Routes under `/m2p`, with their documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(generate_otp))
+        .routes(routes!(update_pin))
+        .routes(routes!(set_pin))
+        .routes(routes!(validate_pin))
+        .routes(routes!(update_status))
+        .routes(routes!(fetch_all_cards))
+        .routes(routes!(update_preferences));
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(issue_token))
+        .nest("/prepaid/customer/v1", v1);
+    document(router.get_openapi_mut());
+    router
+}
+
+/// The token call's operation id (the one call without a token).
+const TOKEN_OPERATION: &str = "m2pToken";
+
+/// M2P's part of the document: its tag, the token and `X-TENANT-ID` (every
+/// call but the token's), and its error shapes (`error.rs`: problem+json,
+/// `fieldErrors` for validation, `businessCode` for the rest).
+fn document(api: &mut OpenApi) {
+    let mut shapes = oa::variants::<error::Body>().into_iter();
+    let (Some(validation), Some(problem)) = (shapes.next(), shapes.next()) else {
+        return;
+    };
+    oa::add_schema(api, "M2pValidationError", validation, "M2P's validation problem: `message` `error.validation`, one `fieldErrors` entry per field (`objectName` names the call).");
+    oa::add_schema(
+        api,
+        "M2pError",
+        problem,
+        "M2P's problem: `message` `error.business` with a `businessCode`, or `error.http.<status>` without one.",
+    );
+    oa::register::<error::FieldError>(api);
+    let either = || -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(oa::named("M2pValidationError"))
+            .item(oa::named("M2pError"))
+            .into()
+    };
+    oa::for_each_operation(api, |_, _, op| {
+        oa::set_tag(op, oa::tag::M2P);
+        let token = op.operation_id.as_deref() == Some(TOKEN_OPERATION);
+        if !token {
+            oa::secure(op, &[&[oa::scheme::M2P_TOKEN, oa::scheme::M2P_TENANT]]);
+        }
+        oa::append(
+            op,
+            "400",
+            "`error.http.400` \"Unable to convert http message\": the body is not JSON.",
+        );
+        oa::response(
+            op,
+            "401",
+            "`error.http.401`: no, a malformed, forged or expired token, or `X-TENANT-ID` missing or not the \
+             token's tenant.",
+            |r| oa::header(r, "WWW-Authenticate", oa::string(), "`Bearer`."),
+        );
+        oa::response(
+            op,
+            "500",
+            "`error.http.500`: a bug or corrupt data (logged, never shown).",
+            |_| {},
+        );
+        oa::response(
+            op,
+            "503",
+            "`error.http.503`: the database is unavailable.",
+            oa::retry_after,
+        );
+        for (status, r) in oa::responses_mut(op) {
+            match status {
+                400 => oa::body(r, oa::PROBLEM_JSON, either()),
+                409 if r.description.contains("PPCUST_042") => {
+                    oa::body(r, oa::PROBLEM_JSON, oa::named("M2pError"));
+                    oa::retry_after(r);
+                }
+                429 => {
+                    // The handler's own 429s and the per-key limit's, all in
+                    // M2P's shape.
+                    oa::body(r, oa::PROBLEM_JSON, oa::named("M2pError"));
+                    oa::retry_after(r);
+                }
+                s if s >= 400 => oa::body(r, oa::PROBLEM_JSON, oa::named("M2pError")),
+                _ => {}
+            }
+        }
+        if !token {
+            oa::key_rate_limited_as(op, oa::PROBLEM_JSON, oa::named("M2pError"));
+            oa::rate_limited_everywhere(op);
+        }
+    });
 }
 
 fn now() -> i64 {
@@ -98,6 +181,21 @@ fn answer<T>(op: Op, outcome: ServiceResult<T>) -> Result<Json<T>, M2pError> {
 }
 
 /// `POST /auth/token`: client credentials → a JWT valid for an hour.
+#[utoipa::path(
+    post,
+    path = "/auth/token",
+    operation_id = "m2pToken",
+    summary = "Get an access token",
+    description = "Client credentials (`clientId`: the tenant's id or name; `clientSecret`: one of its API keys) \
+                   for an HS256 JWT valid 3600 seconds, for `Authorization: Bearer` with `X-TENANT-ID`.",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "The token.", body = TokenResponse),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, or a \
+                                      `grantType` other than `client_credentials`."),
+        (status = 401, description = "`error.http.401`: bad client credentials."),
+    )
+)]
 async fn issue_token(State(s): State<AppState>, body: Body) -> Result<Json<TokenResponse>, M2pError> {
     let outcome = async {
         let b: TokenRequest = parse_body(body)?;
@@ -143,6 +241,21 @@ fn check_expiry(errors: &mut ValidationErrors, field: &str, card: &Card, expiry:
 
 /// `POST .../otp/generate`: an OTP for a PIN change; the code goes to the
 /// tenant's webhook as `otp.created`, never in the answer.
+#[utoipa::path(
+    post,
+    path = "/otp/generate",
+    operation_id = "m2pGenerateOtp",
+    summary = "Generate an OTP for a PIN change",
+    description = "The code goes to the tenant's event log and webhooks as `otp.created` (for the tenant to send), never in the answer. `template` and `productId` are accepted and not used; `card` (last four digits) and `countryCode`, when given, must match.",
+    request_body = OtpRequest,
+    responses(
+        (status = 200, description = "The OTP's trace number.", body = OtpResponse),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, `mobileNumber` not the cardholder's (\"Invalid contact\"), `card` or `countryCode` not matching, `otpType` not S or D."),
+        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
+        (status = 409, description = "`PPCUST_042`: PIN change is locked after 3 wrong OTPs (10 minutes, with `Retry-After`); `invalid.card.status`: the card's status allows no PIN change."),
+        (status = 429, description = "`otp.rate.limited`: more than 5 OTPs for the card in 15 minutes; `rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together). Both with `Retry-After`."),
+    )
+)]
 async fn generate_otp(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
@@ -289,6 +402,21 @@ fn missing(field: &str) -> ServiceError {
 }
 
 /// `POST .../cards/update/pin` (seed 004): current PIN, new PIN and the OTP.
+#[utoipa::path(
+    post,
+    path = "/cards/update/pin",
+    operation_id = "m2pUpdatePin",
+    summary = "Change the PIN with an OTP",
+    description = "Needs `mobile`, `expiryDate`, `oldPin`, `newPin` and `otpDetails`, all agreeing with each other, the card and the cardholder (a disagreement spends nothing). Then the core decides: OTP lock, PIN status, the new PIN's policy, the OTP (a wrong one counts), the current PIN (a wrong one counts).",
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "`{\"result\": {\"message\": \"Card pin change Successfully\"}, \"pagination\": null}`.", body = Envelope<MessageResult>),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing (\"must not be null\") or mistyped, fields disagreeing with each other, the card or the cardholder (`mobile`: \"Invalid contact\"), a weak or wrong-length `newPin`, an undecryptable PIN."),
+        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
+        (status = 409, description = "`PPCUST_042`: locked after 3 wrong OTPs (with `Retry-After`); `invalid.card.status`; `pin.not.set`; `pin.locked`; `invalid.otp`; `otp.expired`; `invalid.pin` (a wrong `oldPin`, counted)."),
+        (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
+    )
+)]
 async fn update_pin(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
@@ -310,6 +438,21 @@ async fn update_pin(
 }
 
 /// `POST .../cards/v2/set-pin`: first PIN or reset, with the OTP.
+#[utoipa::path(
+    post,
+    path = "/cards/v2/set-pin",
+    operation_id = "m2pSetPin",
+    summary = "Set the PIN with an OTP",
+    description = "The update-PIN body without `oldPin`.",
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "`{\"result\": {\"message\": \"Card pin set Successfully\"}, \"pagination\": null}`.", body = Envelope<MessageResult>),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, fields disagreeing with each other, the card or the cardholder, a weak or wrong-length `newPin`, an undecryptable PIN."),
+        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
+        (status = 409, description = "`PPCUST_042`: locked after 3 wrong OTPs (with `Retry-After`); `invalid.card.status`; `invalid.otp`; `otp.expired`."),
+        (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
+    )
+)]
 async fn set_pin(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
@@ -330,6 +473,21 @@ async fn set_pin(
 
 /// `POST .../cards/v2/validate-pin`: reads only `oldPin`; a wrong one counts
 /// against the PIN try counter like every other verification.
+#[utoipa::path(
+    post,
+    path = "/cards/v2/validate-pin",
+    operation_id = "m2pValidatePin",
+    summary = "Validate the PIN",
+    description = "Reads `entityId`, `kit` and `oldPin`; no OTP. A wrong PIN answers `{\"valid\": false}` and counts against the try counter; a blocked PIN answers `pin.locked`.",
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "Right or wrong.", body = Validity),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, an undecryptable PIN."),
+        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
+        (status = 409, description = "`invalid.card.status`; `pin.not.set`; `pin.locked`."),
+        (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
+    )
+)]
 async fn validate_pin(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
@@ -360,6 +518,20 @@ fn catalog_reason(code: &str) -> String {
 }
 
 /// `POST .../cards/status` (assumed path): LOCKED, UNLOCKED or BLOCKED.
+#[utoipa::path(
+    post,
+    path = "/cards/status",
+    operation_id = "m2pUpdateCardStatus",
+    summary = "Change a card's status (assumed path)",
+    description = "`LOCKED` → lock, `UNLOCKED` → unlock, `BLOCKED` → block. The same status again answers `Card was already <STATUS>`.",
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "`{\"result\": {\"message\": \"Card LOCKED Successfully\"}, \"pagination\": null}` (or `Card was already LOCKED`).", body = Envelope<MessageResult>),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, an unknown `status` or `reasonCode`."),
+        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
+        (status = 409, description = "`PPCUST_032`: the status machine refuses the move."),
+    )
+)]
 async fn update_status(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
@@ -397,6 +569,19 @@ async fn update_status(
 }
 
 /// `POST .../customers/fetch-all-cards`: every card of the cardholder.
+#[utoipa::path(
+    post,
+    path = "/customers/fetch-all-cards",
+    operation_id = "m2pFetchAllCards",
+    summary = "Every card of a cardholder",
+    description = "Oldest first, without paging.",
+    request_body = FetchCardsRequest,
+    responses(
+        (status = 200, description = "The cards.", body = Envelope<Vec<CardSummary>>),
+        (status = 400, description = "`error.validation` with `fieldErrors`: `entityId` missing or mistyped."),
+        (status = 404, description = "`entity.not.found`: no cardholder with that `entityId`."),
+    )
+)]
 async fn fetch_all_cards(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
@@ -413,6 +598,20 @@ async fn fetch_all_cards(
 
 /// `POST .../cards/support/update/preferences`: per-channel limits; the
 /// channels not given stay as they are.
+#[utoipa::path(
+    post,
+    path = "/cards/support/update/preferences",
+    operation_id = "m2pUpdatePreferences",
+    summary = "Change per-channel limits",
+    description = "`enabled`, `perTransactionLimit` and `maxTransactionAmountPerDay` per channel (`ATM`, `E-com`, `POS`, `ContactLess`); channels and fields not given are kept, `null` removes a limit. `otpDetails` is accepted and not checked; `mobile` and `rule.expiryDate`, when given, must match.",
+    request_body = PreferencesRequest,
+    responses(
+        (status = 200, description = "The card's preferences now.", body = Envelope<PreferencesView>),
+        (status = 400, description = "`error.validation` with `fieldErrors`: a field missing, mistyped or unknown (M2P's other preference types included), no channel given, limits out of order, `mobile` or `rule.expiryDate` not matching."),
+        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
+        (status = 409, description = "`invalid.card.status`: the card is CLOSED."),
+    )
+)]
 async fn update_preferences(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,

@@ -3,29 +3,60 @@
 
 use cardcore_domain::{Card, CardStatus, CardType, ChannelLimit, Limits};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::super::{double_option, ChannelChange, LimitsChange};
 
 /// `POST /auth/token` (no `Debug` on secrets-bearing bodies: here the API key).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pTokenRequest)]
 pub struct TokenRequest {
+    /// The tenant's id (its name is accepted too).
     pub client_id: String,
+    /// One of the tenant's cardcore API keys.
+    #[schema(format = Password)]
     pub client_secret: String,
+    /// `client_credentials`.
+    #[schema(schema_with = grant_type)]
     pub grant_type: String,
 }
 
+fn grant_type() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(["client_credentials"])
+}
+
+fn bearer() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(["Bearer"])
+}
+
+fn success() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(["SUCCESS"])
+}
+
+fn null() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Null)
+        .description(Some("Always `null`: no paging."))
+        .build()
+}
+
 /// `{"access_token", "token_type", "expires_in"}` (OAuth 2 spelling).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = M2pTokenResponse)]
 pub struct TokenResponse {
+    /// An HS256 JWT for `Authorization: Bearer`, with `X-TENANT-ID`.
     pub access_token: String,
+    #[schema(schema_with = bearer)]
     pub token_type: &'static str,
+    /// Seconds the token is valid (3600).
     pub expires_in: i64,
 }
 
 /// A country calling code, as a number (`91`) or a string (`"91"`, `"+91"`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = M2pCountryCode)]
 pub enum CountryCode {
     Number(u32),
     Text(String),
@@ -41,57 +72,87 @@ impl CountryCode {
     }
 }
 
-/// `mobile`: the cardholder's phone.
-#[derive(Debug, Deserialize)]
+/// `mobile`: the cardholder's phone; must be the cardholder's.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pMobile)]
 pub struct Mobile {
     pub value: String,
     pub country_code: CountryCode,
 }
 
 /// `otpDetails`: the OTP the cardholder received and its trace number.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pOtpDetails)]
 pub struct OtpDetails {
+    /// The `traceNumber` of `otp/generate`.
     pub trace_number: String,
+    /// When given, must be the cardholder's phone number.
     pub mobile_number: Option<String>,
+    /// The 6-digit code.
+    #[schema(min_length = 6, max_length = 6)]
     pub otp: String,
 }
 
-/// `rule`: values the product asks to be repeated for validation.
-#[derive(Deserialize)]
+/// `rule`: values the product asks to be repeated for validation; each,
+/// when given, must agree with the card or `otpDetails`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pRule)]
 pub struct Rule {
+    /// The card's `MM/YY`.
+    #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
     pub expiry_date: Option<String>,
     pub otp: Option<String>,
     pub trace_number: Option<String>,
 }
 
 /// `ChangeCardPinDto`: update PIN, set PIN and validate PIN (no `Debug`: PINs, OTP).
-#[derive(Deserialize)]
+/// Update PIN needs `mobile`, `expiryDate`, `oldPin`, `newPin` and
+/// `otpDetails`; set PIN the same without `oldPin`; validate PIN only
+/// `oldPin` (with `entityId` and `kit`). A PIN is 4 plain digits or the
+/// base64 RSA-OAEP-SHA256 ciphertext of the digits under the key of
+/// `GET /v1/pin-encryption-key`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pPinRequest)]
 pub struct PinRequest {
     pub mobile: Option<Mobile>,
+    /// The cardholder's `external_id`.
     pub entity_id: String,
+    /// The card's kit number (also accepted as `kitNo`).
     #[serde(alias = "kitNo")]
+    #[schema(pattern = "^[0-9]{10}$")]
     pub kit: String,
+    /// The card's `MM/YY`.
+    #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
     pub expiry_date: Option<String>,
+    /// When given, must equal `otpDetails.otp`.
     pub otp: Option<String>,
+    /// The current PIN (update, validate).
     pub old_pin: Option<String>,
+    /// The new PIN (update, set).
     pub new_pin: Option<String>,
     pub otp_details: Option<OtpDetails>,
     pub rule: Option<Rule>,
 }
 
 /// `POST .../otp/generate`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pOtpRequest)]
 pub struct OtpRequest {
+    /// The cardholder's phone number.
     pub mobile_number: String,
+    /// The cardholder's `external_id`.
     pub entity_id: String,
+    /// The card's kit number (also accepted as `kit`).
     #[serde(alias = "kit")]
+    #[schema(pattern = "^[0-9]{10}$")]
     pub kit_no: String,
     /// `S` (mobile) or `D` (mobile and email): delivery is the tenant's.
+    #[schema(schema_with = otp_type)]
     pub otp_type: Option<String>,
     /// The SMS template: delivery is the tenant's, so not used.
     #[serde(rename = "template")]
@@ -104,18 +165,32 @@ pub struct OtpRequest {
     pub country_code: Option<CountryCode>,
 }
 
+fn otp_type() -> utoipa::openapi::Object {
+    let mut schema = crate::openapi::string_enum(["S", "D"]);
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::String,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    schema
+}
+
 /// The OTP's handle; the code goes to the tenant's webhook (`otp.created`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = M2pOtpResponse)]
 pub struct OtpResponse {
+    #[schema(schema_with = success)]
     pub status: &'static str,
+    /// The OTP's trace number, for `otpDetails.traceNumber`.
     pub trace_number: String,
+    /// The request id.
     pub ref_number: String,
 }
 
-/// The status a caller asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The status a caller asks for: LOCKED (lock), UNLOCKED (unlock), BLOCKED (block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
+#[schema(as = M2pStatusWanted)]
 pub enum StatusWanted {
     Locked,
     Unlocked,
@@ -134,33 +209,44 @@ impl StatusWanted {
 }
 
 /// `POST .../cards/status`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pStatusRequest)]
 pub struct StatusRequest {
+    /// The cardholder's `external_id`.
     pub entity_id: String,
+    /// The card's kit number (also accepted as `kit`).
     #[serde(alias = "kit")]
+    #[schema(pattern = "^[0-9]{10}$")]
     pub kit_no: String,
     pub status: StatusWanted,
+    /// `01` customer request, `02` fraud suspected, `03` lost, `04` stolen, `Card Closure`
+    /// (terminal), or a catalog code; a block without one is recorded as `CUST_REQ`.
     pub reason_code: Option<String>,
     pub reason_msg: Option<String>,
 }
 
 /// `POST .../customers/fetch-all-cards`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pFetchCardsRequest)]
 pub struct FetchCardsRequest {
+    /// The cardholder's `external_id`.
     pub entity_id: String,
 }
 
 /// One channel's preference change: absent fields are kept, `null` removes
 /// a limit. Amounts are minor units of the card's currency.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pPreferenceChange)]
 pub struct Preference {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>, maximum = 1_000_000_000_000_u64)]
     pub per_transaction_limit: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>, maximum = 1_000_000_000_000_u64)]
     pub max_transaction_amount_per_day: Option<Option<u64>>,
 }
 
@@ -175,9 +261,10 @@ impl From<Preference> for ChannelChange {
     }
 }
 
-/// `userOverridden`: the channels to change, in M2P's names.
-#[derive(Debug, Default, Deserialize)]
+/// `userOverridden`: the channels to change, in M2P's names (at least one).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = M2pPreferencesChange, min_properties = 1)]
 pub struct Overrides {
     #[serde(rename = "ATM")]
     pub atm: Option<Preference>,
@@ -208,12 +295,16 @@ impl Overrides {
 }
 
 /// `POST .../cards/support/update/preferences`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(as = M2pPreferencesRequest)]
 pub struct PreferencesRequest {
     pub mobile: Option<Mobile>,
+    /// The cardholder's `external_id`.
     pub entity_id: String,
+    /// The card's kit number (also accepted as `kitNo`).
     #[serde(alias = "kitNo")]
+    #[schema(pattern = "^[0-9]{10}$")]
     pub kit: String,
     pub user_overridden: Overrides,
     /// Accepted for compatibility; cardcore's product needs no OTP here.
@@ -223,9 +314,10 @@ pub struct PreferencesRequest {
 }
 
 /// M2P's success envelope: `{"result": ..., "pagination": null}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Envelope<T> {
     pub result: T,
+    #[schema(schema_with = null, required = true)]
     pub pagination: Option<()>,
 }
 
@@ -240,13 +332,15 @@ impl<T> Envelope<T> {
 }
 
 /// `{"message": "..."}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = M2pMessage)]
 pub struct MessageResult {
     pub message: String,
 }
 
 /// `cards/v2/validate-pin`'s answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = M2pValidity)]
 pub struct Validity {
     pub valid: bool,
 }
@@ -256,14 +350,38 @@ pub fn status(s: CardStatus) -> &'static str {
     s.as_str()
 }
 
+/// M2P's card types.
+pub fn card_type(t: CardType) -> &'static str {
+    match t {
+        CardType::Virtual => "VIRTUAL",
+        CardType::Physical => "PHYSICAL",
+    }
+}
+
+fn card_type_schema() -> utoipa::openapi::Object {
+    crate::openapi::string_enum([CardType::Virtual, CardType::Physical].map(card_type))
+}
+
+fn status_schema() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(CardStatus::ALL.map(status))
+}
+
 /// One card in `fetch-all-cards`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = M2pCard)]
 pub struct CardSummary {
+    #[schema(pattern = "^[0-9]{10}$")]
     pub kit_no: String,
+    /// Only the last four digits: `XXXXXXXXXXXX1234`.
+    #[schema(pattern = "^X{12}[0-9]{4}$")]
     pub masked_card_number: String,
+    #[schema(schema_with = status_schema)]
     pub card_status: &'static str,
+    /// `MM/YY`.
+    #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
     pub expiry_date: String,
+    #[schema(schema_with = card_type_schema)]
     pub card_type: &'static str,
 }
 
@@ -275,20 +393,20 @@ impl From<&Card> for CardSummary {
             masked_card_number: format!("XXXXXXXXXXXX{}", c.last_four),
             card_status: status(c.status),
             expiry_date: c.expiry.to_string(),
-            card_type: match c.card_type {
-                CardType::Virtual => "VIRTUAL",
-                CardType::Physical => "PHYSICAL",
-            },
+            card_type: card_type(c.card_type),
         }
     }
 }
 
-/// One channel's preference as answered.
-#[derive(Debug, Serialize)]
+/// One channel's preference as answered (minor units; `null`: no limit).
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = M2pPreference)]
 pub struct PreferenceView {
     pub enabled: bool,
+    #[schema(required = true)]
     pub per_transaction_limit: Option<u64>,
+    #[schema(required = true)]
     pub max_transaction_amount_per_day: Option<u64>,
 }
 
@@ -303,7 +421,8 @@ impl From<&ChannelLimit> for PreferenceView {
 }
 
 /// The card's preferences after a change.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = M2pPreferences)]
 pub struct PreferencesView {
     #[serde(rename = "ATM")]
     pub atm: PreferenceView,

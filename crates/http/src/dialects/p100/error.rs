@@ -28,9 +28,10 @@ pub struct P100Error {
     retry_after: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum Body {
+#[schema(as = P100ErrorBody)]
+pub(super) enum Body {
     Denied {
         message: &'static str,
     },
@@ -143,6 +144,12 @@ pub fn p100_error(e: ServiceError) -> P100Error {
             P100Error::coded("P500", Some("UNKNOWN_EXCEPTION"), "Unknown exception")
         }
     }
+}
+
+/// A service error as P100 renders it (used by the per-key rate limiter,
+/// which answers before any handler runs).
+pub(crate) fn render(e: ServiceError) -> Response {
+    p100_error(e).into_response()
 }
 
 impl From<ServiceError> for P100Error {

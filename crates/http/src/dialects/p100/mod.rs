@@ -3,6 +3,7 @@
 //! cardholder's `external_id`; `cardId` is the card id.
 
 mod error;
+pub(crate) use error::render as render_error;
 mod types;
 
 use axum::body::Bytes;
@@ -10,13 +11,15 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use cardcore_crypto::Pin;
 use cardcore_domain::{CardId, CardType, Channel, LifecycleAction};
 use cardcore_service::cards::{CreateCard, ReasonInput};
 use cardcore_service::pins::{NamedPin, PinInput};
 use cardcore_service::{Ctx, ServiceError};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use error::P100Error;
 use types::{
@@ -25,20 +28,69 @@ use types::{
 
 use super::{all_cards, card_of_holder, header_value, holder, parse_body, parse_id, patch_limits, secret_json};
 use crate::auth::request_id_of;
+use crate::openapi as oa;
 use crate::AppState;
 
-/// Routes under `/p100`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/card/create", post(create))
-        .route("/v1/card/all/{external_user_id}", get(list))
-        .route("/v1/card/details/{external_user_id}/{card_id}", get(details))
-        .route("/v1/card/pin", patch(update_pin))
-        .route("/v1/card/block", patch(block))
-        .route("/v1/card/unblock", patch(unblock))
-        .route("/v1/card/limits/{external_user_id}/{card_id}", get(get_limits))
-        .route("/v1/card/limits", patch(update_limits))
-        .route("/v1/card/{external_user_id}/{card_id}", delete(delete_card))
+/// Routes under `/p100`, with their documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(list))
+        .routes(routes!(details))
+        .routes(routes!(update_pin))
+        .routes(routes!(block))
+        .routes(routes!(unblock))
+        .routes(routes!(get_limits))
+        .routes(routes!(update_limits))
+        .routes(routes!(delete_card));
+    document(router.get_openapi_mut());
+    router
+}
+
+/// P100's part of the document: its tag, its key, and its error shapes
+/// (those of `error.rs`: `{message}` for a refused key, the coded body for
+/// everything else, with HTTP 400 even for P500 and P501).
+fn document(api: &mut OpenApi) {
+    let mut shapes = oa::variants::<error::Body>().into_iter();
+    let (Some(denied), Some(coded)) = (shapes.next(), shapes.next()) else {
+        return;
+    };
+    oa::add_schema(
+        api,
+        "P100AccessDenied",
+        denied,
+        "P100's refusal of a key: `{\"message\": \"Access Denied. xo1\"}` (no key) or `xo2` (an unknown key).",
+    );
+    oa::add_schema(api, "P100Error", coded, "P100's coded error: `errorCode` (`P403`, `P434`, `P459`, `P429`, `P500`, `P501`), `errorName` (absent for `P403`), `errorMessage`.");
+    oa::for_each_operation(api, |_, _, op| {
+        oa::set_tag(op, oa::tag::P100);
+        oa::secure(op, &[&[oa::scheme::P100]]);
+        oa::append(
+            op,
+            "400",
+            "`P500` (`UNKNOWN_EXCEPTION`): a bug or corrupt data, logged, never shown; `P501` \
+             (`SERVICE_TEMPORARILY_UNAVAILABLE`): the database is unavailable. P100 answers its coded errors \
+             with HTTP 400.",
+        );
+        oa::response(
+            op,
+            "401",
+            "`Access Denied. xo1`: no (or an empty) `x-api-key`; `Access Denied. xo2`: a key cardcore does not know.",
+            |r| oa::body(r, "application/json", oa::named("P100AccessDenied")),
+        );
+        if let Some((_, r)) = oa::responses_mut(op).find(|(status, _)| *status == 429) {
+            // The handler's own 429: P429, the per-card limit, in P100's shape.
+            oa::body(r, "application/json", oa::named("P100Error"));
+            oa::retry_after(r);
+        }
+        oa::key_rate_limited_as(op, "application/json", oa::named("P100Error"));
+        oa::rate_limited_everywhere(op);
+        for (status, r) in oa::responses_mut(op) {
+            if status == 400 {
+                oa::body(r, "application/json", oa::named("P100Error"));
+            }
+        }
+    });
 }
 
 /// A request authenticated by `x-api-key`.
@@ -63,6 +115,19 @@ fn user_card(path: UserCardPath) -> Result<(String, CardId), ServiceError> {
 }
 
 /// `POST /v1/card/create` (assumed path): a virtual card for the user.
+#[utoipa::path(
+    post,
+    path = "/v1/card/create",
+    operation_id = "p100CreateCard",
+    summary = "Create a virtual card (assumed path)",
+    description = "A virtual card for the user (the cardholder with that `external_id`, made through the native API).",
+    request_body = CreateRequest,
+    responses(
+        (status = 200, description = "The card.", body = CardView),
+        (status = 400, description = "`P403`: a field missing, mistyped or unknown (`field: reason`); `P459` \
+                                      (`USER_NOT_VERIFIED`): an `externalUserId` cardcore does not know."),
+    )
+)]
 async fn create(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body) -> Result<Json<CardView>, P100Error> {
     let b: CreateRequest = parse_body(body)?;
     let holder = holder(&s.service, &ctx, &b.external_user_id).await?;
@@ -84,6 +149,18 @@ async fn create(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body) 
 }
 
 /// `GET /v1/card/all/{externalUserId}` (assumed path): every card of the user.
+#[utoipa::path(
+    get,
+    path = "/v1/card/all/{external_user_id}",
+    operation_id = "p100ListCards",
+    summary = "Every card of a user (assumed path)",
+    description = "Oldest first, without paging.",
+    params(("external_user_id" = String, Path, description = "P100 `externalUserId`: the cardholder's `external_id`.")),
+    responses(
+        (status = 200, description = "The user's cards.", body = CardList),
+        (status = 400, description = "`P459` (`USER_NOT_VERIFIED`): an `externalUserId` cardcore does not know."),
+    )
+)]
 async fn list(
     State(s): State<AppState>,
     P100Auth(ctx): P100Auth,
@@ -100,6 +177,21 @@ async fn list(
 
 /// `GET /v1/card/details/{externalUserId}/{cardId}`: the card with PAN and
 /// CVV (an audited reveal; the key must be allowed to read card data).
+#[utoipa::path(
+    get,
+    path = "/v1/card/details/{external_user_id}/{card_id}",
+    operation_id = "p100CardDetails",
+    summary = "Card details with PAN and CVV",
+    description = "An audited reveal (`card.sensitive_revealed`); the key must be allowed to read card data. \
+                   Answered with `Cache-Control: no-store`.",
+    params(("external_user_id" = String, Path, description = "P100 `externalUserId`: the cardholder's `external_id`."), ("card_id" = uuid::Uuid, Path, description = "P100 `cardId`: the card's id.")),
+    responses(
+        (status = 200, description = "The card with `cardNumber` and `cvv`.", body = CardDetails,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "`P434` (`CARD_NOT_EXIST`): unknown card, or a card of another user or \
+                                      tenant; `P403`: `cardId` is not a UUID, or the key may not read card data."),
+    )
+)]
 async fn details(
     State(s): State<AppState>,
     P100Auth(ctx): P100Auth,
@@ -116,6 +208,22 @@ async fn details(
 }
 
 /// `PATCH /v1/card/pin`: sets the PIN of the user's card (seed 000).
+#[utoipa::path(
+    patch,
+    path = "/v1/card/pin",
+    operation_id = "p100UpdatePin",
+    summary = "Set the card's PIN",
+    description = "Partner-authorised, plain digits.",
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "Set.", body = Message, example = json!({"message": "Card pin updated successfully"})),
+        (status = 400, description = "`P403`: a field missing or mistyped, a weak or wrong-length PIN (the \
+                                      reason), or a card status that allows no PIN; `P434` (`CARD_NOT_EXIST`): \
+                                      unknown card, or a card of another user or tenant."),
+        (status = 429, description = "`P429` (`TOO_MANY_REQUESTS`, HTTP 429, assumed): over the per-card limit \
+                                      on PIN and OTP calls (all APIs together), with `Retry-After`."),
+    )
+)]
 async fn update_pin(
     State(s): State<AppState>,
     P100Auth(ctx): P100Auth,
@@ -146,6 +254,21 @@ async fn change(s: &AppState, ctx: &Ctx, b: CardRequest, action: LifecycleAction
 }
 
 /// `PATCH /v1/card/block` (assumed path): a reversible block (a lock).
+#[utoipa::path(
+    patch,
+    path = "/v1/card/block",
+    operation_id = "p100BlockCard",
+    summary = "Block a card (assumed path)",
+    description = "P100's reversible block: the core's lock (ACTIVE → LOCKED, shown as BLOCKED).",
+    request_body = CardRequest,
+    responses(
+        (status = 200, description = "Done (also when the card already had the status).", body = Message,
+            example = json!({"message": "Card blocked successfully"})),
+        (status = 400, description = "`P403`: a field missing or mistyped, or a refused status move (in P100's \
+                                      words); `P434` (`CARD_NOT_EXIST`): unknown card, or a card of another user \
+                                      or tenant."),
+    )
+)]
 async fn block(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body) -> Result<Json<Message>, P100Error> {
     change(&s, &ctx, parse_body(body)?, LifecycleAction::Lock).await?;
     Ok(Json(Message {
@@ -154,6 +277,21 @@ async fn block(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body) -
 }
 
 /// `PATCH /v1/card/unblock` (assumed path).
+#[utoipa::path(
+    patch,
+    path = "/v1/card/unblock",
+    operation_id = "p100UnblockCard",
+    summary = "Unblock a card (assumed path)",
+    description = "The core's unlock (LOCKED → ACTIVE). A permanent block (TERMINATED) cannot be unblocked.",
+    request_body = CardRequest,
+    responses(
+        (status = 200, description = "Done (also when the card already had the status).", body = Message,
+            example = json!({"message": "Card unblocked successfully"})),
+        (status = 400, description = "`P403`: a field missing or mistyped, or a refused status move (in P100's \
+                                      words); `P434` (`CARD_NOT_EXIST`): unknown card, or a card of another user \
+                                      or tenant."),
+    )
+)]
 async fn unblock(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body) -> Result<Json<Message>, P100Error> {
     change(&s, &ctx, parse_body(body)?, LifecycleAction::Unlock).await?;
     Ok(Json(Message {
@@ -162,6 +300,18 @@ async fn unblock(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body)
 }
 
 /// `GET /v1/card/limits/{externalUserId}/{cardId}` (assumed path).
+#[utoipa::path(
+    get,
+    path = "/v1/card/limits/{external_user_id}/{card_id}",
+    operation_id = "p100GetLimits",
+    summary = "A card's limits (assumed path)",
+    params(("external_user_id" = String, Path, description = "P100 `externalUserId`: the cardholder's `external_id`."), ("card_id" = uuid::Uuid, Path, description = "P100 `cardId`: the card's id.")),
+    responses(
+        (status = 200, description = "The limits, in minor units.", body = LimitsView),
+        (status = 400, description = "`P434` (`CARD_NOT_EXIST`): unknown card, or a card of another user or \
+                                      tenant; `P403`: `cardId` is not a UUID."),
+    )
+)]
 async fn get_limits(
     State(s): State<AppState>,
     P100Auth(ctx): P100Auth,
@@ -173,6 +323,21 @@ async fn get_limits(
 }
 
 /// `PATCH /v1/card/limits` (assumed path): changes the channels given.
+#[utoipa::path(
+    patch,
+    path = "/v1/card/limits",
+    operation_id = "p100UpdateLimits",
+    summary = "Change a card's limits (assumed path)",
+    description = "A channel left out is kept, a field left out is kept, `null` removes that limit; the result \
+                   must keep `perTransaction ≤ daily ≤ monthly`.",
+    request_body = LimitsRequest,
+    responses(
+        (status = 200, description = "The limits now.", body = LimitsView),
+        (status = 400, description = "`P403`: a field missing, mistyped or unknown, limits out of order, or a \
+                                      CLOSED card; `P434` (`CARD_NOT_EXIST`): unknown card, or a card of another \
+                                      user or tenant."),
+    )
+)]
 async fn update_limits(
     State(s): State<AppState>,
     P100Auth(ctx): P100Auth,
@@ -186,6 +351,20 @@ async fn update_limits(
 }
 
 /// `DELETE /v1/card/{externalUserId}/{cardId}` (assumed path): closes the card.
+#[utoipa::path(
+    delete,
+    path = "/v1/card/{external_user_id}/{card_id}",
+    operation_id = "p100DeleteCard",
+    summary = "Delete (close) a card (assumed path)",
+    description = "The core's close: terminal.",
+    params(("external_user_id" = String, Path, description = "P100 `externalUserId`: the cardholder's `external_id`."), ("card_id" = uuid::Uuid, Path, description = "P100 `cardId`: the card's id.")),
+    responses(
+        (status = 200, description = "Closed (also when it already was).", body = Message,
+            example = json!({"message": "Card deleted successfully"})),
+        (status = 400, description = "`P434` (`CARD_NOT_EXIST`): unknown card, or a card of another user or \
+                                      tenant; `P403`: `cardId` is not a UUID."),
+    )
+)]
 async fn delete_card(
     State(s): State<AppState>,
     P100Auth(ctx): P100Auth,

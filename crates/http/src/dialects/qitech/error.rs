@@ -24,7 +24,8 @@ use cardcore_service::ServiceError;
 use serde::Serialize;
 
 /// A QI Tech error response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = QiTechError)]
 pub struct QiError {
     #[serde(skip)]
     status: StatusCode,
@@ -202,6 +203,12 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             )
         }
     }
+}
+
+/// A service error as QI Tech renders it (used by the per-key rate limiter,
+/// which answers before any handler runs).
+pub(crate) fn render(e: ServiceError) -> Response {
+    qi_error(e, &Scope::default()).into_response()
 }
 
 impl IntoResponse for QiError {

@@ -3,33 +3,74 @@
 //! `CARD_KEY` the card id; a card outside the wallet is not found.
 
 mod error;
+pub(crate) use error::render as render_error;
 mod types;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::routing::patch;
-use axum::{Json, Router};
+use axum::Json;
 use cardcore_crypto::Pin;
 use cardcore_domain::{AccountId, CardId, CardType, Channel, LifecycleAction, ReasonCode, RuleViolation};
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, PinInput};
 use cardcore_service::{Ctx, ServiceError};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use error::{qi_error, QiError, Scope};
 use types::{status, ActivateRequest, CardObject, PasswordRequest, StatusRequest, StatusWanted};
 
 use super::{card_in_account, header_value, parse_body, parse_id};
 use crate::auth::request_id_of;
+use crate::openapi as oa;
 use crate::AppState;
 
-/// Routes under `/qitech`.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/wallet/{wallet_key}/card/{card_key}", patch(update_status))
-        .route("/wallet/{wallet_key}/card/{card_key}/password", patch(password))
-        .route("/wallet/{wallet_key}/card/{card_key}/activate", patch(activate))
+/// Routes under `/qitech`, with their documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let mut router = OpenApiRouter::new()
+        .routes(routes!(update_status))
+        .routes(routes!(password))
+        .routes(routes!(activate));
+    document(router.get_openapi_mut());
+    router
+}
+
+/// QI Tech's part of the document: its tag, its key, and its one error shape
+/// (`error.rs`), with the codes every call can answer.
+fn document(api: &mut OpenApi) {
+    oa::register::<QiError>(api);
+    oa::for_each_operation(api, |_, _, op| {
+        oa::set_tag(op, oa::tag::QITECH);
+        oa::secure(op, &[&[oa::scheme::QITECH]]);
+        oa::append(op, "400", "`GDF000003`: no `API-CLIENT-KEY`.");
+        oa::append(
+            op,
+            "404",
+            "`GDF000018`: an `API-CLIENT-KEY` cardcore does not know (not repeated back).",
+        );
+        oa::response(
+            op,
+            "500",
+            "`QIT000500`: a bug or corrupt data (logged, never shown).",
+            |_| {},
+        );
+        oa::response(op, "503", "`QIT000503`: the database is unavailable.", oa::retry_after);
+        if let Some((_, r)) = oa::responses_mut(op).find(|(status, _)| *status == 429) {
+            // The handler's own 429: QIT000429, the per-card limit.
+            oa::body(r, "application/json", oa::schema_ref::<QiError>());
+            oa::retry_after(r);
+        }
+        oa::key_rate_limited_as(op, "application/json", oa::schema_ref::<QiError>());
+        oa::rate_limited_everywhere(op);
+        for (status, r) in oa::responses_mut(op) {
+            if status >= 400 {
+                oa::body(r, "application/json", oa::schema_ref::<QiError>());
+            }
+        }
+    });
 }
 
 /// A request authenticated by `API-CLIENT-KEY`.
@@ -83,6 +124,29 @@ fn password_pin(pin: &str) -> Result<Pin, ServiceError> {
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}/password` (seed 001).
+#[utoipa::path(
+    patch,
+    path = "/wallet/{wallet_key}/card/{card_key}/password",
+    operation_id = "qitechSetPassword",
+    summary = "Change a physical card's password",
+    description = "Sets the PIN (partner-authorised), on plastic cards that are active or temporarily blocked.",
+    params(
+        ("wallet_key" = uuid::Uuid, Path, description = "QI `WALLET_KEY`: the card's account id."),
+        ("card_key" = uuid::Uuid, Path, description = "QI `CARD_KEY`: the card's id."),
+    ),
+    request_body = PasswordRequest,
+    responses(
+        (status = 200, description = "The card.", body = CardObject),
+        (status = 400, description = "`QIT000001`: invalid JSON schema (a field missing, extra or mistyped, \
+                                      the PIN not 4 digits, a key not a UUID); `CARD000024`: the password \
+                                      could not be updated (a weak PIN: the reason is in `description`)."),
+        (status = 404, description = "`CARD000011`: no such card for that `card_key` in that wallet (or tenant)."),
+        (status = 406, description = "`CARD000023`: the card is not plastic; `CARD000025`: the card's status \
+                                      does not allow a password."),
+        (status = 429, description = "`QIT000429`: over the per-card limit on PIN and OTP calls (all APIs \
+                                      together), with `Retry-After`."),
+    )
+)]
 async fn password(
     State(s): State<AppState>,
     QiAuth(ctx): QiAuth,
@@ -122,6 +186,26 @@ async fn password(
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}`: a status change in QI's words.
+#[utoipa::path(
+    patch,
+    path = "/wallet/{wallet_key}/card/{card_key}",
+    operation_id = "qitechUpdateStatus",
+    summary = "Change a card's status",
+    description = "`active` → unlock, `blocked` → lock, `lost` → block (`LOST_CARD`), `robbed`/`theft` → \
+                   block (`STOLEN_CARD`), `fraud` → block (`FRAUD_CONFIRMED`), `canceled` → close. Asking for the \
+                   status the card has is a success that writes nothing.",
+    params(
+        ("wallet_key" = uuid::Uuid, Path, description = "QI `WALLET_KEY`: the card's account id."),
+        ("card_key" = uuid::Uuid, Path, description = "QI `CARD_KEY`: the card's id."),
+    ),
+    request_body = StatusRequest,
+    responses(
+        (status = 200, description = "The card.", body = CardObject),
+        (status = 400, description = "`QIT000001`: invalid JSON schema (an unknown status word included)."),
+        (status = 404, description = "`CARD000011`: no such card for that `card_key` in that wallet (or tenant)."),
+        (status = 406, description = "`CARD000013`: the status machine refuses the move (`from {old} to {new}`)."),
+    )
+)]
 async fn update_status(
     State(s): State<AppState>,
     QiAuth(ctx): QiAuth,
@@ -158,6 +242,25 @@ async fn update_status(
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}/activate`: with the code issued at creation.
+#[utoipa::path(
+    patch,
+    path = "/wallet/{wallet_key}/card/{card_key}/activate",
+    operation_id = "qitechActivate",
+    summary = "Activate a card",
+    description = "With the 6-digit code of the `card.activation_code` event. An active card answers as it is.",
+    params(
+        ("wallet_key" = uuid::Uuid, Path, description = "QI `WALLET_KEY`: the card's account id."),
+        ("card_key" = uuid::Uuid, Path, description = "QI `CARD_KEY`: the card's id."),
+    ),
+    request_body = ActivateRequest,
+    responses(
+        (status = 200, description = "The card.", body = CardObject),
+        (status = 400, description = "`QIT000001`: invalid JSON schema (an activation code not 6 digits included)."),
+        (status = 404, description = "`CARD000011`: no such card for that `card_key` in that wallet (or tenant)."),
+        (status = 406, description = "`CARD000017`: activation is not valid for the card's status; \
+                                      `CARD000020`: a wrong activation code."),
+    )
+)]
 async fn activate(
     State(s): State<AppState>,
     QiAuth(ctx): QiAuth,
