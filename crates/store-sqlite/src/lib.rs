@@ -6,8 +6,12 @@
 //! `SQLITE_BUSY` retries) and several readers, which WAL lets run beside the
 //! writer. Write transactions start with `BEGIN IMMEDIATE`, taking the write
 //! lock before the first read, so a read-then-write transaction can never
-//! fail to upgrade when another process (the CLI) writes too.
+//! fail to upgrade when another process (the CLI) writes too. Concurrent
+//! `begin()` transactions share one commit (`group.rs`): each is a savepoint
+//! in the writer's open transaction, and none is acknowledged before the
+//! COMMIT containing it returned.
 
+mod group;
 mod rows;
 mod webhooks;
 
@@ -57,6 +61,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// `begin()` transactions share commits on `writer` (see `group.rs`).
+    group: group::GroupCommit,
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -86,19 +92,32 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(options.acquire_timeout);
+        // No ping before handing out a connection: it is a round trip to the
+        // connection's worker thread on every query, and a local file does
+        // not go away like a network peer.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
             .map_err(map_err)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.readers.max(1))
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.read_only(true))
             .await
             .map_err(map_err)?;
-        Ok(Self { writer, reader })
+        let group = group::GroupCommit::new(writer.clone(), options.acquire_timeout);
+        Ok(Self { writer, reader, group })
+    }
+
+    /// Write transactions committed to disk so far, counting a group commit
+    /// once (see `group.rs`): under concurrent writes, fewer than the
+    /// transactions. Also exported as `cardcore_sqlite_commits_total`.
+    pub fn commits(&self) -> u64 {
+        self.group.commits()
     }
 
     /// Opens the database named by a `sqlite://PATH` URL.
@@ -146,8 +165,8 @@ impl Store for SqliteStore {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        Ok(Box::new(SqliteTx { tx }))
+        let member = self.group.begin().await?;
+        Ok(Box::new(SqliteTx { member }))
     }
 
     async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
@@ -538,9 +557,10 @@ async fn insert_api_key(tx: &mut Transaction<'static, Sqlite>, key: &ApiKeyRecor
     Ok(())
 }
 
-/// A write transaction on the single writer connection.
+/// A write transaction on the single writer connection: a savepoint in the
+/// writer's current commit group.
 struct SqliteTx {
-    tx: Transaction<'static, Sqlite>,
+    member: group::Member,
 }
 
 #[async_trait]
@@ -552,7 +572,7 @@ impl Tx for SqliteTx {
         ))
         .bind(id_str(&tenant))
         .bind(id_str(&id))
-        .fetch_optional(&mut *self.tx)
+        .fetch_optional(self.member.conn()?)
         .await
         .map_err(map_err)?;
         row.as_ref().map(rows::card).transpose()
@@ -595,7 +615,7 @@ impl Tx for SqliteTx {
         .bind(i64::from(s.pin_failures))
         .bind(ts(&c.created_at))
         .bind(ts(&c.updated_at))
-        .execute(&mut *self.tx)
+        .execute(self.member.conn()?)
         .await
         .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
@@ -628,7 +648,7 @@ impl Tx for SqliteTx {
         .bind(ts(&c.updated_at))
         .bind(id_str(&c.tenant_id))
         .bind(id_str(&c.id))
-        .execute(&mut *self.tx)
+        .execute(self.member.conn()?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -639,7 +659,7 @@ impl Tx for SqliteTx {
             sqlx::query_scalar("SELECT id FROM cards WHERE tenant_id = ? AND replacement_for = ? LIMIT 1")
                 .bind(id_str(&tenant))
                 .bind(id_str(&id))
-                .fetch_optional(&mut *self.tx)
+                .fetch_optional(self.member.conn()?)
                 .await
                 .map_err(map_err)?;
         r.map(|s| CardId::from_str(&s).map_err(|_| StoreError::Internal("card id".into())))
@@ -661,7 +681,7 @@ impl Tx for SqliteTx {
         .bind(c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()))
         .bind(id_str(&c.default_account_id))
         .bind(ts(&c.created_at))
-        .execute(&mut *self.tx)
+        .execute(self.member.conn()?)
         .await
         .map_err(map_err)?;
         Ok(r.rows_affected() == 1)
@@ -671,7 +691,7 @@ impl Tx for SqliteTx {
         let row = sqlx::query("SELECT failures, locked_until, codes FROM otp_states WHERE card_id = ? AND purpose = ?")
             .bind(id_str(&card))
             .bind(purpose.as_str())
-            .fetch_optional(&mut *self.tx)
+            .fetch_optional(self.member.conn()?)
             .await
             .map_err(map_err)?;
         let Some(row) = row else {
@@ -697,7 +717,7 @@ impl Tx for SqliteTx {
         .bind(i64::from(state.failures))
         .bind(state.locked_until.as_ref().map(ts))
         .bind(to_json(&state.codes)?)
-        .execute(&mut *self.tx)
+        .execute(self.member.conn()?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -718,7 +738,7 @@ impl Tx for SqliteTx {
         .bind(e.before.as_ref().map(to_json).transpose()?)
         .bind(e.after.as_ref().map(to_json).transpose()?)
         .bind(ts(&e.created_at))
-        .execute(&mut *self.tx)
+        .execute(self.member.conn()?)
         .await
         .map_err(map_err)?;
         Ok(())
@@ -743,14 +763,14 @@ impl Tx for SqliteTx {
         .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.clone()))
         .bind(e.sealed_data.as_ref().map(|s| s.key_version))
         .bind(ts(&ev.created_at))
-        .execute(&mut *self.tx)
+        .execute(self.member.conn()?)
         .await
         .map_err(map_err)?;
         Ok(())
     }
 
     async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()> {
-        webhooks::insert_endpoint(&mut self.tx, endpoint).await
+        webhooks::insert_endpoint(self.member.conn()?, endpoint).await
     }
 
     async fn delete_webhook_endpoint(
@@ -759,10 +779,10 @@ impl Tx for SqliteTx {
         id: WebhookEndpointId,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        webhooks::delete_endpoint(&mut self.tx, tenant, id, now).await
+        webhooks::delete_endpoint(self.member.conn()?, tenant, id, now).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.tx.commit().await.map_err(map_err)
+        self.member.commit().await
     }
 }

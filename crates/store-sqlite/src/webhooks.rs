@@ -16,7 +16,7 @@ use cardcore_store::{
     WebhookEndpointRecord,
 };
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Sqlite, Transaction};
+use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use crate::rows::{self, parse_ts, to_json, ts};
@@ -87,23 +87,20 @@ fn event_types_json(types: &Option<Vec<EventType>>) -> StoreResult<Option<String
         .transpose()
 }
 
-async fn live_endpoints(
-    tx: &mut Transaction<'static, Sqlite>,
-    tenant: &str,
-) -> StoreResult<Vec<WebhookEndpointRecord>> {
+async fn live_endpoints(conn: &mut SqliteConnection, tenant: &str) -> StoreResult<Vec<WebhookEndpointRecord>> {
     let rows = sqlx::query(&format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = ? AND deleted_at IS NULL \
          ORDER BY created_at, id"
     ))
     .bind(tenant)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
     .map_err(map_err)?;
     rows.iter().map(endpoint).collect()
 }
 
 async fn insert_delivery(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     tenant: &str,
     event: &str,
     endpoint: WebhookEndpointId,
@@ -121,7 +118,7 @@ async fn insert_delivery(
     .bind(card)
     .bind(ts(now))
     .bind(ts(now))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?;
     Ok(())
@@ -482,10 +479,7 @@ impl SqliteStore {
     }
 }
 
-pub(crate) async fn insert_endpoint(
-    tx: &mut Transaction<'static, Sqlite>,
-    ep: &WebhookEndpointRecord,
-) -> StoreResult<()> {
+pub(crate) async fn insert_endpoint(conn: &mut SqliteConnection, ep: &WebhookEndpointRecord) -> StoreResult<()> {
     sqlx::query(&format!(
         "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
     ))
@@ -496,14 +490,14 @@ pub(crate) async fn insert_endpoint(
     .bind(&ep.secret.ciphertext)
     .bind(ep.secret.key_version)
     .bind(ts(&ep.created_at))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?;
     Ok(())
 }
 
 pub(crate) async fn delete_endpoint(
-    tx: &mut Transaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     tenant: TenantId,
     id: WebhookEndpointId,
     now: Timestamp,
@@ -514,7 +508,7 @@ pub(crate) async fn delete_endpoint(
     .bind(ts(&now))
     .bind(id_str(&tenant))
     .bind(id_str(&id))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?;
     if r.rows_affected() == 0 {
@@ -525,7 +519,7 @@ pub(crate) async fn delete_endpoint(
          lease_until = NULL, lease_token = NULL WHERE endpoint_id = ? AND {OPEN}"
     ))
     .bind(id_str(&id))
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await
     .map_err(map_err)?;
     Ok(true)
