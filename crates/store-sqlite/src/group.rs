@@ -316,6 +316,20 @@ mod tests {
         Ok(())
     }
 
+    /// One transaction on its own: begin, insert, commit.
+    async fn commit_one(g: &GroupCommit, id: i64) {
+        let mut m = g.begin().await.unwrap();
+        insert(&mut m, id).await.unwrap();
+        m.commit().await.unwrap();
+    }
+
+    /// Waits until a transaction is queued for the writer.
+    async fn until_queued(g: &GroupCommit) {
+        while g.queued.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn ids(store: &SqliteStore) -> Vec<i64> {
         sqlx::query("SELECT id FROM t ORDER BY id")
             .fetch_all(&store.reader)
@@ -367,9 +381,7 @@ mod tests {
         let held = g.begin().await.unwrap();
         assert!(matches!(g.begin().await, Err(StoreError::Unavailable(_))));
         drop(held);
-        let mut m = g.begin().await.unwrap();
-        insert(&mut m, 1).await.unwrap();
-        m.commit().await.unwrap();
+        commit_one(&g, 1).await;
         assert_eq!(ids(&store).await, vec![1]);
     }
 
@@ -387,17 +399,13 @@ mod tests {
             insert(&mut m, 2).await.unwrap();
             drop(m); // gives up: its row must not land
         });
-        while g.queued.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        until_queued(&g).await;
         let committed = tokio::spawn(first.commit());
         second.await.unwrap();
         committed.await.unwrap().unwrap();
         assert_eq!(ids(&store).await, vec![1]);
         // And the group is closed: a new transaction commits on its own.
-        let mut m = g.begin().await.unwrap();
-        insert(&mut m, 3).await.unwrap();
-        m.commit().await.unwrap();
+        commit_one(&g, 3).await;
         assert_eq!(ids(&store).await, vec![1, 3]);
     }
 
@@ -415,16 +423,12 @@ mod tests {
             m.conn().unwrap().execute("ROLLBACK").await.unwrap();
             m.commit().await
         });
-        while g.queued.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        until_queued(&g).await;
         let first = tokio::spawn(first.commit());
         assert!(matches!(second.await.unwrap(), Err(StoreError::Unavailable(_))));
         assert!(matches!(first.await.unwrap(), Err(StoreError::Unavailable(_))));
         assert_eq!(ids(&store).await, Vec::<i64>::new());
-        let mut m = g.begin().await.unwrap();
-        insert(&mut m, 2).await.unwrap();
-        m.commit().await.unwrap();
+        commit_one(&g, 2).await;
         assert_eq!(ids(&store).await, vec![2]);
     }
 
@@ -437,9 +441,7 @@ mod tests {
         // Queue a begin, then cancel it before it gets the writer.
         let g2 = g.clone();
         let queued = tokio::spawn(async move { g2.begin().await.map(drop) });
-        while g.queued.load(Ordering::SeqCst) == 0 {
-            tokio::task::yield_now().await;
-        }
+        until_queued(&g).await;
         let committed = tokio::spawn(first.commit());
         // `first` has released and waits for the queued one; cancel it.
         // (If it already got the writer, it joined and left: same result.)
