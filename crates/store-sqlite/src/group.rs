@@ -23,7 +23,11 @@
 //! fails, the outer transaction is rolled back and every member still waiting
 //! gets [`StoreError::Unavailable`]. None of them had been answered, so
 //! nothing acknowledged is lost; a member that read another's uncommitted
-//! change fails with it.
+//! change fails with it. Waits are bounded by the pool's acquire timeout
+//! (`--db-timeout-seconds`): a transaction that cannot get the writer, or
+//! whose group is held open past it by a stuck member, is answered
+//! `Unavailable` like any stuck database (for the second, the outcome is
+//! unknown: the group may still commit it).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,6 +81,7 @@ struct Group {
 pub(crate) struct Member {
     guard: Option<OwnedMutexGuard<Group>>,
     queued: Arc<AtomicUsize>,
+    acquire_timeout: Duration,
 }
 
 /// Decrements the queue count even if the waiting future is cancelled.
@@ -133,6 +138,7 @@ impl GroupCommit {
         Ok(Member {
             guard: Some(guard),
             queued: self.queued.clone(),
+            acquire_timeout: self.acquire_timeout,
         })
     }
 }
@@ -256,8 +262,15 @@ impl Member {
                 Ok(Err(_)) => return Err(StoreError::Unavailable("the write group was dropped".into())),
                 Err(_) => {
                     // The queued transaction may have been cancelled before
-                    // it got the writer: commit the group here.
-                    let mut g = group.lock().await;
+                    // it got the writer: commit the group here. If another
+                    // member holds the writer past the timeout, answer like
+                    // any stuck database: unavailable, outcome unknown (the
+                    // group may still commit this write).
+                    let Ok(mut g) = tokio::time::timeout(self.acquire_timeout, group.lock()).await else {
+                        return Err(StoreError::Unavailable(
+                            "the write group did not commit in time; the outcome is unknown".into(),
+                        ));
+                    };
                     if g.generation == generation && g.conn.is_some() {
                         g.roll_back_abandoned().await;
                         let _ = g.finish(Ok(()), false).await;
@@ -383,6 +396,26 @@ mod tests {
         drop(held);
         commit_one(&g, 1).await;
         assert_eq!(ids(&store).await, vec![1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_waiting_on_a_stuck_group_is_answered_unavailable() {
+        let (store, _dir) = store().await;
+        let g = GroupCommit::new(store.writer.clone(), Duration::from_millis(200));
+        let mut first = g.begin().await.unwrap();
+        insert(&mut first, 1).await.unwrap();
+        let g2 = g.clone();
+        let stuck = tokio::spawn(async move {
+            let mut m = g2.begin().await.unwrap();
+            insert(&mut m, 2).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            m.commit().await
+        });
+        until_queued(&g).await;
+        assert!(matches!(first.commit().await, Err(StoreError::Unavailable(_))));
+        // The outcome was unknown, not a failure: the group committed both.
+        stuck.await.unwrap().unwrap();
+        assert_eq!(ids(&store).await, vec![1, 2]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
