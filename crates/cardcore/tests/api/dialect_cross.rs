@@ -680,71 +680,15 @@ async fn tenants_stay_apart_through_every_dialect() {
     assert_eq!(app.all_events().await.len(), events_before);
 }
 
-/// The `sh` block of docs/dialects.md between its markers.
-fn doc_walkthrough() -> String {
-    let doc = include_str!("../../../../docs/dialects.md");
-    let start = doc.find("<!-- dialects:start -->").expect("start marker");
-    let end = doc.find("<!-- dialects:end -->").expect("end marker");
-    let block = &doc[start..end];
-    let code_start = block.find("```sh\n").expect("sh block") + "```sh\n".len();
-    let code_end = block[code_start..].find("```").expect("block end") + code_start;
-    block[code_start..code_end].to_owned()
-}
-
 /// docs/dialects.md's example, run verbatim against a real server.
 #[test]
 fn dialects_doc_walkthrough() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    for tool in ["curl", "jq"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI");
-            eprintln!("SKIP dialects_doc_walkthrough: {tool} is not installed");
-            return;
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let bin = env!("CARGO_BIN_EXE_cardcore");
-    let mut server = Command::new(bin)
-        .current_dir(dir.path())
-        .env_remove("CARDCORE_DATABASE_URL")
-        .env_remove("CARDCORE_MASTER_KEY")
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let script = doc_walkthrough()
-        .replace("http://127.0.0.1:8080", &format!("http://{addr}"))
-        .replace("cargo run --release -q --", bin);
-    let out = Command::new("bash")
-        .current_dir(dir.path())
-        .env_remove("CARDCORE_DATABASE_URL")
-        .env_remove("CARDCORE_MASTER_KEY")
-        .args(["-euo", "pipefail", "-c", &script])
-        .output()
-        .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "walkthrough failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // The page shows what the block prints; it must be what it prints.
     let doc = include_str!("../../../../docs/dialects.md");
+    let script = crate::readme::sh_block(doc, "<!-- dialects:start -->", "<!-- dialects:end -->");
+    let Some(stdout) = crate::readme::run_doc_script("dialects_doc_walkthrough", &script) else {
+        return;
+    };
+    // The page shows what the block prints; it must be what it prints.
     let shown = doc
         .split("<!-- dialects:end -->")
         .nth(1)

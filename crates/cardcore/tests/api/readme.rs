@@ -1,40 +1,39 @@
 //! The README's walkthrough, run verbatim against a real server started the
 //! way the README starts it (default database in the working directory).
+//! `sh_block` and `run_doc_script` also run docs/dialects.md's example.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-fn walkthrough() -> String {
-    let readme = include_str!("../../../../README.md");
-    let start = readme
-        .find("<!-- walkthrough:start -->")
-        .expect("walkthrough start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
-    let block = &readme[start..end];
+/// The first `sh` code block between two markers of a document.
+pub(crate) fn sh_block(doc: &str, start_marker: &str, end_marker: &str) -> String {
+    let start = doc.find(start_marker).expect("start marker");
+    let end = doc.find(end_marker).expect("end marker");
+    let block = &doc[start..end];
     let code_start = block.find("```sh\n").expect("sh block") + "```sh\n".len();
     let code_end = block[code_start..].find("```").expect("block end") + code_start;
     block[code_start..code_end].to_owned()
 }
 
-#[test]
-fn readme_walkthrough() {
-    let has_cryptography = Command::new("python3")
-        .args(["-c", "import cryptography"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_cryptography || std::env::var_os("CI").is_none(),
-        "python3 with cryptography is required under CI"
-    );
-    if !has_cryptography {
-        eprintln!("SKIP readme_walkthrough: python3 with the cryptography package is not installed");
-        return;
-    }
+fn walkthrough() -> String {
+    sh_block(
+        include_str!("../../../../README.md"),
+        "<!-- walkthrough:start -->",
+        "<!-- walkthrough:end -->",
+    )
+}
+
+/// Starts `cardcore serve` the way the docs do (default database in a fresh
+/// working directory), runs a doc's script against it with bash, and returns
+/// what the script printed. The script speaks of the default address and
+/// `cargo run`; both are pointed at this server and binary, nothing else
+/// changes. `None` when curl or jq is missing outside CI (a skip).
+pub(crate) fn run_doc_script(test: &str, script: &str) -> Option<String> {
     for tool in ["curl", "jq"] {
         if Command::new(tool).arg("--version").output().is_err() {
             assert!(std::env::var_os("CI").is_none(), "{tool} is required under CI");
-            eprintln!("SKIP readme_walkthrough: {tool} is not installed");
-            return;
+            eprintln!("SKIP {test}: {tool} is not installed");
+            return None;
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -60,16 +59,9 @@ fn readme_walkthrough() {
         .next()
         .unwrap()
         .to_owned();
-
-    // The README speaks of the default address and `cargo run`; point both
-    // at this test's server and binary, and change nothing else.
-    let script = walkthrough()
+    let script = script
         .replace("http://127.0.0.1:8080", &format!("http://{addr}"))
-        .replace("cargo run --release -q --", bin)
-        .replace(
-            "scripts/pin-tool.py",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pin-tool.py"),
-        );
+        .replace("cargo run --release -q --", bin);
     let out = Command::new("bash")
         .current_dir(dir.path())
         .env_remove("CARDCORE_DATABASE_URL")
@@ -79,12 +71,36 @@ fn readme_walkthrough() {
         .unwrap();
     let _ = server.kill();
     let _ = server.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
-        "walkthrough failed:\n{stdout}\n{}",
+        "{test} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Some(stdout)
+}
+
+#[test]
+fn readme_walkthrough() {
+    let has_cryptography = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_cryptography || std::env::var_os("CI").is_none(),
+        "python3 with cryptography is required under CI"
+    );
+    if !has_cryptography {
+        eprintln!("SKIP readme_walkthrough: python3 with the cryptography package is not installed");
+        return;
+    }
+    let script = walkthrough().replace(
+        "scripts/pin-tool.py",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/pin-tool.py"),
+    );
+    let Some(stdout) = run_doc_script("readme_walkthrough", &script) else {
+        return;
+    };
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], r#"{"status":"LOCKED","changed":true}"#);
     assert_eq!(lines[1], r#"{"status":"LOCKED","changed":false}"#);
