@@ -11,6 +11,15 @@
 //! whole group and tells every member the outcome. With no queue this is one
 //! commit per transaction, as before.
 //!
+//! Every statement is a round trip to the connection's worker thread, and
+//! the writer is held for all of them, so a member sends as few as it can:
+//! its `SAVEPOINT` and its writes wait in a [`Batch`] and go with its next
+//! read (one round trip: the queued writes, then the read) or with its
+//! `RELEASE`. A write whose outcome the caller needs (an insert that may
+//! conflict) is a read too: it ends with `RETURNING`. A queued write that
+//! fails surfaces at the next round trip, and fails the transaction like any
+//! other error there.
+//!
 //! **Invariant:** a member learns that its transaction committed only after
 //! the COMMIT that contains it returned, so a 2xx still means the write is on
 //! disk.
@@ -35,7 +44,8 @@ use std::time::Duration;
 
 use cardcore_store::{StoreError, StoreResult};
 use sqlx::pool::PoolConnection;
-use sqlx::{Executor, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments, Executor, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
 
 use crate::map_err;
@@ -82,6 +92,51 @@ pub(crate) struct Member {
     guard: Option<OwnedMutexGuard<Group>>,
     queued: Arc<AtomicUsize>,
     acquire_timeout: Duration,
+    /// Statements not sent yet; starts with the member's `SAVEPOINT`.
+    batch: Batch,
+    /// The `SAVEPOINT` has been sent (so giving up must roll back to it).
+    savepoint_sent: bool,
+}
+
+/// Statements to send in one round trip, and their arguments (`?`
+/// placeholders, numbered through the whole batch in order).
+pub(crate) struct Batch {
+    sql: String,
+    args: SqliteArguments<'static>,
+    /// The first argument that could not be encoded.
+    error: Option<String>,
+}
+
+impl Batch {
+    fn empty() -> Self {
+        Self {
+            sql: String::new(),
+            args: SqliteArguments::default(),
+            error: None,
+        }
+    }
+
+    /// Appends one statement.
+    pub(crate) fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self.sql.push_str(";\n");
+        self
+    }
+
+    /// Appends the next argument.
+    pub(crate) fn bind<T>(&mut self, value: T) -> &mut Self
+    where
+        T: 'static + Send + sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite>,
+    {
+        if let Err(e) = self.args.add(value) {
+            self.error.get_or_insert_with(|| e.to_string());
+        }
+        self
+    }
+
+    fn take(&mut self) -> Self {
+        std::mem::replace(self, Batch::empty())
+    }
 }
 
 /// Decrements the queue count even if the waiting future is cancelled.
@@ -130,15 +185,16 @@ impl GroupCommit {
             guard.conn = Some(conn);
             guard.generation += 1;
         }
-        if let Err(e) = guard.conn()?.execute("SAVEPOINT member").await {
-            let e = map_err(e);
-            let _ = guard.finish(Err(e.clone()), false).await;
-            return Err(e);
-        }
         Ok(Member {
             guard: Some(guard),
             queued: self.queued.clone(),
             acquire_timeout: self.acquire_timeout,
+            batch: {
+                let mut batch = Batch::empty();
+                batch.push("SAVEPOINT member");
+                batch
+            },
+            savepoint_sent: false,
         })
     }
 }
@@ -154,19 +210,20 @@ impl Group {
     async fn roll_back_abandoned(&mut self) {
         if self.savepoint_open {
             self.savepoint_open = false;
-            self.roll_back_savepoint().await;
+            let _ = self.roll_back_savepoint().await;
         }
     }
 
     /// Undoes one member's work; if that fails, the outer transaction is
-    /// damaged and the whole group fails.
-    async fn roll_back_savepoint(&mut self) {
-        let Ok(conn) = self.conn() else { return };
+    /// damaged and the whole group fails (the error says so).
+    async fn roll_back_savepoint(&mut self) -> StoreResult<()> {
+        let Ok(conn) = self.conn() else { return Ok(()) };
         if let Err(e) = conn.execute("ROLLBACK TO member; RELEASE member").await {
             let e = map_err(e);
             tracing::warn!(error = %e, "SQLite write group aborted: rollback to savepoint failed");
-            let _ = self.finish(Err(e), false).await;
+            return self.finish(Err(e), false).await;
         }
+        Ok(())
     }
 
     /// Ends the outer transaction: commits it if `outcome` is `Ok` (and the
@@ -226,8 +283,36 @@ impl Group {
 }
 
 impl Member {
-    /// The writer connection, inside this member's savepoint.
-    pub(crate) fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
+    /// Queues statements; they are sent with the next [`Member::fetch`] or
+    /// the commit.
+    pub(crate) fn batch(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
+
+    /// Sends the queued statements in one round trip; returns the rows they
+    /// produced (in practice, those of the last one).
+    pub(crate) async fn fetch(&mut self) -> StoreResult<Vec<SqliteRow>> {
+        let batch = self.batch.take();
+        if let Some(e) = batch.error {
+            return Err(StoreError::Internal(format!("cannot encode an argument: {e}")));
+        }
+        let conn = match self.guard.as_mut() {
+            Some(g) => g.conn()?,
+            None => return Err(StoreError::Internal("write transaction already finished".into())),
+        };
+        self.savepoint_sent = true;
+        sqlx::query_with(&batch.sql, batch.args)
+            .fetch_all(conn)
+            .await
+            .map_err(map_err)
+    }
+
+    /// The writer connection, inside this member's savepoint, with every
+    /// queued statement sent.
+    pub(crate) async fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
+        if !self.batch.sql.is_empty() {
+            self.fetch().await?;
+        }
         match self.guard.as_mut() {
             Some(g) => g.conn(),
             None => Err(StoreError::Internal("write transaction already finished".into())),
@@ -237,14 +322,24 @@ impl Member {
     /// Commits this member's work, alone or with the group; returns once the
     /// COMMIT that contains it returned.
     pub(crate) async fn commit(mut self) -> StoreResult<()> {
+        self.batch.push("RELEASE member");
+        if let Err(e) = self.fetch().await {
+            // The member's own statements failed (its savepoint rolls back
+            // and the group goes on), or the release did (the rollback
+            // fails too, and so does the group).
+            let sent = std::mem::replace(&mut self.savepoint_sent, false);
+            let Some(mut guard) = self.guard.take() else {
+                return Err(e);
+            };
+            if sent {
+                guard.roll_back_savepoint().await?;
+            }
+            guard.settle(self.queued.load(Ordering::SeqCst)).await;
+            return Err(e);
+        }
         let Some(mut guard) = self.guard.take() else {
             return Err(StoreError::Internal("write transaction already finished".into()));
         };
-        if let Err(e) = guard.conn()?.execute("RELEASE member").await {
-            let e = map_err(e);
-            tracing::warn!(error = %e, "SQLite write group aborted: release of a savepoint failed");
-            return guard.finish(Err(e), true).await;
-        }
         let queued = self.queued.load(Ordering::SeqCst);
         if queued == 0 || guard.waiting.len() + 1 >= MAX_GROUP {
             return guard.finish(Ok(()), true).await;
@@ -287,7 +382,8 @@ impl Drop for Member {
     /// that takes statements; the task keeps the writer until it is done.
     fn drop(&mut self) {
         let Some(mut guard) = self.guard.take() else { return };
-        guard.savepoint_open = true;
+        // Nothing to undo if the savepoint never reached the database.
+        guard.savepoint_open = self.savepoint_sent;
         let queued = self.queued.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -320,19 +416,15 @@ mod tests {
         (store, dir)
     }
 
-    async fn insert(m: &mut Member, id: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO t (id, v) VALUES (?, 'x')")
-            .bind(id)
-            .execute(m.conn()?)
-            .await
-            .map_err(map_err)?;
-        Ok(())
+    /// Queues an insert (sent with the commit, like the store's writes).
+    fn insert(m: &mut Member, id: i64) {
+        m.batch().push("INSERT INTO t (id, v) VALUES (?, 'x')").bind(id);
     }
 
     /// One transaction on its own: begin, insert, commit.
     async fn commit_one(g: &GroupCommit, id: i64) {
         let mut m = g.begin().await.unwrap();
-        insert(&mut m, id).await.unwrap();
+        insert(&mut m, id);
         m.commit().await.unwrap();
     }
 
@@ -362,7 +454,7 @@ mod tests {
                 let g = store.group.clone();
                 tokio::spawn(async move {
                     let mut m = g.begin().await?;
-                    insert(&mut m, i).await?;
+                    insert(&mut m, i);
                     // Hold the writer so the others queue behind it.
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     m.commit().await
@@ -403,11 +495,11 @@ mod tests {
         let (store, _dir) = store().await;
         let g = GroupCommit::new(store.writer.clone(), Duration::from_millis(200));
         let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1).await.unwrap();
+        insert(&mut first, 1);
         let g2 = g.clone();
         let stuck = tokio::spawn(async move {
             let mut m = g2.begin().await.unwrap();
-            insert(&mut m, 2).await.unwrap();
+            insert(&mut m, 2);
             tokio::time::sleep(Duration::from_secs(1)).await;
             m.commit().await
         });
@@ -423,13 +515,14 @@ mod tests {
         let (store, _dir) = store().await;
         let g = store.group.clone();
         let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1).await.unwrap();
+        insert(&mut first, 1);
         // A second transaction queues for the writer, so `first` leaves the
         // commit to the group.
         let g2 = g.clone();
         let second = tokio::spawn(async move {
             let mut m = g2.begin().await.unwrap();
-            insert(&mut m, 2).await.unwrap();
+            insert(&mut m, 2);
+            m.fetch().await.unwrap(); // the insert reached the database
             drop(m); // gives up: its row must not land
         });
         until_queued(&g).await;
@@ -447,13 +540,13 @@ mod tests {
         let (store, _dir) = store().await;
         let g = store.group.clone();
         let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1).await.unwrap();
+        insert(&mut first, 1);
         let g2 = g.clone();
         let second = tokio::spawn(async move {
             let mut m = g2.begin().await.unwrap();
             // What SQLite does on some I/O errors: the whole transaction is
             // rolled back under the savepoints.
-            m.conn().unwrap().execute("ROLLBACK").await.unwrap();
+            m.conn().await.unwrap().execute("ROLLBACK").await.unwrap();
             m.commit().await
         });
         until_queued(&g).await;
@@ -470,7 +563,7 @@ mod tests {
         let (store, _dir) = store().await;
         let g = store.group.clone();
         let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1).await.unwrap();
+        insert(&mut first, 1);
         // Queue a begin, then cancel it before it gets the writer.
         let g2 = g.clone();
         let queued = tokio::spawn(async move { g2.begin().await.map(drop) });
@@ -481,5 +574,50 @@ mod tests {
         queued.abort();
         committed.await.unwrap().unwrap();
         assert_eq!(ids(&store).await, vec![1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_write_that_fails_fails_only_its_member() {
+        let (store, _dir) = store().await;
+        let g = store.group.clone();
+        let mut first = g.begin().await.unwrap();
+        insert(&mut first, 1);
+        let g2 = g.clone();
+        let second = tokio::spawn(async move {
+            let mut m = g2.begin().await.unwrap();
+            insert(&mut m, 2);
+            insert(&mut m, 1); // the group already holds 1: fails at commit
+            m.commit().await
+        });
+        until_queued(&g).await;
+        let first = tokio::spawn(first.commit());
+        assert!(matches!(second.await.unwrap(), Err(StoreError::Internal(_))));
+        first.await.unwrap().unwrap();
+        assert_eq!(ids(&store).await, vec![1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_member_dropped_before_sending_anything_leaves_no_trace() {
+        let (store, _dir) = store().await;
+        let g = store.group.clone();
+        let mut m = g.begin().await.unwrap();
+        insert(&mut m, 1);
+        drop(m);
+        commit_one(&g, 2).await;
+        assert_eq!(ids(&store).await, vec![2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_writes_go_before_the_read_that_sends_them() {
+        let (store, _dir) = store().await;
+        let g = store.group.clone();
+        let mut m = g.begin().await.unwrap();
+        insert(&mut m, 7);
+        m.batch().push("SELECT count(*) FROM t WHERE id = ?").bind(7_i64);
+        let rows = m.fetch().await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].get::<i64, _>(0), 1);
+        m.commit().await.unwrap();
+        assert_eq!(ids(&store).await, vec![7]);
     }
 }

@@ -12,11 +12,12 @@
 //! COMMIT containing it returned.
 
 mod group;
+mod read;
 mod rows;
 mod webhooks;
 
 use std::path::Path;
-use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +33,7 @@ use cardcore_store::{
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
 use rows::{to_json, ts, CARD_COLUMNS};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -61,6 +62,8 @@ impl Default for SqliteOptions {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Point reads on the calling thread (see `read.rs`).
+    points: Arc<read::Readers>,
     /// `begin()` transactions share commits on `writer` (see `group.rs`).
     group: group::GroupCommit,
 }
@@ -110,7 +113,17 @@ impl SqliteStore {
             .await
             .map_err(map_err)?;
         let group = group::GroupCommit::new(writer.clone(), options.acquire_timeout);
-        Ok(Self { writer, reader, group })
+        let points = Arc::new(read::Readers::new(
+            path,
+            options.acquire_timeout,
+            options.readers as usize,
+        ));
+        Ok(Self {
+            writer,
+            reader,
+            points,
+            group,
+        })
     }
 
     /// Write transactions committed to disk so far, counting a group commit
@@ -328,13 +341,11 @@ impl Store for SqliteStore {
     }
 
     async fn cardholder(&self, tenant: TenantId, id: CardholderId) -> StoreResult<Option<Cardholder>> {
-        let row = sqlx::query("SELECT * FROM cardholders WHERE tenant_id = ? AND id = ?")
-            .bind(id_str(&tenant))
-            .bind(id_str(&id))
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(rows::cardholder).transpose()
+        self.points.row(
+            "SELECT * FROM cardholders WHERE tenant_id = ? AND id = ?",
+            (id_str(&tenant), id_str(&id)),
+            |row| rows::cardholder(row),
+        )
     }
 
     async fn cardholder_by_external_id(
@@ -352,27 +363,17 @@ impl Store for SqliteStore {
     }
 
     async fn card(&self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(id_str(&tenant))
-        .bind(id_str(&id))
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(rows::card).transpose()
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND id = ?"));
+        self.points
+            .row(&SQL, (id_str(&tenant), id_str(&id)), |row| rows::card(row))
     }
 
     async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND kit_number = ?"
-        ))
-        .bind(id_str(&tenant))
-        .bind(kit.as_str())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(rows::card).transpose()
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND kit_number = ?"));
+        self.points
+            .row(&SQL, (id_str(&tenant), kit.as_str()), |row| rows::card(row))
     }
 
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
@@ -558,143 +559,146 @@ async fn insert_api_key(tx: &mut Transaction<'static, Sqlite>, key: &ApiKeyRecor
 }
 
 /// A write transaction on the single writer connection: a savepoint in the
-/// writer's current commit group.
+/// writer's current commit group. Writes are queued and sent with the next
+/// read or the commit (see `group.rs`): one round trip each instead of one
+/// per statement, while the writer is held.
 struct SqliteTx {
     member: group::Member,
+}
+
+impl SqliteTx {
+    /// Sends the queued statements; the rows of the last one.
+    async fn fetch(&mut self) -> StoreResult<Vec<SqliteRow>> {
+        self.member.fetch().await
+    }
 }
 
 #[async_trait]
 impl Tx for SqliteTx {
     async fn lock_card(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
         // BEGIN IMMEDIATE already holds the database's write lock.
-        let row = sqlx::query(&format!(
-            "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(id_str(&tenant))
-        .bind(id_str(&id))
-        .fetch_optional(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
-        row.as_ref().map(rows::card).transpose()
+        self.member
+            .batch()
+            .push(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND id = ?"
+            ))
+            .bind(id_str(&tenant))
+            .bind(id_str(&id));
+        self.fetch().await?.first().map(rows::card).transpose()
     }
 
     async fn insert_card(&mut self, rec: &CardRecord) -> StoreResult<bool> {
         let c = &rec.card;
         let s = &rec.secrets;
-        let r = sqlx::query(&format!(
-            "INSERT INTO cards ({CARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT DO NOTHING"
-        ))
-        .bind(id_str(&c.id))
-        .bind(id_str(&c.tenant_id))
-        .bind(id_str(&c.cardholder_id))
-        .bind(id_str(&c.account_id))
-        .bind(id_str(&c.program_id))
-        .bind(c.card_type.as_str())
-        .bind(c.status.as_str())
-        .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
-        .bind(c.status_reason.as_ref().and_then(|r| r.message.clone()))
-        .bind(c.pin_status.as_str())
-        .bind(c.brand.as_str())
-        .bind(&c.last_four)
-        .bind(i64::from(c.expiry.month()))
-        .bind(i64::from(c.expiry.year()))
-        .bind(&c.card_name)
-        .bind(&c.printed_name)
-        .bind(c.kit_number.as_str())
-        .bind(c.replacement_for.map(|r| id_str(&r)))
-        .bind(to_json(&c.limits)?)
-        .bind(&s.pan_hash)
-        .bind(&s.pan_sealed)
-        .bind(&s.cvv_sealed)
-        .bind(s.data_key_version)
-        .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
-        .bind(s.activation_code.as_ref().map(|v| v.key_version))
-        .bind(s.pin.as_ref().map(|v| v.value.clone()))
-        .bind(s.pin.as_ref().map(|v| v.key_version))
-        .bind(i64::from(s.pin_failures))
-        .bind(ts(&c.created_at))
-        .bind(ts(&c.updated_at))
-        .execute(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        self.member
+            .batch()
+            .push(&format!(
+                "INSERT INTO cards ({CARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING RETURNING id"
+            ))
+            .bind(id_str(&c.id))
+            .bind(id_str(&c.tenant_id))
+            .bind(id_str(&c.cardholder_id))
+            .bind(id_str(&c.account_id))
+            .bind(id_str(&c.program_id))
+            .bind(c.card_type.as_str())
+            .bind(c.status.as_str())
+            .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
+            .bind(c.status_reason.as_ref().and_then(|r| r.message.clone()))
+            .bind(c.pin_status.as_str())
+            .bind(c.brand.as_str())
+            .bind(c.last_four.clone())
+            .bind(i64::from(c.expiry.month()))
+            .bind(i64::from(c.expiry.year()))
+            .bind(c.card_name.clone())
+            .bind(c.printed_name.clone())
+            .bind(c.kit_number.as_str().to_owned())
+            .bind(c.replacement_for.map(|r| id_str(&r)))
+            .bind(to_json(&c.limits)?)
+            .bind(s.pan_hash.clone())
+            .bind(s.pan_sealed.clone())
+            .bind(s.cvv_sealed.clone())
+            .bind(s.data_key_version)
+            .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
+            .bind(s.activation_code.as_ref().map(|v| v.key_version))
+            .bind(s.pin.as_ref().map(|v| v.value.clone()))
+            .bind(s.pin.as_ref().map(|v| v.key_version))
+            .bind(i64::from(s.pin_failures))
+            .bind(ts(&c.created_at))
+            .bind(ts(&c.updated_at));
+        Ok(!self.fetch().await?.is_empty())
     }
 
     async fn update_card(&mut self, rec: &CardRecord) -> StoreResult<()> {
         let c = &rec.card;
         let s = &rec.secrets;
-        sqlx::query(
-            "UPDATE cards SET status = ?, reason_code = ?, reason_message = ?, pin_status = ?, card_name = ?, \
-             printed_name = ?, limits = ?, pan_sealed = ?, cvv_sealed = ?, data_key_version = ?, \
-             activation_verifier = ?, activation_key_version = ?, pin_verifier = ?, pin_key_version = ?, \
-             pin_failures = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
-        )
-        .bind(c.status.as_str())
-        .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
-        .bind(c.status_reason.as_ref().and_then(|r| r.message.clone()))
-        .bind(c.pin_status.as_str())
-        .bind(&c.card_name)
-        .bind(&c.printed_name)
-        .bind(to_json(&c.limits)?)
-        .bind(&s.pan_sealed)
-        .bind(&s.cvv_sealed)
-        .bind(s.data_key_version)
-        .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
-        .bind(s.activation_code.as_ref().map(|v| v.key_version))
-        .bind(s.pin.as_ref().map(|v| v.value.clone()))
-        .bind(s.pin.as_ref().map(|v| v.key_version))
-        .bind(i64::from(s.pin_failures))
-        .bind(ts(&c.updated_at))
-        .bind(id_str(&c.tenant_id))
-        .bind(id_str(&c.id))
-        .execute(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
+        self.member
+            .batch()
+            .push(
+                "UPDATE cards SET status = ?, reason_code = ?, reason_message = ?, pin_status = ?, card_name = ?, \
+                 printed_name = ?, limits = ?, pan_sealed = ?, cvv_sealed = ?, data_key_version = ?, \
+                 activation_verifier = ?, activation_key_version = ?, pin_verifier = ?, pin_key_version = ?, \
+                 pin_failures = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+            )
+            .bind(c.status.as_str())
+            .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
+            .bind(c.status_reason.as_ref().and_then(|r| r.message.clone()))
+            .bind(c.pin_status.as_str())
+            .bind(c.card_name.clone())
+            .bind(c.printed_name.clone())
+            .bind(to_json(&c.limits)?)
+            .bind(s.pan_sealed.clone())
+            .bind(s.cvv_sealed.clone())
+            .bind(s.data_key_version)
+            .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
+            .bind(s.activation_code.as_ref().map(|v| v.key_version))
+            .bind(s.pin.as_ref().map(|v| v.value.clone()))
+            .bind(s.pin.as_ref().map(|v| v.key_version))
+            .bind(i64::from(s.pin_failures))
+            .bind(ts(&c.updated_at))
+            .bind(id_str(&c.tenant_id))
+            .bind(id_str(&c.id));
         Ok(())
     }
 
     async fn replacement_of(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardId>> {
-        let r: Option<String> =
-            sqlx::query_scalar("SELECT id FROM cards WHERE tenant_id = ? AND replacement_for = ? LIMIT 1")
-                .bind(id_str(&tenant))
-                .bind(id_str(&id))
-                .fetch_optional(self.member.conn()?)
-                .await
-                .map_err(map_err)?;
-        r.map(|s| CardId::from_str(&s).map_err(|_| StoreError::Internal("card id".into())))
-            .transpose()
+        self.member
+            .batch()
+            .push("SELECT id FROM cards WHERE tenant_id = ? AND replacement_for = ? LIMIT 1")
+            .bind(id_str(&tenant))
+            .bind(id_str(&id));
+        self.fetch().await?.first().map(|row| rows::id(row, "id")).transpose()
     }
 
     async fn insert_cardholder(&mut self, c: &Cardholder) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "INSERT INTO cardholders (id, tenant_id, external_id, name, phone_country_code, phone_number, email, \
-             date_of_birth, default_account_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(id_str(&c.id))
-        .bind(id_str(&c.tenant_id))
-        .bind(c.external_id.as_str())
-        .bind(&c.name)
-        .bind(&c.phone.country_code)
-        .bind(&c.phone.number)
-        .bind(&c.email)
-        .bind(c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()))
-        .bind(id_str(&c.default_account_id))
-        .bind(ts(&c.created_at))
-        .execute(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
-        Ok(r.rows_affected() == 1)
+        self.member
+            .batch()
+            .push(
+                "INSERT INTO cardholders (id, tenant_id, external_id, name, phone_country_code, phone_number, email, \
+                 date_of_birth, default_account_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING RETURNING id",
+            )
+            .bind(id_str(&c.id))
+            .bind(id_str(&c.tenant_id))
+            .bind(c.external_id.as_str().to_owned())
+            .bind(c.name.clone())
+            .bind(c.phone.country_code.clone())
+            .bind(c.phone.number.clone())
+            .bind(c.email.clone())
+            .bind(c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()))
+            .bind(id_str(&c.default_account_id))
+            .bind(ts(&c.created_at));
+        Ok(!self.fetch().await?.is_empty())
     }
 
     async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState> {
-        let row = sqlx::query("SELECT failures, locked_until, codes FROM otp_states WHERE card_id = ? AND purpose = ?")
+        self.member
+            .batch()
+            .push("SELECT failures, locked_until, codes FROM otp_states WHERE card_id = ? AND purpose = ?")
             .bind(id_str(&card))
-            .bind(purpose.as_str())
-            .fetch_optional(self.member.conn()?)
-            .await
-            .map_err(map_err)?;
-        let Some(row) = row else {
+            .bind(purpose.as_str());
+        let rows = self.fetch().await?;
+        let Some(row) = rows.first() else {
             return Ok(OtpState::default());
         };
         let locked: Option<String> = row.try_get("locked_until").map_err(map_err)?;
@@ -707,40 +711,38 @@ impl Tx for SqliteTx {
     }
 
     async fn save_otp_state(&mut self, card: CardId, purpose: OtpPurpose, state: &OtpState) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO otp_states (card_id, purpose, failures, locked_until, codes) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (card_id, purpose) DO UPDATE SET failures = excluded.failures, \
-             locked_until = excluded.locked_until, codes = excluded.codes",
-        )
-        .bind(id_str(&card))
-        .bind(purpose.as_str())
-        .bind(i64::from(state.failures))
-        .bind(state.locked_until.as_ref().map(ts))
-        .bind(to_json(&state.codes)?)
-        .execute(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
+        self.member
+            .batch()
+            .push(
+                "INSERT INTO otp_states (card_id, purpose, failures, locked_until, codes) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (card_id, purpose) DO UPDATE SET failures = excluded.failures, \
+                 locked_until = excluded.locked_until, codes = excluded.codes",
+            )
+            .bind(id_str(&card))
+            .bind(purpose.as_str())
+            .bind(i64::from(state.failures))
+            .bind(state.locked_until.as_ref().map(ts))
+            .bind(to_json(&state.codes)?);
         Ok(())
     }
 
     async fn insert_audit(&mut self, e: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, tenant_id, card_id, type, actor, request_id, reason, before, after, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_str(&e.id))
-        .bind(id_str(&e.tenant_id))
-        .bind(e.card_id.map(|c| id_str(&c)))
-        .bind(&e.entry_type)
-        .bind(to_json(&e.actor)?)
-        .bind(&e.request_id)
-        .bind(e.reason.as_ref().map(to_json).transpose()?)
-        .bind(e.before.as_ref().map(to_json).transpose()?)
-        .bind(e.after.as_ref().map(to_json).transpose()?)
-        .bind(ts(&e.created_at))
-        .execute(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
+        self.member
+            .batch()
+            .push(
+                "INSERT INTO audit_log (id, tenant_id, card_id, type, actor, request_id, reason, before, after, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id_str(&e.id))
+            .bind(id_str(&e.tenant_id))
+            .bind(e.card_id.map(|c| id_str(&c)))
+            .bind(e.entry_type.clone())
+            .bind(to_json(&e.actor)?)
+            .bind(e.request_id.clone())
+            .bind(e.reason.as_ref().map(to_json).transpose()?)
+            .bind(e.before.as_ref().map(to_json).transpose()?)
+            .bind(e.after.as_ref().map(to_json).transpose()?)
+            .bind(ts(&e.created_at));
         Ok(())
     }
 
@@ -751,26 +753,25 @@ impl Tx for SqliteTx {
         } else {
             Some(to_json(&ev.data)?)
         };
-        sqlx::query(
-            "INSERT INTO events (id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id_str(&ev.id))
-        .bind(id_str(&ev.tenant_id))
-        .bind(ev.card_id.map(|c| id_str(&c)))
-        .bind(ev.event_type.as_str())
-        .bind(data)
-        .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.clone()))
-        .bind(e.sealed_data.as_ref().map(|s| s.key_version))
-        .bind(ts(&ev.created_at))
-        .execute(self.member.conn()?)
-        .await
-        .map_err(map_err)?;
+        self.member
+            .batch()
+            .push(
+                "INSERT INTO events (id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id_str(&ev.id))
+            .bind(id_str(&ev.tenant_id))
+            .bind(ev.card_id.map(|c| id_str(&c)))
+            .bind(ev.event_type.as_str())
+            .bind(data)
+            .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.clone()))
+            .bind(e.sealed_data.as_ref().map(|s| s.key_version))
+            .bind(ts(&ev.created_at));
         Ok(())
     }
 
     async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()> {
-        webhooks::insert_endpoint(self.member.conn()?, endpoint).await
+        webhooks::insert_endpoint(self.member.conn().await?, endpoint).await
     }
 
     async fn delete_webhook_endpoint(
@@ -779,7 +780,7 @@ impl Tx for SqliteTx {
         id: WebhookEndpointId,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        webhooks::delete_endpoint(self.member.conn()?, tenant, id, now).await
+        webhooks::delete_endpoint(self.member.conn().await?, tenant, id, now).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

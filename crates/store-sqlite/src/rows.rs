@@ -48,6 +48,54 @@ pub(crate) fn opt_id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<Opti
     .transpose()
 }
 
+/// The columns of a row by name, whichever driver read it: sqlx's rows and
+/// the point reads' rusqlite rows (`read.rs`) map to records by the same
+/// code.
+pub(crate) trait Columns {
+    fn text(&self, col: &str) -> StoreResult<String>;
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>>;
+    fn int(&self, col: &str) -> StoreResult<i64>;
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>>;
+    fn blob(&self, col: &str) -> StoreResult<Vec<u8>>;
+    fn opt_blob(&self, col: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    fn uuid<T: FromStr>(&self, col: &str) -> StoreResult<T> {
+        self.text(col)?
+            .parse()
+            .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
+    }
+
+    fn opt_uuid<T: FromStr>(&self, col: &str) -> StoreResult<Option<T>> {
+        self.opt_text(col)?
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
+            })
+            .transpose()
+    }
+}
+
+impl Columns for SqliteRow {
+    fn text(&self, col: &str) -> StoreResult<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        get(self, col)
+    }
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        get(self, col)
+    }
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        get(self, col)
+    }
+    fn blob(&self, col: &str) -> StoreResult<Vec<u8>> {
+        get(self, col)
+    }
+    fn opt_blob(&self, col: &str) -> StoreResult<Option<Vec<u8>>> {
+        get(self, col)
+    }
+}
+
 fn bad(col: &str) -> StoreError {
     StoreError::Internal(format!("column {col}: unexpected value"))
 }
@@ -80,23 +128,23 @@ pub fn api_key(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
     })
 }
 
-pub fn cardholder(row: &SqliteRow) -> StoreResult<Cardholder> {
-    let dob: Option<String> = get(row, "date_of_birth")?;
+pub(crate) fn cardholder(row: &impl Columns) -> StoreResult<Cardholder> {
     Ok(Cardholder {
-        id: id(row, "id")?,
-        tenant_id: id(row, "tenant_id")?,
-        external_id: ExternalId::parse(&get::<String>(row, "external_id")?).map_err(|_| bad("external_id"))?,
-        name: get(row, "name")?,
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        external_id: ExternalId::parse(&row.text("external_id")?).map_err(|_| bad("external_id"))?,
+        name: row.text("name")?,
         phone: Phone {
-            country_code: get(row, "phone_country_code")?,
-            number: get(row, "phone_number")?,
+            country_code: row.text("phone_country_code")?,
+            number: row.text("phone_number")?,
         },
-        email: get(row, "email")?,
-        date_of_birth: dob
+        email: row.opt_text("email")?,
+        date_of_birth: row
+            .opt_text("date_of_birth")?
             .map(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").map_err(|_| bad("date_of_birth")))
             .transpose()?,
-        default_account_id: id(row, "default_account_id")?,
-        created_at: parse_ts(&get::<String>(row, "created_at")?)?,
+        default_account_id: row.uuid("default_account_id")?,
+        created_at: parse_ts(&row.text("created_at")?)?,
     })
 }
 
@@ -105,10 +153,8 @@ pub const CARD_COLUMNS: &str = "id, tenant_id, cardholder_id, account_id, progra
     replacement_for, limits, pan_hash, pan_sealed, cvv_sealed, data_key_version, activation_verifier, \
     activation_key_version, pin_verifier, pin_key_version, pin_failures, created_at, updated_at";
 
-fn verifier(row: &SqliteRow, value: &str, version: &str) -> StoreResult<Option<Verifier>> {
-    let v: Option<Vec<u8>> = get(row, value)?;
-    let k: Option<i64> = get(row, version)?;
-    Ok(match (v, k) {
+fn verifier(row: &impl Columns, value: &str, version: &str) -> StoreResult<Option<Verifier>> {
+    Ok(match (row.opt_blob(value)?, row.opt_int(version)?) {
         (Some(value), Some(k)) => Some(Verifier {
             value,
             key_version: k as i32,
@@ -117,49 +163,46 @@ fn verifier(row: &SqliteRow, value: &str, version: &str) -> StoreResult<Option<V
     })
 }
 
-pub fn card(row: &SqliteRow) -> StoreResult<CardRecord> {
-    let reason_code: Option<String> = get(row, "reason_code")?;
+pub(crate) fn card(row: &impl Columns) -> StoreResult<CardRecord> {
     let card = Card {
-        id: id(row, "id")?,
-        tenant_id: id(row, "tenant_id")?,
-        cardholder_id: id(row, "cardholder_id")?,
-        account_id: id(row, "account_id")?,
-        program_id: id(row, "program_id")?,
-        card_type: CardType::parse(&get::<String>(row, "type")?).ok_or_else(|| bad("type"))?,
-        status: CardStatus::parse(&get::<String>(row, "status")?).ok_or_else(|| bad("status"))?,
-        status_reason: reason_code
+        id: row.uuid("id")?,
+        tenant_id: row.uuid("tenant_id")?,
+        cardholder_id: row.uuid("cardholder_id")?,
+        account_id: row.uuid("account_id")?,
+        program_id: row.uuid("program_id")?,
+        card_type: CardType::parse(&row.text("type")?).ok_or_else(|| bad("type"))?,
+        status: CardStatus::parse(&row.text("status")?).ok_or_else(|| bad("status"))?,
+        status_reason: row
+            .opt_text("reason_code")?
             .map(|code| {
                 Ok::<_, StoreError>(StatusReason {
                     code: serde_json::from_value::<ReasonCode>(serde_json::Value::String(code))
                         .map_err(|_| bad("reason_code"))?,
-                    message: get(row, "reason_message")?,
+                    message: row.opt_text("reason_message")?,
                 })
             })
             .transpose()?,
-        pin_status: PinStatus::parse(&get::<String>(row, "pin_status")?).ok_or_else(|| bad("pin_status"))?,
-        brand: Brand::parse(&get::<String>(row, "brand")?).ok_or_else(|| bad("brand"))?,
-        last_four: get(row, "last_four")?,
-        expiry: Expiry::new(
-            get::<i64>(row, "expiry_month")? as u8,
-            get::<i64>(row, "expiry_year")? as u16,
-        )
-        .ok_or_else(|| bad("expiry"))?,
-        card_name: get(row, "card_name")?,
-        printed_name: get(row, "printed_name")?,
-        kit_number: KitNumber::parse(&get::<String>(row, "kit_number")?).ok_or_else(|| bad("kit_number"))?,
-        replacement_for: opt_id(row, "replacement_for")?,
-        limits: json::<Limits>(&get::<String>(row, "limits")?, "limits")?,
-        created_at: parse_ts(&get::<String>(row, "created_at")?)?,
-        updated_at: parse_ts(&get::<String>(row, "updated_at")?)?,
+        pin_status: PinStatus::parse(&row.text("pin_status")?).ok_or_else(|| bad("pin_status"))?,
+        brand: Brand::parse(&row.text("brand")?).ok_or_else(|| bad("brand"))?,
+        last_four: row.text("last_four")?,
+        expiry: Expiry::new(row.int("expiry_month")? as u8, row.int("expiry_year")? as u16)
+            .ok_or_else(|| bad("expiry"))?,
+        card_name: row.opt_text("card_name")?,
+        printed_name: row.opt_text("printed_name")?,
+        kit_number: KitNumber::parse(&row.text("kit_number")?).ok_or_else(|| bad("kit_number"))?,
+        replacement_for: row.opt_uuid("replacement_for")?,
+        limits: json::<Limits>(&row.text("limits")?, "limits")?,
+        created_at: parse_ts(&row.text("created_at")?)?,
+        updated_at: parse_ts(&row.text("updated_at")?)?,
     };
     let secrets = CardSecrets {
-        pan_hash: get(row, "pan_hash")?,
-        pan_sealed: get(row, "pan_sealed")?,
-        cvv_sealed: get(row, "cvv_sealed")?,
-        data_key_version: get::<i64>(row, "data_key_version")? as i32,
+        pan_hash: row.blob("pan_hash")?,
+        pan_sealed: row.blob("pan_sealed")?,
+        cvv_sealed: row.blob("cvv_sealed")?,
+        data_key_version: row.int("data_key_version")? as i32,
         activation_code: verifier(row, "activation_verifier", "activation_key_version")?,
         pin: verifier(row, "pin_verifier", "pin_key_version")?,
-        pin_failures: get::<i64>(row, "pin_failures")? as u32,
+        pin_failures: row.int("pin_failures")? as u32,
     };
     Ok(CardRecord { card, secrets })
 }
