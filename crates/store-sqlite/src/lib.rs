@@ -353,13 +353,11 @@ impl Store for SqliteStore {
         tenant: TenantId,
         external_id: &ExternalId,
     ) -> StoreResult<Option<Cardholder>> {
-        let row = sqlx::query("SELECT * FROM cardholders WHERE tenant_id = ? AND external_id = ?")
-            .bind(id_str(&tenant))
-            .bind(external_id.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(rows::cardholder).transpose()
+        self.points.row(
+            "SELECT * FROM cardholders WHERE tenant_id = ? AND external_id = ?",
+            (id_str(&tenant), external_id.as_str()),
+            |row| rows::cardholder(row),
+        )
     }
 
     async fn card(&self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {

@@ -69,7 +69,7 @@ impl Readers {
         &self,
         sql: &str,
         params: impl Params,
-        map: impl FnOnce(&Row<'_>) -> StoreResult<T>,
+        map: impl FnOnce(&Named<'_, '_>) -> StoreResult<T>,
     ) -> StoreResult<Option<T>> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match idle {
@@ -78,8 +78,11 @@ impl Readers {
         };
         let out = (|| {
             let mut stmt = conn.prepare_cached(sql)?;
+            // Names once per query: rusqlite looks a name up by asking
+            // SQLite for every column's name in turn.
+            let names: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
             let mut rows = stmt.query(params)?;
-            Ok(rows.next()?.map(map))
+            Ok(rows.next()?.map(|row| map(&Named { row, names: &names })))
         })()
         .map_err(map_err);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -90,12 +93,25 @@ impl Readers {
     }
 }
 
-fn column<T: rusqlite::types::FromSql>(row: &Row<'_>, col: &str) -> StoreResult<T> {
-    row.get(col)
+/// A row and its column names.
+pub(crate) struct Named<'a, 'r> {
+    row: &'a Row<'r>,
+    names: &'a [String],
+}
+
+fn column<T: rusqlite::types::FromSql>(named: &Named<'_, '_>, col: &str) -> StoreResult<T> {
+    let i = named
+        .names
+        .iter()
+        .position(|n| n == col)
+        .ok_or_else(|| StoreError::Internal(format!("column {col}: not in the result")))?;
+    named
+        .row
+        .get(i)
         .map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
 }
 
-impl Columns for Row<'_> {
+impl Columns for Named<'_, '_> {
     fn text(&self, col: &str) -> StoreResult<String> {
         column(self, col)
     }
