@@ -435,6 +435,24 @@ mod tests {
         }
     }
 
+    /// A first transaction inserts 1; `second` runs as a transaction
+    /// queued behind it, so the first leaves the commit to the group.
+    /// Returns both outcomes (first, second).
+    async fn behind_a_first<F, Fut>(g: &GroupCommit, second: F) -> (StoreResult<()>, StoreResult<()>)
+    where
+        F: FnOnce(Member) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = StoreResult<()>> + Send,
+    {
+        let mut first = g.begin().await.unwrap();
+        insert(&mut first, 1);
+        let g2 = g.clone();
+        let second = tokio::spawn(async move { second(g2.begin().await?).await });
+        until_queued(g).await;
+        let first = tokio::spawn(first.commit());
+        let second = second.await.unwrap();
+        (first.await.unwrap(), second)
+    }
+
     async fn ids(store: &SqliteStore) -> Vec<i64> {
         sqlx::query("SELECT id FROM t ORDER BY id")
             .fetch_all(&store.reader)
@@ -514,21 +532,15 @@ mod tests {
     async fn a_dropped_member_rolls_back_alone() {
         let (store, _dir) = store().await;
         let g = store.group.clone();
-        let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1);
-        // A second transaction queues for the writer, so `first` leaves the
-        // commit to the group.
-        let g2 = g.clone();
-        let second = tokio::spawn(async move {
-            let mut m = g2.begin().await.unwrap();
+        let (first, second) = behind_a_first(&g, |mut m| async move {
             insert(&mut m, 2);
-            m.fetch().await.unwrap(); // the insert reached the database
+            m.fetch().await?; // the insert reached the database
             drop(m); // gives up: its row must not land
-        });
-        until_queued(&g).await;
-        let committed = tokio::spawn(first.commit());
-        second.await.unwrap();
-        committed.await.unwrap().unwrap();
+            Ok(())
+        })
+        .await;
+        first.unwrap();
+        second.unwrap();
         assert_eq!(ids(&store).await, vec![1]);
         // And the group is closed: a new transaction commits on its own.
         commit_one(&g, 3).await;
@@ -539,20 +551,15 @@ mod tests {
     async fn a_damaged_group_fails_every_waiting_member() {
         let (store, _dir) = store().await;
         let g = store.group.clone();
-        let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1);
-        let g2 = g.clone();
-        let second = tokio::spawn(async move {
-            let mut m = g2.begin().await.unwrap();
+        let (first, second) = behind_a_first(&g, |mut m| async move {
             // What SQLite does on some I/O errors: the whole transaction is
             // rolled back under the savepoints.
-            m.conn().await.unwrap().execute("ROLLBACK").await.unwrap();
+            m.conn().await?.execute("ROLLBACK").await.map_err(map_err)?;
             m.commit().await
-        });
-        until_queued(&g).await;
-        let first = tokio::spawn(first.commit());
-        assert!(matches!(second.await.unwrap(), Err(StoreError::Unavailable(_))));
-        assert!(matches!(first.await.unwrap(), Err(StoreError::Unavailable(_))));
+        })
+        .await;
+        assert!(matches!(second, Err(StoreError::Unavailable(_))));
+        assert!(matches!(first, Err(StoreError::Unavailable(_))));
         assert_eq!(ids(&store).await, Vec::<i64>::new());
         commit_one(&g, 2).await;
         assert_eq!(ids(&store).await, vec![2]);
@@ -579,20 +586,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_queued_write_that_fails_fails_only_its_member() {
         let (store, _dir) = store().await;
-        let g = store.group.clone();
-        let mut first = g.begin().await.unwrap();
-        insert(&mut first, 1);
-        let g2 = g.clone();
-        let second = tokio::spawn(async move {
-            let mut m = g2.begin().await.unwrap();
+        let (first, second) = behind_a_first(&store.group, |mut m| async move {
             insert(&mut m, 2);
             insert(&mut m, 1); // the group already holds 1: fails at commit
             m.commit().await
-        });
-        until_queued(&g).await;
-        let first = tokio::spawn(first.commit());
-        assert!(matches!(second.await.unwrap(), Err(StoreError::Internal(_))));
-        first.await.unwrap().unwrap();
+        })
+        .await;
+        assert!(matches!(second, Err(StoreError::Internal(_))));
+        first.unwrap();
         assert_eq!(ids(&store).await, vec![1]);
     }
 
