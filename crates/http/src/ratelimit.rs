@@ -101,7 +101,7 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, req: Request, next: Ne
             res
         }
         Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(limiter.clock().now());
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let secs = secs.max(1);
             let refusal = ServiceError::RateLimited {

@@ -42,7 +42,7 @@ impl CardThrottle {
             limiter.retain_recent();
         }
         limiter.check_key(&(tenant, card)).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let wait = not_until.wait_time_from(limiter.clock().now());
             ServiceError::RateLimited {
                 limit: self.per_minute,
                 period: "minute",
