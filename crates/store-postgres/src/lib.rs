@@ -49,9 +49,6 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A pooled connection idle this long is pinged before use.
-const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
-
 /// Pool and session settings.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
@@ -173,19 +170,8 @@ impl PostgresStore {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             // A connection that died with a server restart is found and
-            // replaced here instead of failing the caller's request. sqlx
-            // already pings every connection as it returns to the pool, so
-            // only one that has sat idle since is pinged again: a ping per
-            // checkout is a round trip per query (see docs/BENCHMARKS.md).
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IDLE_AFTER {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
+            // replaced here instead of failing the caller's request.
+            .test_before_acquire(true)
             .connect_with(connect)
             .await
             .map_err(map_err)?;
