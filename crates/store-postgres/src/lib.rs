@@ -8,6 +8,10 @@
 //! PostgreSQL any error aborts the whole transaction, so a unique violation
 //! must never be raised inside one.
 //!
+//! Round trips: a transaction's writes that return nothing are queued and
+//! sent together, as one statement, with its next read or its COMMIT (see
+//! `queue.rs`); a PIN write is BEGIN, lock, writes, COMMIT.
+//!
 //! Availability: the pool tests each connection before handing it out and
 //! replaces dead ones, so it recovers by itself when PostgreSQL restarts.
 //! While the server is down or unreachable every call fails with
@@ -24,6 +28,7 @@
 //!
 //! Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
+mod queue;
 mod rows;
 mod webhooks;
 
@@ -42,6 +47,7 @@ use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
+use queue::{Binder, Kind, Queue};
 use rows::CARD_COLUMNS;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
@@ -288,6 +294,7 @@ impl Store for PostgresStore {
             Ok(Box::new(PostgresTx {
                 tx,
                 deadline: self.deadline,
+                queue: Queue::default(),
             }) as Box<dyn Tx>)
         })
         .await
@@ -816,15 +823,49 @@ fn card_lock_key(id: CardId) -> i64 {
 /// A write transaction on one pooled connection. Dropped without commit, sqlx
 /// queues a ROLLBACK that the pool sends when it takes the connection back,
 /// releasing the row locks.
+///
+/// Writes that return nothing (card update, audit entry, event, OTP state)
+/// are queued and sent as one statement with the next call that reads or
+/// with the commit ([`queue`]); an error in one of them fails that call.
 struct PostgresTx {
     tx: Transaction<'static, Postgres>,
     deadline: Option<Duration>,
+    queue: Queue,
+}
+
+impl PostgresTx {
+    /// Sends the queued writes, if any, as one statement.
+    async fn flush(&mut self) -> StoreResult<()> {
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let (sql, args) = self.queue.take()?;
+        sqlx::query_with(&sql, args)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Queues a write; if one of its kind is already queued, sends that first.
+    async fn enqueue(
+        &mut self,
+        kind: Kind,
+        sql: &str,
+        bind: impl FnOnce(&mut Binder<'_>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        if self.queue.holds(kind) {
+            bounded(self.deadline, self.flush()).await?;
+        }
+        self.queue.push(kind, sql, bind)
+    }
 }
 
 #[async_trait]
 impl Tx for PostgresTx {
     async fn lock_card(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
         bounded(self.deadline, async {
+            self.flush().await?;
             // Queue on the card's advisory lock first, then take the row.
             // Several transactions queued on the row lock itself are not
             // served in the order they drew their transaction ids: one woken
@@ -832,21 +873,22 @@ impl Tx for PostgresTx {
             // (seen on PostgreSQL 15 with a few writers on one card), so the
             // card's events would be listed (by tx_id, see `events`) out of
             // the order of its changes. Waiting on an advisory lock draws no
-            // id: the FOR UPDATE below, the transaction's first write, draws
-            // it once every earlier holder has committed, so per card tx_id
-            // order is commit order.
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(card_lock_key(id))
-                .execute(&mut *self.tx)
-                .await
-                .map_err(map_err)?;
-            // FOR UPDATE waits for a concurrent holder to commit, then returns
-            // the row as that holder left it (READ COMMITTED re-reads it).
+            // id: the row lock, the transaction's first write, draws it once
+            // every earlier holder has committed, so per card tx_id order is
+            // commit order.
+            //
+            // One statement, one round trip: the materialised CTE takes the
+            // advisory lock as the join reads it, and FOR UPDATE locks the
+            // joined row only after that (LockRows sits above the join). The
+            // row is then the one the previous holder committed: READ
+            // COMMITTED re-reads a row updated since the statement began.
             let row = sqlx::query(&format!(
-                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+                "WITH queued AS MATERIALIZED (SELECT pg_advisory_xact_lock($3)) \
+                 SELECT {CARD_COLUMNS} FROM cards, queued WHERE tenant_id = $1 AND id = $2 FOR UPDATE OF cards"
             ))
             .bind(tenant.0)
             .bind(id.0)
+            .bind(card_lock_key(id))
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(map_err)?;
@@ -857,6 +899,7 @@ impl Tx for PostgresTx {
 
     async fn insert_card(&mut self, rec: &CardRecord) -> StoreResult<bool> {
         bounded(self.deadline, async {
+            self.flush().await?;
             let c = &rec.card;
             let s = &rec.secrets;
             // ON CONFLICT DO NOTHING without a target covers both the PAN hash
@@ -905,37 +948,32 @@ impl Tx for PostgresTx {
     }
 
     async fn update_card(&mut self, rec: &CardRecord) -> StoreResult<()> {
-        bounded(self.deadline, async {
-            let c = &rec.card;
-            let s = &rec.secrets;
-            sqlx::query(
-                "UPDATE cards SET status = $1, reason_code = $2, reason_message = $3, pin_status = $4, \
-                 card_name = $5, printed_name = $6, limits = $7, pan_sealed = $8, cvv_sealed = $9, \
-                 data_key_version = $10, activation_verifier = $11, activation_key_version = $12, \
-                 pin_verifier = $13, pin_key_version = $14, pin_failures = $15, updated_at = $16 \
-                 WHERE tenant_id = $17 AND id = $18",
-            )
-            .bind(c.status.as_str())
-            .bind(c.status_reason.as_ref().map(|r| r.code.as_str()))
-            .bind(c.status_reason.as_ref().and_then(|r| r.message.as_deref()))
-            .bind(c.pin_status.as_str())
-            .bind(&c.card_name)
-            .bind(&c.printed_name)
-            .bind(json(&c.limits))
-            .bind(&s.pan_sealed)
-            .bind(&s.cvv_sealed)
-            .bind(s.data_key_version)
-            .bind(s.activation_code.as_ref().map(|v| v.value.as_slice()))
-            .bind(s.activation_code.as_ref().map(|v| v.key_version))
-            .bind(s.pin.as_ref().map(|v| v.value.as_slice()))
-            .bind(s.pin.as_ref().map(|v| v.key_version))
-            .bind(i64::from(s.pin_failures))
-            .bind(c.updated_at)
-            .bind(c.tenant_id.0)
-            .bind(c.id.0)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let c = &rec.card;
+        let s = &rec.secrets;
+        let sql = "UPDATE cards SET status = $1, reason_code = $2, reason_message = $3, pin_status = $4, \
+                   card_name = $5, printed_name = $6, limits = $7, pan_sealed = $8, cvv_sealed = $9, \
+                   data_key_version = $10, activation_verifier = $11, activation_key_version = $12, \
+                   pin_verifier = $13, pin_key_version = $14, pin_failures = $15, updated_at = $16 \
+                   WHERE tenant_id = $17 AND id = $18";
+        self.enqueue(Kind::Card, sql, |b| {
+            b.bind(c.status.as_str())?
+                .bind(c.status_reason.as_ref().map(|r| r.code.as_str()))?
+                .bind(c.status_reason.as_ref().and_then(|r| r.message.as_deref()))?
+                .bind(c.pin_status.as_str())?
+                .bind(&c.card_name)?
+                .bind(&c.printed_name)?
+                .bind(json(&c.limits))?
+                .bind(&s.pan_sealed)?
+                .bind(&s.cvv_sealed)?
+                .bind(s.data_key_version)?
+                .bind(s.activation_code.as_ref().map(|v| v.value.as_slice()))?
+                .bind(s.activation_code.as_ref().map(|v| v.key_version))?
+                .bind(s.pin.as_ref().map(|v| v.value.as_slice()))?
+                .bind(s.pin.as_ref().map(|v| v.key_version))?
+                .bind(i64::from(s.pin_failures))?
+                .bind(c.updated_at)?
+                .bind(c.tenant_id.0)?
+                .bind(c.id.0)?;
             Ok(())
         })
         .await
@@ -943,6 +981,7 @@ impl Tx for PostgresTx {
 
     async fn replacement_of(&mut self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardId>> {
         bounded(self.deadline, async {
+            self.flush().await?;
             let r: Option<uuid::Uuid> = sqlx::query_scalar(
                 "SELECT id FROM cards WHERE tenant_id = $1 AND replacement_for = $2 ORDER BY id LIMIT 1",
             )
@@ -958,6 +997,7 @@ impl Tx for PostgresTx {
 
     async fn insert_cardholder(&mut self, c: &Cardholder) -> StoreResult<bool> {
         bounded(self.deadline, async {
+            self.flush().await?;
             let r = sqlx::query(&format!(
                 "INSERT INTO cardholders ({CARDHOLDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
                  ON CONFLICT DO NOTHING"
@@ -982,6 +1022,7 @@ impl Tx for PostgresTx {
 
     async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState> {
         bounded(self.deadline, async {
+            self.flush().await?;
             let row =
                 sqlx::query("SELECT failures, locked_until, codes FROM otp_states WHERE card_id = $1 AND purpose = $2")
                     .bind(card.0)
@@ -1002,75 +1043,66 @@ impl Tx for PostgresTx {
     }
 
     async fn save_otp_state(&mut self, card: CardId, purpose: OtpPurpose, state: &OtpState) -> StoreResult<()> {
-        bounded(self.deadline, async {
-            sqlx::query(
-                "INSERT INTO otp_states (card_id, purpose, failures, locked_until, codes) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (card_id, purpose) DO UPDATE SET failures = excluded.failures, \
-                 locked_until = excluded.locked_until, codes = excluded.codes",
-            )
-            .bind(card.0)
-            .bind(purpose.as_str())
-            .bind(i64::from(state.failures))
-            .bind(state.locked_until)
-            .bind(json(&state.codes))
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let sql =
+            "INSERT INTO otp_states (card_id, purpose, failures, locked_until, codes) VALUES ($1, $2, $3, $4, $5) \
+                   ON CONFLICT (card_id, purpose) DO UPDATE SET failures = excluded.failures, \
+                   locked_until = excluded.locked_until, codes = excluded.codes";
+        self.enqueue(Kind::Otp, sql, |b| {
+            b.bind(card.0)?
+                .bind(purpose.as_str())?
+                .bind(i64::from(state.failures))?
+                .bind(state.locked_until)?
+                .bind(json(&state.codes))?;
             Ok(())
         })
         .await
     }
 
     async fn insert_audit(&mut self, e: &AuditEntry) -> StoreResult<()> {
-        bounded(self.deadline, async {
-            sqlx::query(
-                "INSERT INTO audit_log (id, tenant_id, card_id, type, actor, request_id, reason, before, after, \
-                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(e.id.0)
-            .bind(e.tenant_id.0)
-            .bind(e.card_id.map(|c| c.0))
-            .bind(&e.entry_type)
-            .bind(json(&e.actor))
-            .bind(&e.request_id)
-            .bind(e.reason.as_ref().map(json))
-            .bind(e.before.as_ref().map(json))
-            .bind(e.after.as_ref().map(json))
-            .bind(e.created_at)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let sql = "INSERT INTO audit_log (id, tenant_id, card_id, type, actor, request_id, reason, before, after, \
+                   created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+        self.enqueue(Kind::Audit, sql, |b| {
+            b.bind(e.id.0)?
+                .bind(e.tenant_id.0)?
+                .bind(e.card_id.map(|c| c.0))?
+                .bind(&e.entry_type)?
+                .bind(json(&e.actor))?
+                .bind(&e.request_id)?
+                .bind(e.reason.as_ref().map(json))?
+                .bind(e.before.as_ref().map(json))?
+                .bind(e.after.as_ref().map(json))?
+                .bind(e.created_at)?;
             Ok(())
         })
         .await
     }
 
     async fn insert_event(&mut self, e: &StoredEvent) -> StoreResult<()> {
-        bounded(self.deadline, async {
-            let ev = &e.event;
-            // tx_id is left to its default, pg_current_xact_id().
-            sqlx::query(
-                "INSERT INTO events (id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(ev.id.0)
-            .bind(ev.tenant_id.0)
-            .bind(ev.card_id.map(|c| c.0))
-            .bind(ev.event_type.as_str())
-            .bind(e.sealed_data.is_none().then(|| json(&ev.data)))
-            .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.as_slice()))
-            .bind(e.sealed_data.as_ref().map(|s| s.key_version))
-            .bind(ev.created_at)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(map_err)?;
+        let ev = &e.event;
+        // tx_id is left to its default, pg_current_xact_id().
+        let sql =
+            "INSERT INTO events (id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+        self.enqueue(Kind::Event, sql, |b| {
+            b.bind(ev.id.0)?
+                .bind(ev.tenant_id.0)?
+                .bind(ev.card_id.map(|c| c.0))?
+                .bind(ev.event_type.as_str())?
+                .bind(e.sealed_data.is_none().then(|| json(&ev.data)))?
+                .bind(e.sealed_data.as_ref().map(|s| s.ciphertext.as_slice()))?
+                .bind(e.sealed_data.as_ref().map(|s| s.key_version))?
+                .bind(ev.created_at)?;
             Ok(())
         })
         .await
     }
 
     async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()> {
-        bounded(self.deadline, webhooks::insert_endpoint(&mut self.tx, endpoint)).await
+        bounded(self.deadline, async {
+            self.flush().await?;
+            webhooks::insert_endpoint(&mut self.tx, endpoint).await
+        })
+        .await
     }
 
     async fn delete_webhook_endpoint(
@@ -1079,14 +1111,23 @@ impl Tx for PostgresTx {
         id: WebhookEndpointId,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        bounded(self.deadline, webhooks::delete_endpoint(&mut self.tx, tenant, id, now)).await
+        bounded(self.deadline, async {
+            self.flush().await?;
+            webhooks::delete_endpoint(&mut self.tx, tenant, id, now).await
+        })
+        .await
     }
 
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         // Past the deadline the commit may or may not have happened; the
-        // caller gets Unavailable, which says exactly that.
+        // caller gets Unavailable, which says exactly that. A queued write
+        // that fails fails the commit, and the transaction rolls back.
         let deadline = self.deadline;
-        bounded(deadline, async move { self.tx.commit().await.map_err(map_err) }).await
+        bounded(deadline, async move {
+            self.flush().await?;
+            self.tx.commit().await.map_err(map_err)
+        })
+        .await
     }
 }
 

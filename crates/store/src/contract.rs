@@ -99,6 +99,7 @@ macro_rules! contract_tests {
             events_are_oldest_first_with_filters_and_a_cursor,
             event_data_round_trips_sealed_or_not,
             a_dropped_transaction_leaves_nothing,
+            a_transaction_sees_its_writes_and_a_failed_write_fails_it,
             concurrent_locked_increments_are_not_lost,
             event_paging_never_skips_an_event,
             webhook_endpoints_are_per_tenant_and_deleted_softly,
@@ -1158,6 +1159,86 @@ pub async fn a_dropped_transaction_leaves_nothing(store: Arc<dyn Store>) {
         OtpState::default()
     );
     tx.commit().await.unwrap();
+}
+
+/// A transaction reads its own writes, keeps the order of its calls (two
+/// updates of one card, two events), and a write that fails fails the
+/// transaction no later than its commit, leaving nothing of it. Backends may
+/// hold writes back and send them together (both do); this is what they
+/// must keep.
+pub async fn a_transaction_sees_its_writes_and_a_failed_write_fails_it(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let otp = OtpState {
+        failures: 2,
+        locked_until: None,
+        codes: Vec::new(),
+    };
+    let mut first = c.clone();
+    first.secrets.pin_failures = 1;
+    let mut second = first.clone();
+    second.secrets.pin_failures = 2;
+    second.card.status = CardStatus::Locked;
+    let entry = audit(t.id, Some(c.card.id), "card.locked", 6);
+    let e1 = event(t.id, Some(c.card.id), EventType::CardPinSet, json!({"n": 1}));
+    let e2 = event(t.id, Some(c.card.id), EventType::CardStatusChanged, json!({"n": 2}));
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap(), Some(c.clone()));
+    tx.update_card(&first).await.unwrap();
+    tx.save_otp_state(c.card.id, OtpPurpose::PinChange, &otp).await.unwrap();
+    tx.insert_event(&e1).await.unwrap();
+    tx.insert_audit(&entry).await.unwrap();
+    tx.update_card(&second).await.unwrap();
+    tx.insert_event(&e2).await.unwrap();
+    assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap(), otp);
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.card(t.id, c.card.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(
+        events_settled(&*store, t.id, &page(10), 2).await,
+        vec![e1.clone(), e2.clone()]
+    );
+    let page_all = AuditPage {
+        before: None,
+        limit: 10,
+    };
+    assert_eq!(
+        store.audit_entries(t.id, c.card.id, &page_all).await.unwrap(),
+        vec![entry.clone()]
+    );
+
+    // The same audit id again: a primary-key violation, in whichever call
+    // sends it.
+    let mut closed = second.clone();
+    closed.card.status = CardStatus::Closed;
+    let late = event(t.id, Some(c.card.id), EventType::CardStatusChanged, json!({"n": 3}));
+    let mut tx = store.begin().await.unwrap();
+    tx.lock_card(t.id, c.card.id).await.unwrap().unwrap();
+    let mut outcome = tx.update_card(&closed).await;
+    if outcome.is_ok() {
+        outcome = tx.insert_audit(&entry).await;
+    }
+    if outcome.is_ok() {
+        outcome = tx.insert_event(&late).await;
+    }
+    if outcome.is_ok() {
+        outcome = tx.commit().await;
+    } else {
+        drop(tx);
+    }
+    assert!(outcome.is_err(), "a duplicate audit id must fail the transaction");
+
+    assert_eq!(store.card(t.id, c.card.id).await.unwrap(), Some(second));
+    assert_eq!(
+        store.audit_entries(t.id, c.card.id, &page_all).await.unwrap(),
+        vec![entry]
+    );
+    let marker = event(t.id, None, EventType::CardLimitsUpdated, json!({"marker": true}));
+    insert_events(&*store, &[&marker]).await;
+    assert_eq!(events_settled(&*store, t.id, &page(10), 3).await, vec![e1, e2, marker]);
 }
 
 /// N concurrent read-modify-write transactions on one card, each through
