@@ -62,20 +62,16 @@ impl Queue {
         Ok(())
     }
 
-    /// The queue as one statement and its values; empties the queue. Fails
-    /// if a value could not be encoded, so a transaction that went on after
-    /// that error cannot commit without the write it lost.
+    /// The queue as one statement and its values; empties the queue. Once a
+    /// value could not be encoded it fails every time, so a transaction that
+    /// went on after that error can never commit without the write it lost.
     pub(crate) fn take(&mut self) -> StoreResult<(String, PgArguments)> {
-        let Self {
-            statements,
-            args,
-            broken,
-        } = std::mem::take(self);
-        if broken {
+        if self.broken {
             return Err(StoreError::Internal(
                 "a queued write could not be encoded; the transaction cannot commit".into(),
             ));
         }
+        let Self { statements, args, .. } = std::mem::take(self);
         Ok((compose(statements.into_iter().map(|(_, sql)| sql).collect()), args))
     }
 }
@@ -187,5 +183,23 @@ mod tests {
         );
         assert_eq!(args.len(), 3);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_value_that_fails_to_encode_breaks_the_queue_for_good() {
+        let mut q = Queue::default();
+        q.push(Kind::Card, "UPDATE cards SET a = $1", |b| {
+            b.bind(1_i64)?;
+            Ok(())
+        })
+        .unwrap();
+        let failed = q.push(Kind::Audit, "INSERT INTO audit_log (a, b) VALUES ($1, $2)", |b| {
+            b.bind(2_i64)?;
+            Err(StoreError::Internal("no".into()))
+        });
+        assert!(failed.is_err());
+        assert!(!q.is_empty(), "a broken queue still has to be reported");
+        assert!(q.take().is_err());
+        assert!(q.take().is_err(), "and stays broken");
     }
 }

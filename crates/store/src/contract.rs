@@ -1132,6 +1132,12 @@ pub async fn a_dropped_transaction_leaves_nothing(store: Arc<dyn Store>) {
     tx.insert_event(&event(t.id, Some(c.card.id), EventType::CardStatusChanged, json!({})))
         .await
         .unwrap();
+    // A read sends the writes a backend holds back: the rollback below has
+    // them to undo.
+    assert_eq!(
+        tx.otp_state(c.card.id, OtpPurpose::PinChange).await.unwrap().failures,
+        1
+    );
     drop(tx);
 
     assert_eq!(store.cardholder(t.id, newcomer.id).await.unwrap(), None);
@@ -1210,8 +1216,8 @@ pub async fn a_transaction_sees_its_writes_and_a_failed_write_fails_it(store: Ar
         vec![entry.clone()]
     );
 
-    // The same audit id again: a primary-key violation, in whichever call
-    // sends it.
+    // The same audit id again: a unique violation, in whichever call sends
+    // it.
     let mut closed = second.clone();
     closed.card.status = CardStatus::Closed;
     let late = event(t.id, Some(c.card.id), EventType::CardStatusChanged, json!({"n": 3}));
@@ -1305,6 +1311,9 @@ pub async fn event_paging_never_skips_an_event(store: Arc<dyn Store>) {
                         tx.insert_audit(&audit(t.id, Some(card_id), "card.touch", 6))
                             .await
                             .unwrap();
+                        // A read sends what a backend holds back, so the
+                        // write is in the database while this one waits.
+                        tx.otp_state(card_id, OtpPurpose::PinChange).await.unwrap();
                         tokio::time::sleep(Duration::from_millis((k % 3) as u64)).await;
                     }
                     for _ in 0..=(k % 2) {

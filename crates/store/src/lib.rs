@@ -221,6 +221,12 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
+///
+/// The writes that return nothing (`update_card`, `save_otp_state`,
+/// `insert_audit`, `insert_event`) may be held back and sent with the
+/// transaction's next call that reads or with `commit`, so their error can
+/// surface there. A transaction still reads its own writes and keeps the
+/// order of its calls. After any error, drop the transaction.
 #[async_trait]
 pub trait Tx: Send {
     /// Loads a card and locks its row until commit, so concurrent requests on
