@@ -369,7 +369,10 @@ fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
                 )
                 .ok()?;
             match builder.install_recorder() {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    spawn_metrics_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(cause = %e, "metrics are off: could not install the Prometheus recorder");
                     None
@@ -377,6 +380,25 @@ fn prometheus() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
             }
         })
         .clone()
+}
+
+/// How often the recorder's histogram samples are folded into their buckets.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// `install_recorder` keeps every histogram sample until something drains
+/// it (a render or an upkeep) and, unlike the exporter's own HTTP listener,
+/// starts no upkeep: without a scrape, memory would grow with every request.
+/// One thread per process (the recorder is process-wide) drains it.
+fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(cause = %e, "could not start the metrics upkeep thread; memory grows until /metrics is scraped");
+    }
 }
 
 fn spawn_key_refresh(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {

@@ -16,12 +16,22 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 /// Records one finished request.
 pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
     let labels = [
-        ("method", method.to_owned()),
+        ("method", method_label(method).to_owned()),
         ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
     metrics::counter!("cardcore_http_requests_total", &labels).increment(1);
     metrics::histogram!("cardcore_http_request_duration_seconds", &labels[..2]).record(seconds);
+}
+
+/// A bounded label for a request method: a client can send any token as its
+/// method, and each distinct label value is a series kept for the life of
+/// the process.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER")
 }
 
 /// `GET /metrics`: the Prometheus text format.
@@ -53,4 +63,17 @@ pub async fn render(State(s): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label("GET"), "GET");
+        assert_eq!(method_label("PATCH"), "PATCH");
+        assert_eq!(method_label("XYZZY"), "OTHER");
+        assert_eq!(method_label("get"), "OTHER");
+    }
 }

@@ -17,6 +17,16 @@ async fn prometheus_metrics_by_route_pattern_and_status() {
     app.get(&format!("/v1/cards/{}", uuid::Uuid::new_v4()))
         .await
         .expect(404, "card_not_found");
+    // Made-up methods share one label value: each distinct value would be a
+    // series kept for the life of the process.
+    for method in ["XYZZY", "PLUGH"] {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        app.client
+            .request(method, format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
+    }
     let res = app.client.get(format!("{}/metrics", app.base)).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"]
@@ -33,6 +43,8 @@ async fn prometheus_metrics_by_route_pattern_and_status() {
     assert!(text.contains("cardcore_pin_verification_failures_total"));
     assert!(text.contains(r#"cardcore_db_pool_connections{state="idle"}"#));
     assert!(!text.contains(&id), "no ids in label values");
+    assert!(text.contains(r#"method="OTHER""#), "{text}");
+    assert!(!text.contains("XYZZY") && !text.contains("PLUGH"), "{text}");
 }
 
 #[tokio::test]
