@@ -7,7 +7,15 @@
 #   bench/run.sh [--cards N] [--duration S] [--connections C]
 #                [--backend sqlite|postgres|both] [--warmup S] [--threads T]
 #                [--scenarios "healthz verify ..."] [--pg-url URL] [--out DIR]
-#                [--keep] [--no-build]
+#                [--keep] [--no-build] [--soak-duration S]
+#
+# The scenario `soak` (not in the default list: it takes 10 minutes) keeps
+# a mixed load on the server for --soak-duration seconds (default 600): the
+# scenarios verify, verify-wrong, pin-set, lock-unlock, m2p-validate and
+# p100-pin in turn, 20 s each, nobody scraping /metrics, while the server's
+# RSS and anonymous memory are sampled every 30 s. The curve goes to
+# soak-BACKEND.md beside the table:
+#   bench/run.sh --backend sqlite --scenarios soak
 #
 # Load goes to 127.0.0.1 only. PostgreSQL: a fresh database on --pg-url
 # (default postgres://postgres@127.0.0.1:5432), dropped at the end.
@@ -21,11 +29,13 @@ BACKEND=both
 WARMUP=2
 THREADS=1
 PIN=4821
-SCENARIOS="healthz verify verify-wrong pin-set lock-unlock p100-pin m2p-validate"
+SCENARIOS="healthz verify verify-burst verify-wrong pin-set lock-unlock p100-pin m2p-validate"
 PG_URL=${CARDCORE_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 OUT=""
 KEEP=0
 BUILD=1
+SOAK_DURATION=600
+SOAK_MIX="verify verify-wrong pin-set lock-unlock m2p-validate p100-pin"
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 die() { echo "bench/run.sh: $*" >&2; exit 2; }
@@ -45,6 +55,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=${2:-}; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
+        --soak-duration) SOAK_DURATION=${2:-}; int --soak-duration "$SOAK_DURATION" 30; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -173,6 +184,57 @@ SQL
     rm -rf "$WORK/pgbench"
 }
 
+# One line of the server's memory: seconds since start, VmRSS and RssAnon
+# in KiB (from /proc/PID/status).
+memory_sample() {
+    awk -v t="$1" '/^VmRSS:/ {rss = $2} /^RssAnon:/ {anon = $2} END {printf "%d,%d,%d\n", t, rss, anon}' \
+        "/proc/$SERVER_PID/status"
+}
+
+# The soak: the mixed load for SOAK_DURATION seconds, memory every 30 s.
+run_soak() {
+    local backend=$1 csv=$2 results="$OUT/$backend-soak.jsonl" curve="$WORK/$backend-soak.csv"
+    local start now s sampler
+    : >"$results"
+    echo "seconds,rss_kib,anon_kib" >"$curve"
+    start=$(date +%s)
+    memory_sample 0 >>"$curve"
+    (
+        while sleep 30; do
+            kill -0 "$SERVER_PID" 2>/dev/null || exit 0
+            memory_sample $(($(date +%s) - start)) >>"$curve"
+        done
+    ) &
+    sampler=$!
+    log "$backend: soak for $SOAK_DURATION s ($SOAK_MIX in turn, 20 s each, no /metrics scrape)"
+    while now=$(date +%s); [ $((now - start)) -lt "$SOAK_DURATION" ]; do
+        for s in $SOAK_MIX; do
+            [ $(($(date +%s) - start)) -lt "$SOAK_DURATION" ] || break
+            "$LOAD" run --url "http://$ADDR" --scenario "$s" --seed "$csv" --connections "$CONNECTIONS" \
+                --duration 20 --warmup 0 --threads "$THREADS" --server-pid "$SERVER_PID" \
+                --backend "$backend" --out "$results" >/dev/null 2>"$WORK/last.err" ||
+                { log "$backend: soak $s failed:"; sed 's/^/    /' "$WORK/last.err" >&2; }
+            kill -0 "$SERVER_PID" 2>/dev/null || die "cardcore died during the soak on $backend"
+        done
+    done
+    memory_sample $(($(date +%s) - start)) >>"$curve"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    cp "$curve" "$OUT/soak-$backend.csv"
+    {
+        echo "#### $backend soak: $SOAK_DURATION s, $CONNECTIONS connections, $CARDS cards, no /metrics scrape"
+        echo
+        if command -v jq >/dev/null; then
+            echo "requests: $(jq -s 'map(.requests // 0) | add' "$results"), errors: $(jq -s 'map(.errors // 0) | add' "$results")"
+            echo
+        fi
+        echo "| seconds | RSS MiB | anonymous MiB |"
+        echo "|---:|---:|---:|"
+        tail -n +2 "$curve" | awk -F, '{printf "| %d | %.1f | %.1f |\n", $1, $2 / 1024, $3 / 1024}'
+    } >"$OUT/soak-$backend.md"
+    cat "$OUT/soak-$backend.md" >&2
+}
+
 run_backend() {
     local backend=$1
     local url results="$OUT/$backend.jsonl" csv="$WORK/$backend-cards.csv"
@@ -232,6 +294,10 @@ run_backend() {
 
     local s
     for s in $SCENARIOS; do
+        if [ "$s" = soak ]; then
+            run_soak "$backend" "$csv"
+            continue
+        fi
         log "$backend: $s (${WARMUP} s warm-up + ${DURATION} s, $CONNECTIONS connections)"
         if ! "$LOAD" run --url "http://$ADDR" --scenario "$s" --seed "$csv" --connections "$CONNECTIONS" \
             --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --server-pid "$SERVER_PID" \
@@ -268,4 +334,7 @@ echo
 cat "$OUT/machine.txt"
 echo
 cat "$OUT/table.md"
+for f in "$OUT"/soak-*.md; do
+    [ -e "$f" ] && { echo; cat "$f"; }
+done
 echo "results: $OUT (JSON lines per backend, table.md, machine.txt)"

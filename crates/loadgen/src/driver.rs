@@ -168,7 +168,7 @@ async fn connection(
     let mut stats = ConnStats::new(parts.len());
     let mut rng = StdRng::seed_from_u64(plan.rng_seed ^ (u64::from(index) << 32 | 0x5eed));
     let cards = &material.seed.cards;
-    let n = cards.len();
+    let n = scenario.card_count(cards.len());
     let c = plan.connections.max(1) as usize;
     // Partitioned scenarios: this connection owns cards index, index + c, ...
     let owned = if scenario.partitioned() {

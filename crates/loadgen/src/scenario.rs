@@ -13,6 +13,10 @@ pub enum Scenario {
     Healthz,
     /// `POST /v1/cards/{id}/pin/verify`, right PIN (a read).
     Verify,
+    /// The same on a few cards shared by every connection (`BURST_CARDS`):
+    /// concurrent verifications of one card wait for each other, since
+    /// every PIN decision of a card is taken in card order.
+    VerifyBurst,
     /// The same, a wrong PIN then the right one on the same card: two
     /// counter writes (failure counted, counter reset); never blocks.
     VerifyWrong,
@@ -79,9 +83,10 @@ pub struct Step {
 impl Scenario {
     /// Every scenario, in the order bench/run.sh runs them.
     #[cfg(test)]
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Self::Healthz,
         Self::Verify,
+        Self::VerifyBurst,
         Self::VerifyWrong,
         Self::PinSet,
         Self::LockUnlock,
@@ -94,6 +99,7 @@ impl Scenario {
         match self {
             Self::Healthz => "healthz",
             Self::Verify => "verify",
+            Self::VerifyBurst => "verify-burst",
             Self::VerifyWrong => "verify-wrong",
             Self::PinSet => "pin-set",
             Self::LockUnlock => "lock-unlock",
@@ -105,7 +111,7 @@ impl Scenario {
     pub fn kind(self) -> Kind {
         match self {
             Self::Healthz => Kind::Ceiling,
-            Self::Verify | Self::M2pValidate => Kind::Read,
+            Self::Verify | Self::VerifyBurst | Self::M2pValidate => Kind::Read,
             Self::VerifyWrong | Self::PinSet | Self::LockUnlock | Self::P100Pin => Kind::Write,
         }
     }
@@ -125,11 +131,22 @@ impl Scenario {
         matches!(self, Self::VerifyWrong | Self::LockUnlock)
     }
 
+    /// How many of the seed's cards it uses (all of them but for the burst).
+    pub fn card_count(self, seeded: usize) -> usize {
+        match self {
+            Self::VerifyBurst => seeded.min(BURST_CARDS),
+            _ => seeded,
+        }
+    }
+
     /// Whether it needs an M2P access token.
     pub fn needs_m2p_token(self) -> bool {
         self == Self::M2pValidate
     }
 }
+
+/// The cards `verify-burst` shares among all its connections.
+pub const BURST_CARDS: usize = 8;
 
 /// What every request of a run shares: credentials and PINs.
 pub struct Material {
@@ -170,7 +187,7 @@ impl Material {
                 body: None,
                 expect: Expect::Success,
             },
-            (Scenario::Verify, _) | (Scenario::VerifyWrong, 1..) => Step {
+            (Scenario::Verify | Scenario::VerifyBurst, _) | (Scenario::VerifyWrong, 1..) => Step {
                 method: Method::POST,
                 path: format!("/v1/cards/{id}/pin/verify"),
                 body: json(serde_json::json!({ "pin": self.pin })),
