@@ -30,3 +30,11 @@ if [ -x scripts/ensure-postgres.sh ]; then
 fi
 
 cargo test --workspace "$@"
+
+# The README's commands as a user types them: the server started with the
+# first set-up command, the walkthrough and docs/dialects.md's example run
+# verbatim against it (a release build on the first run). Skipped when
+# arguments narrow the run to some tests.
+if [ $# -eq 0 ]; then
+    python3 scripts/check-docs.py
+fi

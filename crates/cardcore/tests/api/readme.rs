@@ -5,14 +5,22 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-/// The first `sh` code block between two markers of a document.
+/// The `sh` code blocks between two markers of a document, one script (the
+/// README's walkthrough has two blocks, the second "continuing in the same
+/// shell").
 pub(crate) fn sh_block(doc: &str, start_marker: &str, end_marker: &str) -> String {
     let start = doc.find(start_marker).expect("start marker");
     let end = doc.find(end_marker).expect("end marker");
-    let block = &doc[start..end];
-    let code_start = block.find("```sh\n").expect("sh block") + "```sh\n".len();
-    let code_end = block[code_start..].find("```").expect("block end") + code_start;
-    block[code_start..code_end].to_owned()
+    let mut region = &doc[start..end];
+    let mut script = String::new();
+    while let Some(open) = region.find("```sh\n") {
+        let code_start = open + "```sh\n".len();
+        let code_end = region[code_start..].find("```").expect("block end") + code_start;
+        script.push_str(&region[code_start..code_end]);
+        region = &region[code_end + 3..];
+    }
+    assert!(!script.is_empty(), "no sh block between the markers");
+    script
 }
 
 fn walkthrough() -> String {
@@ -123,4 +131,24 @@ fn readme_walkthrough() {
         stdout.contains(r#"{"type":"card.block","reason":"LOST_CARD","actor":"api_key"}"#),
         "{stdout}"
     );
+    // The PIN and OTP part: set, verify right and wrong, set encrypted, set
+    // as a block, change with an OTP, verify the new PIN.
+    let pins: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.contains("pin_status") || l.contains("\"valid\""))
+        .collect();
+    assert_eq!(pins.len(), 8, "{stdout}");
+    for (line, want) in pins.iter().zip([
+        r#""pin_status":"SET""#,
+        r#""valid":true"#,
+        r#""valid":false"#,
+        r#""pin_status":"SET""#,
+        r#""valid":true"#,
+        r#""pin_status":"SET""#,
+        r#""pin_status":"SET""#,
+        r#""valid":true"#,
+    ]) {
+        assert!(line.contains(want), "{line} should contain {want}\n{stdout}");
+    }
 }
