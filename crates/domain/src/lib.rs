@@ -13,6 +13,7 @@ pub mod limits;
 pub mod openapi;
 pub mod otp;
 pub mod pin_policy;
+pub mod pin_tries;
 pub mod reason;
 pub mod tenant;
 pub mod validation;
@@ -26,6 +27,7 @@ pub use ids::{
 };
 pub use lifecycle::{LifecycleAction, ReplaceReason, Transition};
 pub use limits::{ChannelLimit, ChannelLimits, Limits};
+pub use pin_tries::{PinDecision, PinTries};
 pub use reason::{ReasonCode, StatusReason};
 pub use tenant::Tenant;
 pub use validation::{FieldError, ValidationErrors};
