@@ -2,8 +2,10 @@
 //! database.
 //!
 //! Concurrency: transactions run at READ COMMITTED and [`Tx::lock_card`] is
-//! `SELECT ... FOR UPDATE`, so two nodes changing one card queue on the row
-//! lock and the second reads what the first committed. Inserts whose
+//! the card's advisory lock then `SELECT ... FOR UPDATE`, so two nodes
+//! changing one card queue on the card and the second reads what the first
+//! committed. [`Store::hold_card`] queues on the same advisory lock without
+//! locking the row, for decisions that usually write nothing (a right PIN). Inserts whose
 //! duplicate is an expected answer use `ON CONFLICT DO NOTHING`: in
 //! PostgreSQL any error aborts the whole transaction, so a unique violation
 //! must never be raised inside one.
@@ -40,7 +42,7 @@ use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 use cardcore_store::{
-    ApiKeyRecord, AuditPage, CardFilter, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
+    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{
@@ -296,6 +298,40 @@ impl Store for PostgresStore {
                 deadline: self.deadline,
                 queue: Queue::default(),
             }) as Box<dyn Tx>)
+        })
+        .await
+    }
+
+    async fn hold_card(&self, tenant: TenantId, id: CardId) -> StoreResult<CardHold> {
+        self.run(async {
+            // The advisory lock is the card's order (see `lock_card`): taken
+            // with BEGIN in one round trip (the key is an integer we made, so
+            // it is safe to write into the statement). Waiting on it and
+            // holding it draw no transaction id, and the read below takes no
+            // row lock, so a hold released unwritten writes nothing: no WAL,
+            // no commit to flush. The read is a statement of its own: under
+            // READ COMMITTED it takes its snapshot once the lock is held, so
+            // it sees what the previous holder committed.
+            let mut tx = self
+                .pool
+                .begin_with(format!("BEGIN; SELECT pg_advisory_xact_lock({})", card_lock_key(id)))
+                .await
+                .map_err(map_err)?;
+            let row = sqlx::query(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND id = $2"
+            ))
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            let record = row.as_ref().map(rows::card).transpose()?;
+            let held = PostgresTx {
+                tx,
+                deadline: self.deadline,
+                queue: Queue::default(),
+            };
+            Ok(CardHold::new(record, Some(Box::new(held))))
         })
         .await
     }
@@ -1128,6 +1164,12 @@ impl Tx for PostgresTx {
             self.tx.commit().await.map_err(map_err)
         })
         .await
+    }
+
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        // Queued writes are dropped unsent: nothing of them may land.
+        let deadline = self.deadline;
+        bounded(deadline, async move { self.tx.rollback().await.map_err(map_err) }).await
     }
 }
 

@@ -293,6 +293,97 @@ async fn two_nodes_serialise_on_one_card() {
     .await;
 }
 
+/// PIN decisions hold the card ([`Store::hold_card`]) and write only when the
+/// decision changed something. Holds on two nodes are served one after
+/// another: a holder that goes on to write finds, under its row lock, the
+/// card exactly as its hold read it, and no increment is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_on_two_nodes_decide_one_after_another() {
+    with_schema(
+        "holds_on_two_nodes_decide_one_after_another",
+        common::options(),
+        |s| async move {
+            let (t, card) = tenant_and_card(&s.store).await;
+            let nodes: [Arc<dyn Store>; 2] = [Arc::new(s.store.clone()), Arc::new(s.another_node().await)];
+            let tasks: Vec<_> = (0..24)
+                .map(|i| {
+                    let store = nodes[i % 2].clone();
+                    tokio::spawn(async move {
+                        let hold = store.hold_card(t, card).await.unwrap();
+                        let held = hold.record.clone().unwrap();
+                        // Widen the window between the read and the write:
+                        // without the hold, others would decide meanwhile.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                        if i % 3 == 0 {
+                            // A decision that changes nothing: released.
+                            hold.release().await.unwrap();
+                            return 0;
+                        }
+                        let mut tx = hold.into_tx(&*store).await.unwrap();
+                        let mut rec = tx.lock_card(t, card).await.unwrap().unwrap();
+                        assert_eq!(rec, held, "the card changed under a hold");
+                        rec.secrets.pin_failures += 1;
+                        tx.update_card(&rec).await.unwrap();
+                        tx.commit().await.unwrap();
+                        1
+                    })
+                })
+                .collect();
+            let mut writes = 0;
+            for task in tasks {
+                writes += task.await.unwrap();
+            }
+            assert_eq!(writes, 16);
+            assert_eq!(s.store.card(t, card).await.unwrap().unwrap().secrets.pin_failures, 16);
+        },
+    )
+    .await;
+}
+
+/// A hold released unwritten made nothing durable: while it is held, its
+/// session holds the card's advisory lock and no transaction id (a row lock
+/// or any write would draw one, and a commit would have to flush it); once
+/// released, the advisory lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_hold_draws_no_transaction_id() {
+    with_schema(
+        "a_released_hold_draws_no_transaction_id",
+        common::options(),
+        |s| async move {
+            let (t, card) = tenant_and_card(&s.store).await;
+            let (hi, lo) = card.0.as_u64_pair();
+            let key = i64::from_ne_bytes((hi ^ lo).to_ne_bytes());
+            let mut observer = sqlx::PgConnection::connect(&common::url()).await.unwrap();
+            let holders = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                       AND ((classid::bigint << 32) | objid::bigint) = $1";
+            let hold = s.store.hold_card(t, card).await.unwrap();
+            assert!(hold.record.is_some());
+            let pids: Vec<i32> = sqlx::query_scalar(holders)
+                .bind(key)
+                .fetch_all(&mut observer)
+                .await
+                .unwrap();
+            assert_eq!(pids.len(), 1, "one session holds the card");
+            let xids: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype IN ('transactionid', 'tuple')",
+            )
+            .bind(pids[0])
+            .fetch_one(&mut observer)
+            .await
+            .unwrap();
+            assert_eq!(xids, 0, "a hold draws no transaction id and locks no row");
+            hold.release().await.unwrap();
+            let pids: Vec<i32> = sqlx::query_scalar(holders)
+                .bind(key)
+                .fetch_all(&mut observer)
+                .await
+                .unwrap();
+            assert!(pids.is_empty(), "released");
+        },
+    )
+    .await;
+}
+
 /// Transaction ids order the outbox, so for one card they must follow the
 /// order in which its changes were made. A transaction that queued on the
 /// card's row lock could get its id while still queued (PostgreSQL assigns

@@ -25,7 +25,7 @@ use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 use cardcore_store::{
-    ApiKeyRecord, AuditPage, CardFilter, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
+    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{
@@ -180,6 +180,13 @@ impl Store for SqliteStore {
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
         let member = self.group.begin().await?;
         Ok(Box::new(SqliteTx { member }))
+    }
+
+    async fn hold_card(&self, tenant: TenantId, id: CardId) -> StoreResult<CardHold> {
+        // One server process owns a SQLite database (`cardcore serve` holds
+        // a lock file) and orders its own decisions, so the hold is the point
+        // read: it sees every commit that returned before it started.
+        Ok(CardHold::new(self.card(tenant, id).await?, None))
     }
 
     async fn meta(&self, key: &str) -> StoreResult<Option<String>> {

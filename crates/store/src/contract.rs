@@ -99,6 +99,7 @@ macro_rules! contract_tests {
             events_are_oldest_first_with_filters_and_a_cursor,
             event_data_round_trips_sealed_or_not,
             a_dropped_transaction_leaves_nothing,
+            a_held_card_reads_what_was_committed_and_writes_only_when_told,
             a_transaction_sees_its_writes_and_a_failed_write_fails_it,
             concurrent_locked_increments_are_not_lost,
             event_paging_never_skips_an_event,
@@ -1165,6 +1166,61 @@ pub async fn a_dropped_transaction_leaves_nothing(store: Arc<dyn Store>) {
         OtpState::default()
     );
     tx.commit().await.unwrap();
+}
+
+/// [`Store::hold_card`] reads the committed card (None for another tenant's
+/// or an unknown id); a released hold, or a hold's transaction dropped
+/// uncommitted, leaves the card as it was; a hold's transaction that locks,
+/// writes and commits makes the write durable; and the card can be held
+/// and locked again afterwards (nothing of a hold lingers).
+pub async fn a_held_card_reads_what_was_committed_and_writes_only_when_told(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let (other, _) = tenant_with_holder(&*store, "other").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+
+    let foreign = store.hold_card(other.id, c.card.id).await.unwrap();
+    assert_eq!(foreign.record, None);
+    foreign.release().await.unwrap();
+    let unknown = store.hold_card(t.id, CardId::new()).await.unwrap();
+    assert_eq!(unknown.record, None);
+    unknown.release().await.unwrap();
+
+    let hold = store.hold_card(t.id, c.card.id).await.unwrap();
+    assert_eq!(hold.record, Some(c.clone()));
+    hold.release().await.unwrap();
+
+    // Written but not committed: gone.
+    let hold = store.hold_card(t.id, c.card.id).await.unwrap();
+    let mut tx = hold.into_tx(&*store).await.unwrap();
+    let mut rec = tx.lock_card(t.id, c.card.id).await.unwrap().unwrap();
+    assert_eq!(rec, c);
+    rec.secrets.pin_failures = 2;
+    tx.update_card(&rec).await.unwrap();
+    assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap(), Some(rec.clone()));
+    tx.rollback().await.unwrap();
+    assert_eq!(store.card(t.id, c.card.id).await.unwrap(), Some(c.clone()));
+
+    // Written and committed: kept, and the next hold reads it.
+    let hold = store.hold_card(t.id, c.card.id).await.unwrap();
+    let mut tx = hold.into_tx(&*store).await.unwrap();
+    let mut rec = tx.lock_card(t.id, c.card.id).await.unwrap().unwrap();
+    rec.secrets.pin_failures = 1;
+    rec.card.pin_status = PinStatus::Set;
+    tx.update_card(&rec).await.unwrap();
+    tx.commit().await.unwrap();
+    let hold = store.hold_card(t.id, c.card.id).await.unwrap();
+    assert_eq!(hold.record, Some(rec.clone()));
+    drop(hold);
+
+    // Nothing lingers: a plain transaction locks and writes the card.
+    let mut tx = store.begin().await.unwrap();
+    let mut again = tx.lock_card(t.id, c.card.id).await.unwrap().unwrap();
+    assert_eq!(again, rec);
+    again.secrets.pin_failures = 0;
+    tx.update_card(&again).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.card(t.id, c.card.id).await.unwrap(), Some(again));
 }
 
 /// A transaction reads its own writes, keeps the order of its calls (two

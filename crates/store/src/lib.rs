@@ -67,6 +67,16 @@ pub trait Store: Send + Sync + 'static {
     /// Starts a write transaction.
     async fn begin(&self) -> StoreResult<Box<dyn Tx>>;
 
+    /// Reads a card to decide on it in card order, without a write lock.
+    /// On a backend several nodes share (PostgreSQL) the call waits until
+    /// every earlier [`Store::hold_card`] or [`Tx::lock_card`] of the card,
+    /// on any node, has ended, reads what they committed, and holds the card
+    /// until the hold ends: released (writing nothing and making nothing
+    /// durable) or turned into a write transaction. On a backend one server
+    /// process owns (SQLite), the hold is a plain read: that process orders
+    /// its own decisions. `record` is None when the tenant has no such card.
+    async fn hold_card(&self, tenant: TenantId, id: CardId) -> StoreResult<CardHold>;
+
     // --- keys and settings -------------------------------------------------
 
     /// A setting, e.g. the master key check value.
@@ -273,4 +283,44 @@ pub trait Tx: Send {
     /// Makes everything durable. A returned `Ok` means the change survives a
     /// crash or a power cut.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+
+    /// Ends the transaction writing nothing, releasing its locks before the
+    /// call returns (dropping it releases them too, maybe a little later).
+    async fn rollback(self: Box<Self>) -> StoreResult<()> {
+        Ok(())
+    }
+}
+
+/// A card held for a decision (see [`Store::hold_card`]).
+pub struct CardHold {
+    /// The card as the last committed change left it.
+    pub record: Option<CardRecord>,
+    /// The transaction that holds the card across nodes, if the backend needs one.
+    held: Option<Box<dyn Tx>>,
+}
+
+impl CardHold {
+    /// A hold: `held` is the transaction that keeps other nodes waiting, or
+    /// None when the read alone is enough.
+    pub fn new(record: Option<CardRecord>, held: Option<Box<dyn Tx>>) -> Self {
+        Self { record, held }
+    }
+
+    /// A write transaction that keeps the card held (the hold's own, or a new
+    /// one). Lock the card in it ([`Tx::lock_card`]) before writing, and
+    /// decide again on what that reads.
+    pub async fn into_tx(self, store: &dyn Store) -> StoreResult<Box<dyn Tx>> {
+        match self.held {
+            Some(tx) => Ok(tx),
+            None => store.begin().await,
+        }
+    }
+
+    /// Ends the hold writing nothing.
+    pub async fn release(self) -> StoreResult<()> {
+        match self.held {
+            Some(tx) => tx.rollback().await,
+            None => Ok(()),
+        }
+    }
 }
