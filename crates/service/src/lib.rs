@@ -4,6 +4,7 @@
 //! audit entry and an outbox event in one transaction.
 
 pub mod auth;
+mod card_order;
 pub mod cardholders;
 pub mod cards;
 pub mod error;
@@ -116,6 +117,8 @@ pub struct Service {
     config: ServiceConfig,
     auth_cache: auth::AuthCache,
     card_throttle: throttle::CardThrottle,
+    /// One card's PIN decisions one after another, in this process.
+    card_order: card_order::CardOrder,
 }
 
 impl Service {
@@ -137,6 +140,7 @@ impl Service {
             store,
             keys,
             card_throttle: throttle::CardThrottle::new(config.card_pin_calls_per_minute),
+            card_order: card_order::CardOrder::new(),
             config,
             auth_cache: auth::AuthCache::default(),
         })

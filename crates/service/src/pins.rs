@@ -6,7 +6,7 @@ use cardcore_crypto::pinblock::{self, Format4Key, Format4PanField, TdesFormat};
 use cardcore_crypto::verifier::label;
 use cardcore_crypto::{Otp, Pan, Pin};
 use cardcore_domain::otp::{IssuedOtp, OtpPurpose, OtpState};
-use cardcore_domain::{Card, CardId, EventType, PinStatus, RuleViolation, Timestamp, ZoneKeyId};
+use cardcore_domain::{Card, CardId, EventType, PinDecision, PinTries, RuleViolation, Timestamp, ZoneKeyId};
 use cardcore_store::{CardRecord, Tx, Verifier};
 
 use crate::cards::{random_code, StatusChange};
@@ -219,6 +219,16 @@ impl Service {
         ))
     }
 
+    /// A new PIN on the card (set, change, seeding): its verifier under the
+    /// newest PIN key, and the try counter cleared.
+    pub(crate) async fn put_new_pin(&self, rec: &mut CardRecord, pin: &Pin) -> ServiceResult<()> {
+        rec.secrets.pin = Some(self.new_pin_verifier(rec.card.id, pin).await?);
+        let mut tries = pin_tries(rec);
+        tries.set_new();
+        put_pin_tries(rec, tries);
+        Ok(())
+    }
+
     pub(crate) async fn new_pin_verifier(&self, card: CardId, pin: &Pin) -> ServiceResult<Verifier> {
         let (version, key) = self.keys.mac_key(Purpose::Pin, None).await?;
         Ok(Verifier {
@@ -249,6 +259,7 @@ impl Service {
         let new = self.decode_pin(ctx, &rec, pin).await?;
         let dob = self.date_of_birth(ctx, &rec.card).await?;
         self.check_new_pin(&new, dob, false)?;
+        let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
         require_pin_settable(&rec.card)?;
@@ -259,9 +270,7 @@ impl Service {
             }
         }
         let before = rec.card.snapshot();
-        rec.secrets.pin = Some(self.new_pin_verifier(id, &new).await?);
-        rec.secrets.pin_failures = 0;
-        rec.card.pin_status = PinStatus::Set;
+        self.put_new_pin(&mut rec, &new).await?;
         self.save_card(&mut *tx, &mut rec).await?;
         tx.insert_audit(&self.audit(
             ctx,
@@ -283,8 +292,13 @@ impl Service {
         Ok(rec.card)
     }
 
-    /// Changes a PIN: OTP first (it authorises one attempt), then the current
-    /// PIN (a wrong one counts against the try counter), then the new PIN.
+    /// Changes a PIN. Nothing is answered about the current PIN before the
+    /// caller proved they know it: first the checks that depend on no
+    /// secret (input, card status, OTP lock, PIN status, the new PIN's rules
+    /// other than "same as current", so a typo does not spend the OTP), then
+    /// the OTP (a wrong one counts toward its lock), then the current PIN in
+    /// card order (a wrong one counts on the try counter, as a verification
+    /// does), and only then "same as current".
     pub async fn change_pin(
         &self,
         ctx: &Ctx,
@@ -299,38 +313,53 @@ impl Service {
         let old = self.decode_pin(ctx, &rec, old).await?;
         let new = self.decode_pin(ctx, &rec, new).await?;
         let dob = self.date_of_birth(ctx, &rec.card).await?;
+        self.check_new_pin(&new, dob, false)?;
+        let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
         require_pin_settable(&rec.card)?;
         let now = self.now();
         tx.otp_state(id, OtpPurpose::PinChange).await?.check_lock(now)?;
-        match rec.card.pin_status {
-            PinStatus::NotSet => return Err(RuleViolation::PinNotSet.into()),
-            PinStatus::Blocked => return Err(RuleViolation::PinBlocked.into()),
-            PinStatus::Set => {}
-        }
-        let same = self.pin_matches(&rec, &new).await?;
-        self.check_new_pin(&new, dob, same)?;
+        let mut tries = pin_tries(&rec);
+        tries.check_verifiable()?;
         if let Err(e) = self.redeem_otp(&mut *tx, &rec, &otp).await? {
             tx.commit().await?;
             return Err(e.into());
         }
-        if !self.pin_matches(&rec, &old).await? {
-            let outcome = self.count_failure(ctx, &mut *tx, &mut rec).await?;
+        let before = rec.card.snapshot();
+        let right = self.pin_matches(&rec, &old).await?;
+        let decision = match tries.verify(self.config.pin_max_failures, right) {
+            Ok(d) => d,
+            Err(e) => {
+                // The OTP is spent all the same: it authorised this attempt.
+                tx.commit().await?;
+                return Err(e.into());
+            }
+        };
+        put_pin_tries(&mut rec, tries);
+        if let PinDecision::Wrong { remaining_attempts } = decision {
+            self.save_card(&mut *tx, &mut rec).await?;
+            self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
+                .await?;
             tx.commit().await?;
-            return Err(if outcome.remaining_attempts == 0 {
+            return Err(if remaining_attempts == 0 {
                 RuleViolation::PinBlocked
             } else {
-                RuleViolation::PinIncorrect {
-                    remaining_attempts: outcome.remaining_attempts,
-                }
+                RuleViolation::PinIncorrect { remaining_attempts }
             }
             .into());
         }
-        let before = rec.card.snapshot();
-        rec.secrets.pin = Some(self.new_pin_verifier(id, &new).await?);
-        rec.secrets.pin_failures = 0;
-        rec.card.pin_status = PinStatus::Set;
+        // Both proofs passed: the caller knows the PIN, so "same as current"
+        // tells them nothing new.
+        let same = self.pin_matches(&rec, &new).await?;
+        if let Err(e) = self.check_new_pin(&new, dob, same) {
+            if decision.changed() {
+                self.save_card(&mut *tx, &mut rec).await?;
+            }
+            tx.commit().await?;
+            return Err(e);
+        }
+        self.put_new_pin(&mut rec, &new).await?;
         self.save_card(&mut *tx, &mut rec).await?;
         tx.insert_audit(&self.audit(
             ctx,
@@ -352,65 +381,87 @@ impl Service {
         Ok(rec.card)
     }
 
-    /// Verifies a PIN. Counts consecutive failures in the database; the last
-    /// allowed one blocks the PIN. A blocked PIN answers `pin_blocked`
-    /// without looking at the PIN.
+    /// Verifies a PIN. One card's verifications (and PIN changes) are
+    /// decided one after another against the committed try counter: in
+    /// this process by the card's turn, across nodes by the store's hold on
+    /// the card. A right PIN with nothing to reset or re-derive writes and
+    /// commits nothing; anything else is written before the answer. A
+    /// blocked PIN answers `pin_blocked` without looking at the PIN.
     pub async fn verify_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin) -> ServiceResult<VerifyOutcome> {
         self.card_throttle.check(ctx.tenant_id(), id)?;
+        // Decoding needs no turn (and may read keys): done before taking one,
+        // so a held card never waits for a second database connection.
         let rec = self.card_record(ctx, id).await?;
         require_pin_verifiable(&rec.card)?;
         let pin = self.decode_pin(ctx, &rec, pin).await?;
-        // Fast path: a right PIN with nothing to reset or re-derive is a read.
-        let (newest_pin_key, _) = self.keys.mac_key(Purpose::Pin, None).await?;
-        let current_key = rec
-            .secrets
-            .pin
-            .as_ref()
-            .is_some_and(|v| v.key_version == newest_pin_key);
-        if rec.secrets.pin_failures == 0 && current_key && self.pin_matches(&rec, &pin).await? {
-            return Ok(VerifyOutcome {
-                valid: true,
-                remaining_attempts: self.config.pin_max_failures,
-            });
+        let _turn = self.card_order.turn(id).await;
+        let hold = self.store.hold_card(ctx.tenant_id(), id).await?;
+        let mut held = hold.record.clone().ok_or(ServiceError::NotFound("card"))?;
+        let (decision, write) = self.decide_verification(&mut held, &pin).await?;
+        if !write {
+            hold.release().await?;
+            return Ok(self.outcome(decision));
         }
-        let mut tx = self.store.begin().await?;
+        // Decide again on the locked row: the turn and the hold kept PIN
+        // decisions out, but another kind of change may have come between.
+        let mut tx = hold.into_tx(&*self.store).await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        require_pin_verifiable(&rec.card)?;
-        if self.pin_matches(&rec, &pin).await? {
-            let stale_key = rec
-                .secrets
-                .pin
-                .as_ref()
-                .is_some_and(|v| v.key_version != newest_pin_key);
-            if rec.secrets.pin_failures > 0 || stale_key {
-                rec.secrets.pin_failures = 0;
-                if stale_key {
-                    rec.secrets.pin = Some(self.new_pin_verifier(id, &pin).await?);
-                }
-                self.save_card(&mut *tx, &mut rec).await?;
-                tx.commit().await?;
-            }
-            return Ok(VerifyOutcome {
-                valid: true,
-                remaining_attempts: self.config.pin_max_failures,
-            });
+        let before = rec.card.snapshot();
+        let (decision, write) = self.decide_verification(&mut rec, &pin).await?;
+        if !write {
+            tx.rollback().await?;
+            return Ok(self.outcome(decision));
         }
-        let outcome = self.count_failure(ctx, &mut *tx, &mut rec).await?;
+        self.save_card(&mut *tx, &mut rec).await?;
+        if let PinDecision::Wrong { remaining_attempts } = decision {
+            self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
+                .await?;
+        }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(self.outcome(decision))
     }
 
-    /// One more wrong PIN: the last allowed one blocks the PIN.
-    async fn count_failure(&self, ctx: &Ctx, tx: &mut dyn Tx, rec: &mut CardRecord) -> ServiceResult<VerifyOutcome> {
-        let id = rec.card.id;
-        let max = self.config.pin_max_failures;
-        let before = rec.card.snapshot();
-        rec.secrets.pin_failures = (rec.secrets.pin_failures + 1).min(max);
-        let remaining = max - rec.secrets.pin_failures;
-        if remaining == 0 {
-            rec.card.pin_status = PinStatus::Blocked;
+    /// One verification decided on `rec` (changed in place): the decision,
+    /// and whether `rec` must be written (a count changed, or a right PIN's
+    /// verifier is under an old key and is re-derived under the newest).
+    async fn decide_verification(&self, rec: &mut CardRecord, pin: &Pin) -> ServiceResult<(PinDecision, bool)> {
+        require_pin_verifiable(&rec.card)?;
+        let right = self.pin_matches(rec, pin).await?;
+        let mut tries = pin_tries(rec);
+        let decision = tries.verify(self.config.pin_max_failures, right)?;
+        put_pin_tries(rec, tries);
+        let (newest, _) = self.keys.mac_key(Purpose::Pin, None).await?;
+        let stale = right && rec.secrets.pin.as_ref().is_some_and(|v| v.key_version != newest);
+        if stale {
+            rec.secrets.pin = Some(self.new_pin_verifier(rec.card.id, pin).await?);
         }
-        self.save_card(tx, rec).await?;
+        Ok((decision, decision.changed() || stale))
+    }
+
+    fn outcome(&self, decision: PinDecision) -> VerifyOutcome {
+        match decision {
+            PinDecision::Right { .. } => VerifyOutcome {
+                valid: true,
+                remaining_attempts: self.config.pin_max_failures,
+            },
+            PinDecision::Wrong { remaining_attempts } => VerifyOutcome {
+                valid: false,
+                remaining_attempts,
+            },
+        }
+    }
+
+    /// The audit entry, event and metrics of a wrong PIN already counted on
+    /// `rec`; the last allowed one blocked the PIN.
+    async fn record_failure(
+        &self,
+        ctx: &Ctx,
+        tx: &mut dyn Tx,
+        rec: &CardRecord,
+        before: serde_json::Value,
+        remaining: u32,
+    ) -> ServiceResult<()> {
+        let id = rec.card.id;
         metrics::counter!("cardcore_pin_verification_failures_total", "channel" => channel_label(ctx)).increment(1);
         if remaining == 0 {
             metrics::counter!("cardcore_pin_blocks_total").increment(1);
@@ -430,30 +481,25 @@ impl Service {
             tx.insert_audit(&self.audit(ctx, Some(id), "card.pin_verification_failed", None, None, Some(after)))
                 .await?;
         }
-        Ok(VerifyOutcome {
-            valid: false,
-            remaining_attempts: remaining,
-        })
+        Ok(())
     }
 
     /// Clears the try counter and a PIN block (back office).
     pub async fn unblock_pin(&self, ctx: &Ctx, id: CardId) -> ServiceResult<StatusChange> {
+        let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
         require_pin_settable(&rec.card)?;
-        if rec.card.pin_status == PinStatus::NotSet {
-            return Err(RuleViolation::PinNotSet.into());
-        }
-        if rec.card.pin_status != PinStatus::Blocked && rec.secrets.pin_failures == 0 {
+        let before = rec.card.snapshot();
+        let was_blocked = rec.card.pin_status == cardcore_domain::PinStatus::Blocked;
+        let mut tries = pin_tries(&rec);
+        if !tries.unblock()? {
             return Ok(StatusChange {
                 card: rec.card,
                 changed: false,
             });
         }
-        let before = rec.card.snapshot();
-        let was_blocked = rec.card.pin_status == PinStatus::Blocked;
-        rec.card.pin_status = PinStatus::Set;
-        rec.secrets.pin_failures = 0;
+        put_pin_tries(&mut rec, tries);
         self.save_card(&mut *tx, &mut rec).await?;
         tx.insert_audit(&self.audit(
             ctx,
@@ -615,6 +661,16 @@ fn channel_label(ctx: &Ctx) -> &'static str {
     }
 }
 
+/// The card's try counter as stored.
+fn pin_tries(rec: &CardRecord) -> PinTries {
+    PinTries::new(rec.card.pin_status, rec.secrets.pin_failures)
+}
+
+fn put_pin_tries(rec: &mut CardRecord, tries: PinTries) {
+    rec.card.pin_status = tries.status;
+    rec.secrets.pin_failures = tries.failures;
+}
+
 fn require_pin_settable(card: &Card) -> Result<(), RuleViolation> {
     if card.status.allows_pin_set() {
         Ok(())
@@ -633,11 +689,7 @@ fn require_pin_verifiable(card: &Card) -> Result<(), RuleViolation> {
             operation: "verifying a PIN",
         });
     }
-    match card.pin_status {
-        PinStatus::Blocked => Err(RuleViolation::PinBlocked),
-        PinStatus::NotSet => Err(RuleViolation::PinNotSet),
-        PinStatus::Set => Ok(()),
-    }
+    PinTries::new(card.pin_status, 0).check_verifiable()
 }
 
 /// True when `block` already reads as a valid clear block of `format` for this PAN.

@@ -12,7 +12,7 @@
 
 use cardcore_crypto::Pin;
 use cardcore_domain::cardholder::NewCardholder;
-use cardcore_domain::{AccountId, CardId, CardType, Cardholder, CardholderId, EventType, Phone, PinStatus};
+use cardcore_domain::{AccountId, CardId, CardType, Cardholder, CardholderId, EventType, Phone};
 
 use crate::cards::CreateCard;
 use crate::{Ctx, Service, ServiceError, ServiceResult};
@@ -106,9 +106,7 @@ impl Service {
             let mut inserted = None;
             for _ in 0..8 {
                 let mut candidate = self.new_card(ctx, &holder, &input(&holder), None).await?.record;
-                candidate.secrets.pin = Some(self.new_pin_verifier(candidate.card.id, pin).await?);
-                candidate.secrets.pin_failures = 0;
-                candidate.card.pin_status = PinStatus::Set;
+                self.put_new_pin(&mut candidate, pin).await?;
                 if tx.insert_card(&candidate).await? {
                     inserted = Some(candidate.card);
                     break;

@@ -85,13 +85,18 @@ async fn change_pin_checks_in_order_and_counts() {
             json!({"old_pin": old, "new_pin": new, "otp": otp, "trace_number": trace}),
         )
     };
-    // A weak new PIN is refused before the OTP is spent.
+    // A weak new PIN (a rule that depends on no secret) is refused before
+    // the OTP is spent.
     change("4821", "1111", &code, &trace).await.expect(422, "pin_too_weak");
-    let p = change("4821", "4821", &code, &trace).await.expect(422, "pin_too_weak");
-    assert_eq!(p["rule"], "same_as_current");
     // Right OTP, wrong current PIN: the OTP is spent and the PIN counter counts.
     let p = change("4822", "7391", &code, &trace).await.expect(422, "pin_incorrect");
     assert_eq!(p["remaining_attempts"], 2);
+    change("4821", "7391", &code, &trace).await.expect(422, "otp_invalid");
+    // "Same as current" is answered only once both proofs passed (the OTP
+    // is spent by then; tests/api/pin_order.rs holds the answers before).
+    let (trace, code) = app.otp(&id).await;
+    let p = change("4821", "4821", &code, &trace).await.expect(422, "pin_too_weak");
+    assert_eq!(p["rule"], "same_as_current");
     change("4821", "7391", &code, &trace).await.expect(422, "otp_invalid");
     let (trace, code) = app.otp(&id).await;
     change("4821", "7391", &code, &trace).await.ok();

@@ -398,9 +398,10 @@ pub struct ChangeBody {
     tag = "PINs and OTPs",
     operation_id = "changePin",
     summary = "Change the PIN with an OTP",
-    description = "Checks, in order: input shape, card status, OTP lock, PIN status, the new PIN's policy (refused \
-                   before the OTP is spent), the OTP (a wrong one counts toward the lock), then the current PIN. \
-                   An OTP authorises one attempt.",
+    description = "Checks, in order: input shape, card status, OTP lock, PIN status, the new PIN's policy except \
+                   `same_as_current` (refused before the OTP is spent), the OTP (a wrong one counts toward the lock), \
+                   the current PIN (a wrong one counts on the try counter), then `same_as_current`: nothing about the \
+                   current PIN is answered before both proofs passed. An OTP authorises one attempt.",
     params(IdPath),
     request_body = ChangeBody,
     responses(

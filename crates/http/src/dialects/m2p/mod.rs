@@ -407,7 +407,7 @@ fn missing(field: &str) -> ServiceError {
     path = "/cards/update/pin",
     operation_id = "m2pUpdatePin",
     summary = "Change the PIN with an OTP",
-    description = "Needs `mobile`, `expiryDate`, `oldPin`, `newPin` and `otpDetails`, all agreeing with each other, the card and the cardholder (a disagreement spends nothing). Then the core decides: OTP lock, PIN status, the new PIN's policy, the OTP (a wrong one counts), the current PIN (a wrong one counts).",
+    description = "Needs `mobile`, `expiryDate`, `oldPin`, `newPin` and `otpDetails`, all agreeing with each other, the card and the cardholder (a disagreement spends nothing). Then the core decides: OTP lock, PIN status, the new PIN's policy except \"same as current\", the OTP (a wrong one counts), the current PIN (a wrong one counts), then \"same as current\" (nothing about the current PIN is answered before both proofs).",
     request_body = PinRequest,
     responses(
         (status = 200, description = "`{\"result\": {\"message\": \"Card pin change Successfully\"}, \"pagination\": null}`.", body = Envelope<MessageResult>),
