@@ -5,6 +5,7 @@
 pub mod cli;
 mod master_key;
 pub mod seed;
+pub mod serve_lock;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -279,6 +280,8 @@ pub struct Server {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     /// The webhook dispatcher and the idempotency-key cleanup.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// On SQLite, the database's one-server lock (see `serve_lock.rs`).
+    _db_lock: Option<serve_lock::ServeLock>,
 }
 
 impl Server {
@@ -286,6 +289,15 @@ impl Server {
     /// (tests bind port 0 themselves).
     pub async fn start(args: &ServeArgs, listener: Option<TcpListener>) -> anyhow::Result<Self> {
         let webhooks = dispatcher_config(args)?;
+        let db_lock = match sqlite_path(&database_url(&args.db)) {
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    create_private_dir(dir)?;
+                }
+                Some(serve_lock::ServeLock::acquire(&path)?)
+            }
+            None => None,
+        };
         let service = open_service(&args.db, service_config(args)?).await?;
         let listener = match listener {
             Some(l) => l,
@@ -338,6 +350,7 @@ impl Server {
             shutdown,
             task,
             background,
+            _db_lock: db_lock,
         })
     }
 

@@ -335,13 +335,13 @@ impl TestApp {
         self.server = Some(server);
     }
 
-    /// A second server process-equivalent on the same database (its own pools).
-    pub async fn second_node(&self) -> (Server, String) {
+    /// Tries to start a second server on the same SQLite database: refused
+    /// while this one runs (one server per SQLite file; several nodes need
+    /// PostgreSQL, see tests/nodes.rs).
+    pub async fn second_server(&self) -> anyhow::Result<Server> {
         let args = serve_args(self.dir.path(), &[]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let server = Server::start(&args, Some(listener)).await.expect("second node");
-        let base = format!("http://{}", server.addr);
-        (server, base)
+        Server::start(&args, Some(listener)).await
     }
 }
 

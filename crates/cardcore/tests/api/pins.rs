@@ -507,22 +507,25 @@ async fn key_rotation_keeps_old_rows_verifying_and_moves_them_on_write() {
     assert_eq!(row.secrets.data_key_version, 2);
 }
 
+/// The try counter is one per card because one server decides on a SQLite
+/// file: a second server on it is refused, naming the first (this process)
+/// and PostgreSQL; the first keeps counting. Across nodes: tests/nodes.rs.
 #[tokio::test]
-async fn the_try_counter_is_shared_by_every_process_on_the_database() {
+async fn the_try_counter_has_one_server_per_sqlite_file() {
     let app = spawn_app().await;
     let id = app.active_card("virtual").await["id"].as_str().unwrap().to_owned();
     app.set_pin(&id, "4821").await;
-    let (node2, base2) = app.second_node().await;
-    let other = |pin: &str| {
-        let url = format!("{base2}/v1/cards/{id}/pin/verify");
-        let req = app.client.post(url).bearer_auth(&app.key).json(&json!({ "pin": pin }));
-        async move { req.send().await.unwrap() }
-    };
     assert_eq!(app.verify(&id, "0001").await.ok()["remaining_attempts"], 2);
-    let r: serde_json::Value = other("0002").await.json().await.unwrap();
-    assert_eq!(r["remaining_attempts"], 1);
+    let refused = app
+        .second_server()
+        .await
+        .err()
+        .expect("a second server is refused")
+        .to_string();
+    assert!(refused.contains(&format!("pid {}", std::process::id())), "{refused}");
+    assert!(refused.contains("PostgreSQL"), "{refused}");
+    assert_eq!(app.verify(&id, "0002").await.ok()["remaining_attempts"], 1);
     assert_eq!(app.verify(&id, "0003").await.ok()["remaining_attempts"], 0);
-    assert_eq!(other("4821").await.status(), 409, "blocked on the other node too");
-    node2.stop().await.unwrap();
+    app.verify(&id, "4821").await.expect(409, "pin_blocked");
     let _ = Method::GET;
 }

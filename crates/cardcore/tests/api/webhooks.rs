@@ -622,17 +622,13 @@ async fn endpoints_refuse_bad_urls_and_unknown_event_types() {
         .ok();
 }
 
+/// One SQLite file has one server (a second is refused); two nodes:
+/// `on_postgres_two_nodes_retry_and_deliver_each_event_once_in_order`.
 #[tokio::test]
-async fn two_nodes_deliver_each_event_once_and_in_order() {
+async fn concurrent_connections_deliver_each_event_once_and_in_order() {
     let rx = Receiver::start().await;
     let app = spawn_app_with(FAST).await;
-    let (node2, base2) = {
-        let args = serve_args(app.dir.path(), FAST);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = cardcore::Server::start(&args, Some(listener)).await.unwrap();
-        let base = format!("http://{}", server.addr);
-        (server, base)
-    };
+    let base2 = app.base.clone();
     endpoint(&app, &rx, "both", None).await;
     let card = app.card("virtual").await;
     let id = card["id"].as_str().unwrap();
@@ -657,7 +653,6 @@ async fn two_nodes_deliver_each_event_once_and_in_order() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let arrival: Vec<String> = rx.hits("both").into_iter().map(|h| h.id).collect();
     assert_eq!(arrival, expected, "each event once, in the card's order");
-    node2.stop().await.unwrap();
 }
 
 #[tokio::test]
