@@ -465,3 +465,139 @@ async fn an_idempotency_key_is_one_request_across_nodes() {
         .expect("answer");
     assert_eq!((r.status, r.code()), (422, "idempotency_key_reused"), "{}", r.text);
 }
+
+/// One burst's answers (see `a_burst_across_nodes_is_decided_in_card_order`).
+#[derive(Debug, Default)]
+struct Burst {
+    accepted: bool,
+    right_blocked: bool,
+    remaining: std::collections::BTreeMap<u64, usize>,
+    blocked: usize,
+}
+
+/// 19 guesses at once, alternating between the two nodes, the right PIN
+/// sent last, 10 times on fresh cards. Every burst is answered as some
+/// serial order of those guesses would be: k < 3 wrong, the right one
+/// (accepted, the count reset), 3 wrong (the 3rd blocks), then "blocked";
+/// or 3 wrong then "blocked", the right one included. The card ends BLOCKED
+/// with the audit trail of exactly the wrong tries answered, and the right
+/// PIN is not accepted in every burst (two nodes checking it against a count
+/// read before the wrong ones committed would accept it nearly always).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_across_nodes_is_decided_in_card_order() {
+    const BURST: usize = 19;
+    const ROUNDS: usize = 10;
+    let Some(c) = cluster("a_burst_across_nodes_is_decided_in_card_order", &[]) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let mut accepted = 0;
+    for round in 0..ROUNDS {
+        let card = id(&a.new_card(&format!("burst-{round}")).await);
+        a.put(&format!("/v1/cards/{card}/pin"), json!({"pin": "4821"}))
+            .await
+            .ok();
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..BURST {
+            let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let card = card.clone();
+            let guess = if i == BURST - 1 {
+                "4821".to_owned()
+            } else {
+                format!("{:04}", 5000 + i)
+            };
+            set.spawn(async move { (guess == "4821", verify(&api, &card, &guess).await) });
+        }
+        let mut burst = Burst::default();
+        while let Some(r) = set.join_next().await {
+            let (right, r) = r.expect("task");
+            match (r.status, r.body["valid"].as_bool(), r.code()) {
+                (200, Some(true), _) => {
+                    assert!(right, "a wrong PIN accepted: {}", r.text);
+                    burst.accepted = true;
+                }
+                (200, Some(false), _) => {
+                    assert!(!right, "the right PIN refused as wrong: {}", r.text);
+                    *burst
+                        .remaining
+                        .entry(r.body["remaining_attempts"].as_u64().expect("remaining"))
+                        .or_default() += 1;
+                }
+                (409, _, "pin_blocked") => {
+                    burst.blocked += 1;
+                    burst.right_blocked |= right;
+                }
+                _ => panic!("unexpected answer {}: {}", r.status, r.text),
+            }
+        }
+        let count = |r: u64| burst.remaining.get(&r).copied().unwrap_or(0);
+        let (c2, c1, c0) = (count(2), count(1), count(0));
+        assert_eq!(burst.remaining.keys().filter(|r| **r > 2).count(), 0, "{burst:?}");
+        assert_eq!(
+            burst.blocked + c2 + c1 + c0 + usize::from(burst.accepted),
+            BURST,
+            "{burst:?}"
+        );
+        assert_eq!(c0, 1, "one blocking answer: {burst:?}");
+        let serial = match (burst.accepted, burst.right_blocked, (c2, c1)) {
+            (false, true, (1, 1)) => true,
+            (true, false, (1, 1) | (2, 1) | (2, 2)) => {
+                accepted += 1;
+                true
+            }
+            _ => false,
+        };
+        assert!(serial, "no serial order answers this: {burst:?}");
+        assert_eq!(b.get(&format!("/v1/cards/{card}")).await.ok()["pin_status"], "BLOCKED");
+        let audit = a.audit(&card).await;
+        assert_eq!(count_type(&audit, "card.pin_verification_failed"), c2 + c1, "{burst:?}");
+        assert_eq!(count_type(&audit, "card.pin_blocked"), 1, "{burst:?}");
+    }
+    eprintln!("right PIN accepted in {accepted} of {ROUNDS} bursts across two nodes");
+    assert!(accepted < ROUNDS, "accepted in every burst: {accepted} of {ROUNDS}");
+}
+
+/// A SQLite database has one server: its card order lives in that process.
+/// A second `cardcore serve` on the same file refuses to start, naming the
+/// first one's pid and pointing to PostgreSQL, and changes nothing; the
+/// first keeps serving, and other commands (`tenant create`) work beside it.
+/// Once the first is gone (even killed), a new server starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let db = Database::sqlite();
+    let tenant = db.create_tenant("solo");
+    let mut first = db.start("first", &[]);
+    let api = Api::new(&first, &tenant.key);
+    let card = id(&api.new_card("solo-1").await);
+
+    let out = std::process::Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(db.args())
+        .env("CARDCORE_MASTER_KEY", &db.master_key)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second cardcore serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second server started: {stderr}");
+    assert!(
+        stderr.contains(&format!("pid {}", first.pid())),
+        "names the first server: {stderr}"
+    );
+    assert!(stderr.contains("PostgreSQL"), "points to PostgreSQL: {stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "never listened"
+    );
+
+    // The first one serves on, and the CLI works beside it.
+    let other = db.create_tenant("solo-cli");
+    assert!(other.key.len() > 10);
+    assert_eq!(api.get(&format!("/v1/cards/{card}")).await.ok()["id"], card.as_str());
+
+    // Killed, it lets go: a new server starts on the file.
+    first.kill9();
+    let second = db.start("second", &[]);
+    let api = Api::new(&second, &tenant.key);
+    assert_eq!(api.get(&format!("/v1/cards/{card}")).await.ok()["id"], card.as_str());
+}

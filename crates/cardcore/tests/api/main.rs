@@ -21,6 +21,7 @@ mod logs;
 mod observability;
 mod openapi;
 mod otp;
+mod pin_order;
 mod pins;
 mod readme;
 mod webhooks;
