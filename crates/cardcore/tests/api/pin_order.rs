@@ -10,7 +10,7 @@ use crate::helpers::{spawn_app, Resp, TestApp};
 
 const PIN: &str = "4821";
 const BURST: usize = 19;
-const ROUNDS: usize = 10;
+const ROUNDS: usize = 30;
 
 /// One burst's answers: right PIN accepted (or refused as blocked), the
 /// `remaining_attempts` of each wrong one, and how many were refused as
@@ -50,9 +50,10 @@ fn serial_order(b: &Burst) -> Result<Option<usize>, String> {
     }
 }
 
-/// Sends one burst: the right PIN `right_at` among 18 wrong ones, all at
-/// once, each on a task of its own.
+/// Sends one burst: the right PIN `right_at` among 18 wrong ones, each on a
+/// task of its own, released together.
 async fn burst(app: &TestApp, bases: &[String], card: &str, right_at: usize) -> Burst {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(BURST));
     let tasks: Vec<_> = (0..BURST)
         .map(|i| {
             let guess = if i == right_at {
@@ -66,7 +67,9 @@ async fn burst(app: &TestApp, bases: &[String], card: &str, right_at: usize) -> 
                 .post(url)
                 .bearer_auth(&app.key)
                 .json(&json!({ "pin": guess }));
+            let start = start.clone();
             tokio::spawn(async move {
+                start.wait().await;
                 let r = req.send().await.expect("send");
                 let status = r.status().as_u16();
                 (guess == PIN, status, r.json::<Value>().await.expect("json"))
@@ -115,14 +118,15 @@ async fn check_card_after(app: &TestApp, card: &str, b: &Burst) {
     assert_eq!(count("card.pin_blocked"), 1, "{b:?}");
 }
 
-/// 19 guesses at once, the right one among them, 10 times on fresh cards
+/// 19 guesses at once, the right one among them, 30 times on fresh cards
 /// (the per-card throttle would allow 20). Every burst's answers are those of
 /// some serial order: the right PIN accepted only when fewer than 3 wrong
 /// ones were decided before it, never more than 3 wrong ones decided, the
-/// card BLOCKED with an audit trail that matches. And the right PIN is not
-/// accepted in every burst: before card order it was accepted in 17 of 20
-/// (it was checked against a count read before the wrong ones committed);
-/// decided in order it is accepted only when it comes among the first 3.
+/// card BLOCKED with an audit trail that matches. And the right PIN is
+/// accepted in at most half the bursts: decided in order it is accepted only
+/// when it comes among the first 3 (about 3 in 19 when the order is random);
+/// before card order it was accepted in 17 of 20 (checked against a count
+/// read before the wrong ones committed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_guesses_is_decided_in_card_order() {
     let app = spawn_app().await;
@@ -137,7 +141,7 @@ async fn a_burst_of_guesses_is_decided_in_card_order() {
         check_card_after(&app, &card, &b).await;
     }
     eprintln!("right PIN accepted in {accepted} of {ROUNDS} bursts");
-    assert!(accepted < ROUNDS, "accepted in every burst: {accepted} of {ROUNDS}");
+    assert!(accepted <= ROUNDS / 2, "accepted in {accepted} of {ROUNDS} bursts");
 }
 
 /// A problem answer without what differs per request anyway.
