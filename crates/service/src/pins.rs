@@ -396,8 +396,18 @@ impl Service {
         let pin = self.decode_pin(ctx, &rec, pin).await?;
         let _turn = self.card_order.turn(id).await;
         let hold = self.store.hold_card(ctx.tenant_id(), id).await?;
-        let mut held = hold.record.clone().ok_or(ServiceError::NotFound("card"))?;
-        let (decision, write) = self.decide_verification(&mut held, &pin).await?;
+        let decided = match hold.record.clone() {
+            Some(mut held) => self.decide_verification(&mut held, &pin).await,
+            None => Err(ServiceError::NotFound("card")),
+        };
+        let (decision, write) = match decided {
+            Ok(d) => d,
+            Err(e) => {
+                // Released now rather than when the connection is next used.
+                hold.release().await?;
+                return Err(e);
+            }
+        };
         if !write {
             hold.release().await?;
             return Ok(self.outcome(decision));

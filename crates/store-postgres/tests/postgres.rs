@@ -379,6 +379,25 @@ async fn a_released_hold_draws_no_transaction_id() {
                 .await
                 .unwrap();
             assert!(pids.is_empty(), "released");
+
+            // What the observer would see otherwise: locking the row to
+            // write draws a transaction id.
+            let hold = s.store.hold_card(t, card).await.unwrap();
+            let mut tx = hold.into_tx(&s.store).await.unwrap();
+            tx.lock_card(t, card).await.unwrap().unwrap();
+            let pids: Vec<i32> = sqlx::query_scalar(holders)
+                .bind(key)
+                .fetch_all(&mut observer)
+                .await
+                .unwrap();
+            let xids: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'transactionid'")
+                    .bind(pids[0])
+                    .fetch_one(&mut observer)
+                    .await
+                    .unwrap();
+            assert_eq!(xids, 1, "a row lock draws a transaction id");
+            tx.rollback().await.unwrap();
         },
     )
     .await;

@@ -320,3 +320,37 @@ async fn m2p_pin_update_tells_nothing_about_the_current_pin_before_both_proofs()
     let b = m2p(&app, &auth, "cards/update/pin", body(&other, &to, &co, PIN, "5930")).await;
     assert_eq!(b.status.as_u16(), 200, "{}", b.text);
 }
+
+/// A right PIN with nothing to reset is decided without a write: the
+/// database file's write-ahead log is byte for byte the same after 20 right
+/// verifications (a commit would add frames). A wrong PIN does write, and so
+/// does the right PIN that resets its count; the next right one does not.
+/// The webhook dispatcher is told to poll once a day, so nothing else
+/// writes meanwhile.
+#[tokio::test]
+async fn a_right_pin_with_nothing_to_reset_commits_nothing() {
+    let app = crate::helpers::spawn_app_with(&["--webhook-poll-interval-ms", "86400000"]).await;
+    let id = app.active_card("virtual").await["id"].as_str().unwrap().to_owned();
+    app.set_pin(&id, PIN).await;
+    let wal = app.dir.path().join("cardcore.db-wal");
+    let log = || std::fs::read(&wal).unwrap_or_default();
+    let card = app.get(&format!("/v1/cards/{id}")).await.ok();
+    let audit = app.audit(&id).await.len();
+
+    let before = log();
+    for _ in 0..20 {
+        assert_eq!(app.verify(&id, PIN).await.ok()["valid"], true);
+    }
+    assert!(log() == before, "a right PIN with nothing to reset committed something");
+    assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok(), card);
+    assert_eq!(app.audit(&id).await.len(), audit);
+
+    assert_eq!(app.verify(&id, "0001").await.ok()["remaining_attempts"], 2);
+    let after_wrong = log();
+    assert!(after_wrong != before, "a wrong PIN is committed");
+    assert_eq!(app.verify(&id, PIN).await.ok()["valid"], true);
+    let after_reset = log();
+    assert!(after_reset != after_wrong, "the reset of the count is committed");
+    assert_eq!(app.verify(&id, PIN).await.ok()["valid"], true);
+    assert!(log() == after_reset, "nothing left to reset: nothing committed");
+}
