@@ -354,3 +354,93 @@ async fn a_right_pin_with_nothing_to_reset_commits_nothing() {
     assert_eq!(app.verify(&id, PIN).await.ok()["valid"], true);
     assert!(log() == after_reset, "nothing left to reset: nothing committed");
 }
+
+/// A burst split between the native API and M2P's `cards/v2/validate-pin`,
+/// which calls the same service operation: one card order for both. The
+/// wrong answers of both APIs together are those of a serial order (3 wrong,
+/// or k < 3 wrong, the right one, then 3 more), the audit trail holds exactly
+/// them, the card ends BLOCKED, and the right PIN is accepted in at most
+/// half the bursts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_through_two_apis_is_decided_in_one_card_order() {
+    let app = spawn_app().await;
+    let auth = m2p_login(&app, &app.tenant_id, &app.key.clone()).await;
+    let mut accepted = 0;
+    for round in 0..ROUNDS {
+        let c = owned_card(&app, "virtual").await;
+        app.set_pin(c.id(), PIN).await;
+        let right_at = (round * 7 + 3) % BURST;
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(BURST));
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..BURST {
+            let guess = if i == right_at {
+                PIN.to_owned()
+            } else {
+                format!("{:04}", 5000 + i)
+            };
+            let (url, body, bearer) = if i % 2 == 0 {
+                (
+                    format!("{}/v1/cards/{}/pin/verify", app.base, c.id()),
+                    json!({ "pin": guess }),
+                    app.key.clone(),
+                )
+            } else {
+                (
+                    format!("{}/m2p/prepaid/customer/v1/cards/v2/validate-pin", app.base),
+                    json!({"entityId": c.external_id, "kit": c.kit(), "oldPin": guess}),
+                    auth.token.clone(),
+                )
+            };
+            let req = app
+                .client
+                .post(url)
+                .bearer_auth(bearer)
+                .header("X-TENANT-ID", &auth.tenant)
+                .json(&body);
+            let start = start.clone();
+            set.spawn(async move {
+                start.wait().await;
+                let r = req.send().await.expect("send");
+                let status = r.status().as_u16();
+                (guess == PIN, status, r.text().await.expect("text"))
+            });
+        }
+        let (mut right_ok, mut wrong, mut blocked) = (false, 0, 0);
+        while let Some(r) = set.join_next().await {
+            let (right, status, text) = r.expect("task");
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            match (status, body["valid"].as_bool()) {
+                (200, Some(true)) => {
+                    assert!(right, "a wrong PIN accepted: {text}");
+                    right_ok = true;
+                }
+                (200, Some(false)) => {
+                    assert!(!right, "the right PIN refused as wrong: {text}");
+                    wrong += 1;
+                }
+                (409, _) if text.contains("pin_blocked") || text.contains("pin.locked") => blocked += 1,
+                _ => panic!("unexpected answer {status}: {text}"),
+            }
+        }
+        assert_eq!(wrong + blocked + usize::from(right_ok), BURST);
+        if right_ok {
+            accepted += 1;
+            assert!(
+                (3..=5).contains(&wrong),
+                "{wrong} wrong decided around an accepted right PIN"
+            );
+        } else {
+            assert_eq!(wrong, 3, "3 wrong decided, then blocked");
+        }
+        assert_eq!(
+            app.get(&format!("/v1/cards/{}", c.id())).await.ok()["pin_status"],
+            "BLOCKED"
+        );
+        let audit = app.audit(c.id()).await;
+        let count = |t: &str| audit.iter().filter(|e| e["type"] == t).count();
+        assert_eq!(count("card.pin_verification_failed"), wrong - 1);
+        assert_eq!(count("card.pin_blocked"), 1);
+    }
+    eprintln!("right PIN accepted in {accepted} of {ROUNDS} mixed bursts");
+    assert!(accepted <= ROUNDS / 2, "accepted in {accepted} of {ROUNDS} bursts");
+}
