@@ -104,7 +104,7 @@ fi
 # The machine and the exact command, beside the results.
 {
     echo "date: $STAMP"
-    echo "command: bench/run.sh --cards $CARDS --duration $DURATION --connections $CONNECTIONS --backend $BACKEND --warmup $WARMUP --threads $THREADS"
+    echo "command: bench/run.sh --cards $CARDS --duration $DURATION --connections $CONNECTIONS --backend $BACKEND --warmup $WARMUP --threads $THREADS --scenarios \"$SCENARIOS\" --soak-duration $SOAK_DURATION"
     echo "cpus: $(nproc) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "kernel: $(uname -sr)"
