@@ -102,6 +102,14 @@ pub struct ServeArgs {
     /// Burst allowed per API key above the steady rate.
     #[arg(long, env = "CARDCORE_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
+    /// Failed authentications allowed per client address per minute once its
+    /// burst is spent, per node (0 turns the limit off).
+    #[arg(long, env = "CARDCORE_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications a client address may make in a row before it
+    /// is limited (answered 429 without a database read).
+    #[arg(long, env = "CARDCORE_AUTH_FAILURES_BURST", default_value_t = 20)]
+    pub auth_failures_burst: u32,
     /// Create a tenant named "demo" at first start and print its API key.
     #[arg(long, env = "CARDCORE_DEMO_TENANT")]
     pub demo_tenant: bool,
@@ -149,14 +157,71 @@ pub enum TenantCommand {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Add an API key to a tenant (printed once).
-    ApiKey {
+    /// Manage a tenant's API keys: `create`, `list`, `revoke`. (The older
+    /// `tenant api-key --tenant ID [--can-reveal]` still creates one.)
+    ApiKey(ApiKeyArgs),
+}
+
+/// `tenant api-key`: a subcommand, or the older flags that create a key.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ApiKeyArgs {
+    #[command(subcommand)]
+    pub command: Option<ApiKeyCommand>,
+    /// The tenant id (older form of `create`).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// May this key reveal PAN and CVV? (older form of `create`)
+    #[arg(long)]
+    pub can_reveal: bool,
+    /// Print `{"tenant_id", "api_key_id", "key_id", "api_key"}` (older form of `create`).
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make another API key for the tenant (printed once).
+    Create {
         /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// A label to tell keys apart (1 to 100 characters).
+        #[arg(long)]
+        name: Option<String>,
         /// May this key reveal PAN and CVV?
         #[arg(long)]
         can_reveal: bool,
+        /// Print `{"key_id", "api_key"}` and nothing else.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The tenant's keys, revoked ones included (never a key itself).
+    List {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Print a JSON array of `{"key_id", "name", "prefix", "can_reveal",
+        /// "created_at", "last_used_at", "revoked_at"}` and nothing else.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a key: every node refuses it, and the M2P tokens made with it,
+    /// within 5 seconds.
+    Revoke {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The key's id (from `create` or `list`).
+        #[arg(long)]
+        key_id: String,
+        /// Print `{"key_id", "revoked_at"}` and nothing else.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -182,9 +247,15 @@ impl ZoneAlgorithm {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Add a new version of the PIN verification and data keys. Old rows keep
-    /// verifying and move to the new version on their next write.
+    /// Add a new version of the PIN verification and data keys, and of every
+    /// tenant's RSA PIN transport key. Old rows keep verifying and move to
+    /// the new version on their next write; a replaced transport key keeps
+    /// decrypting for the grace period, then is refused.
     Rotate {
+        /// How long the replaced transport keys keep decrypting, in seconds
+        /// (0: refuse them at once, e.g. after a suspected compromise).
+        #[arg(long, default_value_t = 86_400)]
+        transport_grace_seconds: u32,
         #[command(flatten)]
         db: DbArgs,
     },

@@ -65,31 +65,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Tenant(TenantCommand::ApiKey {
-            tenant,
-            can_reveal,
-            json,
-            db,
-        }) => {
-            let service = open_service(&db, ServiceConfig::default()).await?;
-            let tenant = service
-                .tenant(parse_tenant(&tenant)?)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let key = service
-                .create_api_key(tenant.id, can_reveal)
-                .await
-                .map_err(anyhow::Error::msg)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "tenant_id": tenant.id, "api_key_id": key.id, "api_key": key.secret.as_str() })
-                );
-            } else {
-                println!("API key for {} (shown once): {}", tenant.name, key.secret.as_str());
-            }
-            Ok(())
-        }
+        Command::Tenant(TenantCommand::ApiKey(args)) => api_key_command(args).await,
         Command::Tenant(TenantCommand::ZoneKey {
             tenant,
             algorithm,
@@ -118,11 +94,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate { db }) => {
+        Command::Keys(KeysCommand::Rotate {
+            transport_grace_seconds,
+            db,
+        }) => {
             let service = open_service(&db, ServiceConfig::default()).await?;
             for (purpose, version) in service.keys().rotate().await.map_err(anyhow::Error::msg)? {
                 println!("{} key: now version {version}", purpose.as_str());
             }
+            let grace = chrono::Duration::seconds(i64::from(transport_grace_seconds));
+            let tenants = service
+                .keys()
+                .rotate_transport_keys(grace)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "transport keys: a new version for {tenants} tenant(s); the versions replaced decrypt for {transport_grace_seconds} more seconds"
+            );
             Ok(())
         }
         Command::Seed(args) => seed::run(args).await,
@@ -134,6 +122,143 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cardcore tenant api-key ...`.
+async fn api_key_command(args: cli::ApiKeyArgs) -> anyhow::Result<()> {
+    use cli::ApiKeyCommand;
+    let Some(command) = args.command else {
+        // The older spelling: `tenant api-key --tenant ID [--can-reveal] [--json]`.
+        let Some(tenant) = args.tenant else {
+            bail!("`cardcore tenant api-key` needs a subcommand (create, list, revoke); see --help");
+        };
+        let service = open_service(&args.db, ServiceConfig::default()).await?;
+        let tenant = service
+            .tenant(parse_tenant(&tenant)?)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let key = service
+            .create_api_key(tenant.id, None, args.can_reveal)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "tenant_id": tenant.id, "api_key_id": key.id, "key_id": key.id, "api_key": key.secret.as_str() })
+            );
+        } else {
+            println!("API key for {} (shown once): {}", tenant.name, key.secret.as_str());
+        }
+        return Ok(());
+    };
+    match command {
+        ApiKeyCommand::Create {
+            tenant,
+            name,
+            can_reveal,
+            json,
+            db,
+        } => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let tenant = service
+                .tenant(parse_tenant(&tenant)?)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let key = service
+                .create_api_key(tenant.id, name.as_deref(), can_reveal)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "key_id": key.id, "api_key": key.secret.as_str() })
+                );
+            } else {
+                println!(
+                    "API key {} for {} (shown once, store it now): {}",
+                    key.id,
+                    tenant.name,
+                    key.secret.as_str()
+                );
+            }
+        }
+        ApiKeyCommand::List { tenant, json, db } => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let tenant = service
+                .tenant(parse_tenant(&tenant)?)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let keys = service.api_keys(tenant.id).await.map_err(anyhow::Error::msg)?;
+            let ts = |t: &Option<cardcore_domain::Timestamp>| t.map(|t| rfc3339(&t));
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "key_id": k.id,
+                            "name": k.name,
+                            "prefix": k.prefix,
+                            "can_reveal": k.can_reveal,
+                            "created_at": k.created_at,
+                            "last_used_at": k.last_used_at,
+                            "revoked_at": k.revoked_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!("API keys of {} ({}):", tenant.name, tenant.id);
+                for k in &keys {
+                    println!(
+                        "{}  {}…  {}  reveal={}  created {}  last used {}  {}",
+                        k.id,
+                        k.prefix,
+                        k.name.as_deref().unwrap_or("-"),
+                        k.can_reveal,
+                        rfc3339(&k.created_at),
+                        ts(&k.last_used_at).unwrap_or_else(|| "never".into()),
+                        ts(&k.revoked_at).map_or_else(|| "active".into(), |t| format!("revoked {t}")),
+                    );
+                }
+            }
+        }
+        ApiKeyCommand::Revoke {
+            tenant,
+            key_id,
+            json,
+            db,
+        } => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let tenant = service
+                .tenant(parse_tenant(&tenant)?)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let id: cardcore_domain::ApiKeyId = key_id
+                .parse()
+                .with_context(|| format!("--key-id {key_id:?} is not an API key id (a UUID)"))?;
+            let key = match service.revoke_api_key(tenant.id, id).await {
+                Err(cardcore_service::ServiceError::NotFound(_)) => {
+                    bail!("tenant {} has no API key {id}", tenant.id)
+                }
+                other => other.map_err(anyhow::Error::msg)?,
+            };
+            let at = key.revoked_at.map(|t| rfc3339(&t)).unwrap_or_default();
+            if json {
+                println!("{}", serde_json::json!({ "key_id": key.id, "revoked_at": at }));
+            } else {
+                println!(
+                    "API key {} revoked at {at}; every node refuses it, and the M2P tokens made with it, within {} seconds",
+                    key.id,
+                    cardcore_service::auth::AUTH_CACHE_TTL.as_secs()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rfc3339(t: &cardcore_domain::Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn parse_tenant(s: &str) -> anyhow::Result<cardcore_domain::TenantId> {
@@ -331,14 +456,17 @@ impl Server {
             service.clone(),
             cardcore_http::HttpOptions {
                 metrics: prometheus(),
-                rate_limits: cardcore_http::ratelimit::RateLimits::new(
-                    args.rate_limit_per_second,
-                    args.rate_limit_burst,
-                ),
+                rate_limits: cardcore_http::ratelimit::RateLimits::with(cardcore_http::ratelimit::RateLimitConfig {
+                    per_second: args.rate_limit_per_second,
+                    burst: args.rate_limit_burst,
+                    auth_failures_per_minute: args.auth_failures_per_minute,
+                    auth_failures_burst: args.auth_failures_burst,
+                }),
             },
         );
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            // The peer address feeds the per-address limit on failed authentications.
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 })

@@ -12,6 +12,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -634,4 +635,135 @@ async fn a_second_server_on_one_sqlite_file_is_refused() {
     let second = db.start("second", &[]);
     let api = Api::new(&second, &tenant.key);
     assert_eq!(api.get(&format!("/v1/cards/{card}")).await.ok()["id"], card.as_str());
+}
+
+/// Polls `call` until it answers 401 (up to 15 s) and checks the promise:
+/// every call that started more than 5 s after `revoked` was refused.
+/// Returns the observed delay.
+async fn refused_within_5_s<F, Fut>(revoked: Instant, call: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Reply>,
+{
+    let promise = Duration::from_secs(5);
+    let deadline = revoked + Duration::from_secs(15);
+    loop {
+        let started = Instant::now();
+        let r = call().await;
+        let after = started.duration_since(revoked);
+        if r.status == 401 {
+            return after;
+        }
+        assert!(
+            after <= promise && started < deadline,
+            "a call started {after:?} after the revocation was still answered {}: {}",
+            r.status,
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_with_the_cli_is_refused_on_both_nodes_within_5_s() {
+    if !postgres_or_skip("a_key_revoked_with_the_cli_is_refused_on_both_nodes_within_5_s") {
+        return;
+    }
+    let db = Database::postgres();
+    let tenant = db.create_tenant("revoking");
+    let made: Value = serde_json::from_str(&db.cli(&[
+        "tenant",
+        "api-key",
+        "create",
+        "--tenant",
+        &tenant.id,
+        "--name",
+        "to revoke",
+        "--json",
+    ]))
+    .expect("json");
+    let key = made["api_key"].as_str().expect("api_key").to_owned();
+    let key_id = made["key_id"].as_str().expect("key_id").to_owned();
+    let na = db.start("a", &[]);
+    let nb = db.start("b", &[]);
+    let a = Api::new(&na, &key);
+    let b = a.on(&nb);
+    let other = Api::new(&na, &tenant.key);
+
+    // Both nodes know the key (their caches hold it), and an M2P token
+    // minted on node a works on node b.
+    a.get("/v1/cards").await.ok();
+    b.get("/v1/cards").await.ok();
+    let token = a
+        .post(
+            "/m2p/auth/token",
+            json!({"clientId": tenant.id, "clientSecret": key, "grantType": "client_credentials"}),
+        )
+        .await
+        .ok()["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let m2p_on_b = Api::new(&nb, &token);
+    let fetch = || async {
+        m2p_on_b
+            .send(
+                Method::POST,
+                "/m2p/prepaid/customer/v1/customers/fetch-all-cards",
+                Some(json!({"entityId": "nobody"})),
+                &[("X-TENANT-ID", tenant.id.as_str())],
+            )
+            .await
+            .expect("answer")
+    };
+    assert_ne!(fetch().await.status, 401, "the token works before");
+
+    db.cli(&[
+        "tenant", "api-key", "revoke", "--tenant", &tenant.id, "--key-id", &key_id,
+    ]);
+    let revoked = Instant::now();
+    let (on_a, on_b, token_on_b) = tokio::join!(
+        refused_within_5_s(revoked, || a.get("/v1/cards")),
+        refused_within_5_s(revoked, || b.get("/v1/cards")),
+        refused_within_5_s(revoked, fetch),
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "revocation observed after {on_a:?} (node a), {on_b:?} (node b), {token_on_b:?} (M2P token on node b)"
+    );
+    // It stays refused, and the tenant's other key is untouched.
+    a.get("/v1/cards").await.expect(401, "unauthorized");
+    b.get("/v1/cards").await.expect(401, "unauthorized");
+    other.get("/v1/cards").await.ok();
+    other.on(&nb).get("/v1/cards").await.ok();
+    let listed: Value =
+        serde_json::from_str(&db.cli(&["tenant", "api-key", "list", "--tenant", &tenant.id, "--json"])).expect("json");
+    let row = listed
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|k| k["key_id"] == key_id.as_str())
+        .expect("listed")
+        .clone();
+    assert!(row["revoked_at"].is_string(), "{row}");
+    assert!(!listed.to_string().contains(&key), "never the key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_transport_key_asked_for_on_two_nodes_at_once_is_one_key() {
+    let Some(c) = cluster("a_tenants_transport_key_asked_for_on_two_nodes_at_once_is_one_key", &[]) else {
+        return;
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let api = if i % 2 == 0 { c.a.clone() } else { c.b.clone() };
+        set.spawn(async move { api.get("/v1/pin-encryption-key").await.ok() });
+    }
+    let mut keys = Vec::new();
+    while let Some(k) = set.join_next().await {
+        keys.push(k.expect("task"));
+    }
+    assert!(keys.iter().all(|k| k == &keys[0]), "one key for the tenant: {keys:?}");
+    assert_eq!(keys[0]["key_id"], "rsa-oaep-v1");
+    assert_eq!(c._db.sql("SELECT count(*) FROM tenant_transport_keys"), "1");
 }

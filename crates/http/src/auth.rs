@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use cardcore_domain::Channel;
-use cardcore_service::{Ctx, ServiceError};
+use cardcore_service::{Ctx, Principal, Service, ServiceError, ServiceResult};
 
 use crate::error::ApiError;
 use crate::middleware::RequestId;
@@ -40,7 +40,17 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = api_key_of(parts).ok_or(ServiceError::Unauthorized)?;
-        let principal = state.service.authenticate(key).await?;
+        let principal = authenticate(parts, &state.service, key).await?;
         Ok(Auth(Ctx::new(principal, Channel::Native, request_id_of(parts))))
     }
+}
+
+/// The caller behind an API key, counted against the key's rate limit
+/// (every API's authentication goes through here or [`crate::ratelimit::admit`]).
+pub(crate) async fn authenticate(parts: &Parts, service: &Service, secret: &str) -> ServiceResult<Principal> {
+    let principal = service.authenticate(secret).await.inspect_err(|e| {
+        crate::ratelimit::note_failure(parts, e);
+    })?;
+    crate::ratelimit::admit(parts, secret, &principal)?;
+    Ok(principal)
 }

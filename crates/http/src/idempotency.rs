@@ -81,7 +81,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let key = String::from_utf8_lossy(raw.as_bytes()).into_owned();
     let (parts, body) = req.into_parts();
     let principal = match crate::auth::api_key_of(&parts) {
-        Some(api_key) => s.service.authenticate(api_key).await.ok(),
+        Some(api_key) => crate::auth::authenticate(&parts, &s.service, api_key).await.ok(),
         None => None,
     };
     let Some(principal) = principal else {

@@ -13,8 +13,8 @@ use cardcore_crypto::keys::{random_key, DataKey, MasterKey};
 use cardcore_crypto::transport::TransportKey;
 use cardcore_crypto::verifier::MacKey;
 use cardcore_crypto::SecretBytes;
-use cardcore_domain::{TenantId, ZoneKeyId};
-use cardcore_store::{Store, StoredKey, ZoneKeyRecord};
+use cardcore_domain::{TenantId, Timestamp, ZoneKeyId};
+use cardcore_store::{Store, StoredKey, TransportKeyRecord, ZoneKeyRecord};
 use rand::rngs::OsRng;
 
 use crate::error::ServiceError;
@@ -33,23 +33,13 @@ pub enum Purpose {
     PanLookup,
     /// Double-length TDES card verification key (Visa CVV algorithm).
     Cvk,
-    /// RSA-2048 PIN transport key (PKCS#8).
-    Transport,
     /// HMAC-SHA256: signs the M2P dialect's access tokens.
     Jwt,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 7] = [
-        Self::Data,
-        Self::Pin,
-        Self::Otp,
-        Self::PanLookup,
-        Self::Cvk,
-        Self::Transport,
-        Self::Jwt,
-    ];
+    pub const ALL: [Purpose; 6] = [Self::Data, Self::Pin, Self::Otp, Self::PanLookup, Self::Cvk, Self::Jwt];
 
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {
@@ -59,7 +49,6 @@ impl Purpose {
             Self::Otp => "otp",
             Self::PanLookup => "pan_lookup",
             Self::Cvk => "cvk",
-            Self::Transport => "transport",
             Self::Jwt => "jwt",
         }
     }
@@ -68,12 +57,12 @@ impl Purpose {
         Self::ALL.into_iter().find(|p| p.as_str() == s)
     }
 
-    /// Purposes that `cardcore keys rotate` gives a new version.
+    /// Purposes that `cardcore keys rotate` gives a new version (it also
+    /// rotates each tenant's RSA transport key, which is not a service key).
     pub const ROTATING: [Purpose; 2] = [Self::Data, Self::Pin];
 
     fn generate(self) -> Result<SecretBytes, ServiceError> {
         match self {
-            Self::Transport => TransportKey::generate_pkcs8().map_err(|e| ServiceError::Internal(e.to_string())),
             Self::Cvk => Ok(random_key(16, &mut OsRng)),
             _ => Ok(random_key(32, &mut OsRng)),
         }
@@ -82,6 +71,10 @@ impl Purpose {
 
 fn label(purpose: Purpose, version: i32) -> String {
     format!("cardcore/service-key/{}/v{version}", purpose.as_str())
+}
+
+fn transport_label(tenant: TenantId, version: i32) -> String {
+    format!("cardcore/transport-key/{tenant}/v{version}")
 }
 
 fn zone_label(tenant: TenantId, id: ZoneKeyId, algorithm: &str) -> String {
@@ -97,7 +90,15 @@ pub enum Key {
     Data(Arc<DataKey>),
     Mac(MacKey),
     Cvk(Arc<SecretBytes>),
-    Transport(Arc<TransportKey>),
+}
+
+/// One version of a tenant's RSA PIN transport key, unwrapped.
+#[derive(Clone)]
+pub struct TenantTransportKey {
+    pub version: i32,
+    pub key: Arc<TransportKey>,
+    /// From then on this version decrypts nothing.
+    pub retires_at: Option<Timestamp>,
 }
 
 /// A tenant's zone PIN key, unwrapped.
@@ -121,6 +122,8 @@ pub struct Keyring {
     store: Arc<dyn Store>,
     keys: RwLock<Keys>,
     zones: RwLock<HashMap<TenantId, Vec<ZoneKey>>>,
+    transports: RwLock<HashMap<TenantId, Vec<TenantTransportKey>>>,
+    making_transport: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -168,6 +171,8 @@ impl Keyring {
             store,
             keys: RwLock::new(Keys::default()),
             zones: RwLock::new(HashMap::new()),
+            transports: RwLock::new(HashMap::new()),
+            making_transport: tokio::sync::Mutex::new(()),
         };
         for purpose in Purpose::ALL {
             ring.ensure(purpose).await?;
@@ -245,13 +250,22 @@ impl Keyring {
                     Key::Mac(MacKey::new(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?)
                 }
                 Purpose::Cvk => Key::Cvk(Arc::new(raw)),
-                Purpose::Transport => Key::Transport(Arc::new(
-                    TransportKey::from_pkcs8(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
-                )),
             };
             keys.by_purpose.entry(purpose).or_default().insert(s.version, key);
         }
         *self.keys.write().map_err(|_| poisoned())? = keys;
+        // Transport keys rotated elsewhere (new versions, retirements) are
+        // read again on next use; parsed keys are not parsed twice.
+        let tenants: Vec<TenantId> = self
+            .transports
+            .read()
+            .map_err(|_| poisoned())?
+            .keys()
+            .copied()
+            .collect();
+        for tenant in tenants {
+            self.load_transport_keys(tenant).await?;
+        }
         Ok(())
     }
 
@@ -316,12 +330,136 @@ impl Keyring {
         }
     }
 
-    /// The RSA transport key and its id.
-    pub async fn transport(&self) -> Result<(i32, Arc<TransportKey>), ServiceError> {
-        match self.key(Purpose::Transport, None).await? {
-            (v, Key::Transport(k)) => Ok((v, k)),
-            _ => Err(ServiceError::Internal("transport key has the wrong type".into())),
+    /// The tenant's RSA transport key versions, oldest first, making version
+    /// 1 on first use. Two nodes making it at once end with one key: the
+    /// database keeps the first insert and the other node reads it back.
+    pub async fn tenant_transport_keys(&self, tenant: TenantId) -> Result<Vec<TenantTransportKey>, ServiceError> {
+        if let Some(keys) = self.transports.read().map_err(|_| poisoned())?.get(&tenant) {
+            if !keys.is_empty() {
+                return Ok(keys.clone());
+            }
         }
+        let keys = self.load_transport_keys(tenant).await?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
+        // One RSA key generation at a time on this node (it takes a while);
+        // whoever waited finds the key made meanwhile.
+        let _making = self.making_transport.lock().await;
+        let keys = self.load_transport_keys(tenant).await?;
+        if !keys.is_empty() {
+            return Ok(keys);
+        }
+        self.add_transport_version(tenant, 1).await?;
+        self.load_transport_keys(tenant).await
+    }
+
+    /// The newest version of the tenant's transport key (made on first use).
+    pub async fn transport_key(&self, tenant: TenantId) -> Result<TenantTransportKey, ServiceError> {
+        self.tenant_transport_keys(tenant)
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Internal("no transport key after making one".into()))
+    }
+
+    /// The tenant's transport key versions that decrypt at `now`, newest
+    /// first (`version`: only that one). A version this node has not seen
+    /// yet is fetched from the database once.
+    pub async fn live_transport_keys(
+        &self,
+        tenant: TenantId,
+        version: Option<i32>,
+        now: Timestamp,
+    ) -> Result<Vec<TenantTransportKey>, ServiceError> {
+        let mut keys = self.tenant_transport_keys(tenant).await?;
+        if let Some(v) = version {
+            if keys.last().is_some_and(|k| k.version < v) {
+                keys = self.load_transport_keys(tenant).await?;
+            }
+            keys.retain(|k| k.version == v);
+        }
+        keys.retain(|k| k.retires_at.is_none_or(|at| now < at));
+        keys.reverse();
+        Ok(keys)
+    }
+
+    /// Adds a new transport key version for every tenant that has one; the
+    /// versions it replaces stop decrypting `grace` from now. Returns how
+    /// many tenants got a new version.
+    pub async fn rotate_transport_keys(&self, grace: chrono::Duration) -> Result<usize, ServiceError> {
+        let mut rotated = 0;
+        for tenant in self.store.transport_key_tenants().await? {
+            loop {
+                let current = self.load_transport_keys(tenant).await?.last().map_or(0, |k| k.version);
+                if self.add_transport_version(tenant, current + 1).await? {
+                    self.store
+                        .retire_transport_keys(tenant, current + 1, crate::now() + grace)
+                        .await?;
+                    rotated += 1;
+                    break;
+                }
+            }
+            self.load_transport_keys(tenant).await?;
+        }
+        Ok(rotated)
+    }
+
+    async fn add_transport_version(&self, tenant: TenantId, version: i32) -> Result<bool, ServiceError> {
+        // RSA key generation takes long enough to stall other requests on
+        // this worker thread.
+        let key = tokio::task::spawn_blocking(TransportKey::generate_pkcs8)
+            .await
+            .map_err(|e| ServiceError::Internal(format!("transport key generation stopped: {e}")))?
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let wrapped = self.master.wrap(&transport_label(tenant, version), &key, &mut OsRng);
+        Ok(self
+            .store
+            .insert_transport_key(&TransportKeyRecord {
+                tenant_id: tenant,
+                version,
+                wrapped,
+                created_at: crate::now(),
+                retires_at: None,
+            })
+            .await?)
+    }
+
+    /// Reads the tenant's versions from the database into this node's cache
+    /// (parsing only versions it has not parsed before).
+    async fn load_transport_keys(&self, tenant: TenantId) -> Result<Vec<TenantTransportKey>, ServiceError> {
+        let records = self.store.transport_keys(tenant).await?;
+        let known: HashMap<i32, Arc<TransportKey>> = self
+            .transports
+            .read()
+            .map_err(|_| poisoned())?
+            .get(&tenant)
+            .map(|keys| keys.iter().map(|k| (k.version, k.key.clone())).collect())
+            .unwrap_or_default();
+        let mut keys = Vec::with_capacity(records.len());
+        for r in records {
+            let key = match known.get(&r.version) {
+                Some(k) => k.clone(),
+                None => {
+                    let raw = self
+                        .master
+                        .unwrap(&transport_label(tenant, r.version), &r.wrapped)
+                        .map_err(|_| {
+                            ServiceError::Internal("transport key does not open with the master key".into())
+                        })?;
+                    Arc::new(TransportKey::from_pkcs8(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?)
+                }
+            };
+            keys.push(TenantTransportKey {
+                version: r.version,
+                key,
+                retires_at: r.retires_at,
+            });
+        }
+        self.transports
+            .write()
+            .map_err(|_| poisoned())?
+            .insert(tenant, keys.clone());
+        Ok(keys)
     }
 
     /// Makes a zone PIN key for a tenant and returns it in clear, once.

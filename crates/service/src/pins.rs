@@ -47,8 +47,10 @@ impl BlockFormat {
 pub enum PinInput {
     /// Digits in clear (over TLS).
     Plain(Pin),
-    /// Base64 RSA-OAEP-SHA256 ciphertext of the digits under the transport key.
-    Encrypted { ciphertext: String, key_id: String },
+    /// Base64 RSA-OAEP-SHA256 ciphertext of the digits under the tenant's
+    /// transport key: the version `key_id` names, or (M2P, which sends no
+    /// key id) any version that still decrypts, newest first.
+    Encrypted { ciphertext: String, key_id: Option<String> },
     /// An ISO 9564 block under one of the tenant's zone PIN keys.
     Block {
         block: Vec<u8>,
@@ -61,7 +63,7 @@ impl std::fmt::Debug for PinInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Plain(_) => f.write_str("PinInput::Plain([redacted])"),
-            Self::Encrypted { key_id, .. } => write!(f, "PinInput::Encrypted({key_id}, [redacted])"),
+            Self::Encrypted { key_id, .. } => write!(f, "PinInput::Encrypted({key_id:?}, [redacted])"),
             Self::Block { format, key_id, .. } => write!(f, "PinInput::Block({format:?}, {key_id:?}, [redacted])"),
         }
     }
@@ -119,14 +121,19 @@ fn transport_key_id(version: i32) -> String {
     format!("rsa-oaep-v{version}")
 }
 
+fn transport_key_version(key_id: &str) -> Option<i32> {
+    key_id.strip_prefix("rsa-oaep-v")?.parse().ok().filter(|v| *v > 0)
+}
+
 impl Service {
-    /// The public key for `encrypted_pin`.
-    pub async fn pin_encryption_key(&self) -> ServiceResult<PinEncryptionKey> {
-        let (version, key) = self.keys.transport().await?;
+    /// The tenant's public key for `encrypted_pin` (its newest version,
+    /// made on the tenant's first ask).
+    pub async fn pin_encryption_key(&self, ctx: &Ctx) -> ServiceResult<PinEncryptionKey> {
+        let key = self.keys.transport_key(ctx.tenant_id()).await?;
         Ok(PinEncryptionKey {
-            key_id: transport_key_id(version),
+            key_id: transport_key_id(key.version),
             algorithm: cardcore_crypto::transport::ALGORITHM,
-            public_key_pem: key.public_key_pem().to_owned(),
+            public_key_pem: key.key.public_key_pem().to_owned(),
         })
     }
 
@@ -137,21 +144,37 @@ impl Service {
         match pin.input {
             PinInput::Plain(p) => Ok(p),
             PinInput::Encrypted { ciphertext, key_id } => {
-                let (version, key) = self.keys.transport().await?;
-                if key_id != transport_key_id(version) {
+                // Only this tenant's keys: a ciphertext made for another
+                // tenant does not decrypt here.
+                let version = match &key_id {
+                    Some(id) => Some(transport_key_version(id).ok_or_else(|| {
+                        ServiceError::invalid(
+                            &field("key_id"),
+                            "is not a PIN encryption key id; fetch the key from GET /v1/pin-encryption-key",
+                        )
+                    })?),
+                    None => None,
+                };
+                let keys = self
+                    .keys
+                    .live_transport_keys(ctx.tenant_id(), version, crate::now())
+                    .await?;
+                if keys.is_empty() && key_id.is_some() {
                     return Err(ServiceError::invalid(
                         &field("key_id"),
                         "is not the current PIN encryption key; fetch it from GET /v1/pin-encryption-key",
                     ));
                 }
-                key.decrypt_pin(&ciphertext).map_err(|_| {
-                    ServiceError::invalid_with(
-                        "encrypted_pin_invalid",
-                        &field("encrypted_pin"),
-                        "could not be decrypted: encrypt the PIN digits with RSA-OAEP (SHA-256, MGF1-SHA-256) \
-                         under the key from GET /v1/pin-encryption-key and send it base64-encoded",
-                    )
-                })
+                keys.iter()
+                    .find_map(|k| k.key.decrypt_pin(&ciphertext).ok())
+                    .ok_or_else(|| {
+                        ServiceError::invalid_with(
+                            "encrypted_pin_invalid",
+                            &field("encrypted_pin"),
+                            "could not be decrypted: encrypt the PIN digits with RSA-OAEP (SHA-256, MGF1-SHA-256) \
+                             under the key from GET /v1/pin-encryption-key and send it base64-encoded",
+                        )
+                    })
             }
             PinInput::Block { block, format, key_id } => {
                 let zone = self

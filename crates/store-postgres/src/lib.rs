@@ -39,11 +39,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
-use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
-    StoredKey, Tx, ZoneKeyRecord,
+    StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
@@ -445,6 +445,78 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn transport_keys(&self, tenant: TenantId) -> StoreResult<Vec<TransportKeyRecord>> {
+        self.run(async {
+            let rows = sqlx::query(
+                "SELECT version, wrapped, created_at, retires_at FROM tenant_transport_keys WHERE tenant_id = $1 \
+                 ORDER BY version",
+            )
+            .bind(tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(TransportKeyRecord {
+                        tenant_id: tenant,
+                        version: rows::get(r, "version")?,
+                        wrapped: rows::get(r, "wrapped")?,
+                        created_at: rows::get(r, "created_at")?,
+                        retires_at: rows::get(r, "retires_at")?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_transport_key(&self, key: &TransportKeyRecord) -> StoreResult<bool> {
+        self.run(async {
+            let r = sqlx::query(
+                "INSERT INTO tenant_transport_keys (tenant_id, version, wrapped, created_at, retires_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(key.tenant_id.0)
+            .bind(key.version)
+            .bind(&key.wrapped)
+            .bind(key.created_at)
+            .bind(key.retires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn retire_transport_keys(&self, tenant: TenantId, below_version: i32, at: Timestamp) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query(
+                "UPDATE tenant_transport_keys SET retires_at = $3 \
+                 WHERE tenant_id = $1 AND version < $2 AND (retires_at IS NULL OR retires_at > $3)",
+            )
+            .bind(tenant.0)
+            .bind(below_version)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transport_key_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        self.run(async {
+            let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tenant_transport_keys")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(ids.into_iter().map(TenantId::from).collect())
+        })
+        .await
+    }
+
     async fn create_tenant(&self, tenant: &Tenant, key: &ApiKeyRecord) -> StoreResult<bool> {
         self.run(async {
             let mut tx = self.pool.begin().await.map_err(map_err)?;
@@ -517,12 +589,11 @@ impl Store for PostgresStore {
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
         self.run(async {
-            let row = sqlx::query(
-                "SELECT k.id AS key_id, k.tenant_id AS key_tenant_id, k.key_hash, k.prefix, k.can_reveal, \
-                        k.created_at AS key_created_at, t.id, t.name, t.default_program_id, t.created_at \
+            let row = sqlx::query(&format!(
+                "SELECT {API_KEY_COLUMNS}, t.id, t.name, t.default_program_id, t.created_at \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-            )
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+            ))
             .bind(hash)
             .fetch_optional(&self.pool)
             .await
@@ -531,6 +602,71 @@ impl Store for PostgresStore {
                 Some(r) => Ok(Some((rows::api_key(&r)?, rows::tenant(&r)?))),
                 None => Ok(None),
             }
+        })
+        .await
+    }
+
+    async fn api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "SELECT {API_KEY_COLUMNS}, t.id, t.name, t.default_program_id, t.created_at \
+                 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+                 WHERE k.id = $1 AND k.revoked_at IS NULL"
+            ))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            match row {
+                Some(r) => Ok(Some((rows::api_key(&r)?, rows::tenant(&r)?))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn api_keys(&self, tenant: TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.run(async {
+            let rows = sqlx::query(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
+            ))
+            .bind(tenant.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map(rows::api_key).collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, at: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "UPDATE api_keys k SET revoked_at = COALESCE(k.revoked_at, $3) WHERE k.tenant_id = $1 AND k.id = $2 \
+                 RETURNING {API_KEY_COLUMNS}"
+            ))
+            .bind(tenant.0)
+            .bind(id.0)
+            .bind(at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::api_key).transpose()
+        })
+        .await
+    }
+
+    async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query(
+                "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+            )
+            .bind(id.0)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
         })
         .await
     }
@@ -829,9 +965,14 @@ impl Store for PostgresStore {
 const CARDHOLDER_COLUMNS: &str = "id, tenant_id, external_id, name, phone_country_code, phone_number, email, \
     date_of_birth, default_account_id, created_at";
 
+/// The columns `rows::api_key` reads, from `api_keys k`.
+const API_KEY_COLUMNS: &str = "k.id AS key_id, k.tenant_id AS key_tenant_id, k.key_hash, k.prefix, k.can_reveal, \
+    k.created_at AS key_created_at, k.name AS key_name, k.last_used_at, k.revoked_at";
+
 async fn insert_api_key(tx: &mut Transaction<'static, Postgres>, key: &ApiKeyRecord) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, can_reveal, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, can_reveal, created_at, name, last_used_at, \
+         revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(key.id.0)
     .bind(key.tenant_id.0)
@@ -839,6 +980,9 @@ async fn insert_api_key(tx: &mut Transaction<'static, Postgres>, key: &ApiKeyRec
     .bind(&key.prefix)
     .bind(key.can_reveal)
     .bind(key.created_at)
+    .bind(&key.name)
+    .bind(key.last_used_at)
+    .bind(key.revoked_at)
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;

@@ -72,6 +72,9 @@ pub fn api_key(row: &PgRow) -> StoreResult<ApiKeyRecord> {
         prefix: get(row, "prefix")?,
         can_reveal: get(row, "can_reveal")?,
         created_at: get(row, "key_created_at")?,
+        name: get(row, "key_name")?,
+        last_used_at: get(row, "last_used_at")?,
+        revoked_at: get(row, "revoked_at")?,
     })
 }
 

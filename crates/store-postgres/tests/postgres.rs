@@ -50,6 +50,9 @@ async fn tenant_and_card(store: &dyn Store) -> (TenantId, CardId) {
         prefix: "ck_test_".into(),
         can_reveal: false,
         created_at: now(),
+        name: None,
+        last_used_at: None,
+        revoked_at: None,
     };
     assert!(store.create_tenant(&t, &key).await.unwrap());
     let holder = Cardholder {
@@ -509,6 +512,9 @@ async fn racing_nodes_get_one_winner_and_no_error() {
                         prefix: "ck_".into(),
                         can_reveal: false,
                         created_at: now(),
+                        name: None,
+                        last_used_at: None,
+                        revoked_at: None,
                     };
                     let tenant = node.create_tenant(&tenant, &api_key).await.unwrap();
                     [meta, service_key, tenant]

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
-use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
-    StoredKey, Tx, ZoneKeyRecord,
+    StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
@@ -278,6 +278,69 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn transport_keys(&self, tenant: TenantId) -> StoreResult<Vec<TransportKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT version, wrapped, created_at, retires_at FROM tenant_transport_keys WHERE tenant_id = ? \
+             ORDER BY version",
+        )
+        .bind(id_str(&tenant))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TransportKeyRecord {
+                    tenant_id: tenant,
+                    version: rows::get::<i64>(r, "version")? as i32,
+                    wrapped: rows::get(r, "wrapped")?,
+                    created_at: rows::parse_ts(&rows::get::<String>(r, "created_at")?)?,
+                    retires_at: rows::opt_ts(r, "retires_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_transport_key(&self, key: &TransportKeyRecord) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "INSERT INTO tenant_transport_keys (tenant_id, version, wrapped, created_at, retires_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id_str(&key.tenant_id))
+        .bind(key.version)
+        .bind(&key.wrapped)
+        .bind(ts(&key.created_at))
+        .bind(key.retires_at.as_ref().map(ts))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn retire_transport_keys(&self, tenant: TenantId, below_version: i32, at: Timestamp) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE tenant_transport_keys SET retires_at = ? \
+             WHERE tenant_id = ? AND version < ? AND (retires_at IS NULL OR retires_at > ?)",
+        )
+        .bind(ts(&at))
+        .bind(id_str(&tenant))
+        .bind(below_version)
+        .bind(ts(&at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn transport_key_tenants(&self) -> StoreResult<Vec<TenantId>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tenant_transport_keys")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        ids.iter()
+            .map(|s| s.parse().map_err(|_| StoreError::Internal("tenant id".into())))
+            .collect()
+    }
+
     async fn create_tenant(&self, tenant: &Tenant, key: &ApiKeyRecord) -> StoreResult<bool> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let r = sqlx::query(
@@ -331,12 +394,10 @@ impl Store for SqliteStore {
     }
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
-        let row = sqlx::query(
-            "SELECT k.id AS key_id, k.tenant_id AS key_tenant_id, k.key_hash, k.prefix, k.can_reveal, \
-                    k.created_at AS key_created_at, t.* \
-             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS}, t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.key_hash = ? AND k.revoked_at IS NULL"
+        ))
         .bind(hash)
         .fetch_optional(&self.reader)
         .await
@@ -345,6 +406,64 @@ impl Store for SqliteStore {
             Some(r) => Ok(Some((rows::api_key(&r)?, rows::tenant(&r)?))),
             None => Ok(None),
         }
+    }
+
+    async fn api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS}, t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.id = ? AND k.revoked_at IS NULL"
+        ))
+        .bind(id_str(&id))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        match row {
+            Some(r) => Ok(Some((rows::api_key(&r)?, rows::tenant(&r)?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn api_keys(&self, tenant: TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = ? ORDER BY k.created_at, k.id"
+        ))
+        .bind(id_str(&tenant))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(rows::api_key).collect()
+    }
+
+    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, at: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE tenant_id = ? AND id = ?")
+            .bind(ts(&at))
+            .bind(id_str(&tenant))
+            .bind(id_str(&id))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let row = sqlx::query(&format!(
+            "SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = ? AND k.id = ?"
+        ))
+        .bind(id_str(&tenant))
+        .bind(id_str(&id))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        row.as_ref().map(rows::api_key).transpose()
+    }
+
+    async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
+            .bind(ts(&at))
+            .bind(id_str(&id))
+            .bind(ts(&at))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 
     async fn cardholder(&self, tenant: TenantId, id: CardholderId) -> StoreResult<Option<Cardholder>> {
@@ -547,9 +666,14 @@ impl Store for SqliteStore {
     }
 }
 
+/// The columns `rows::api_key` reads, from `api_keys k`.
+const API_KEY_COLUMNS: &str = "k.id AS key_id, k.tenant_id AS key_tenant_id, k.key_hash, k.prefix, k.can_reveal, \
+    k.created_at AS key_created_at, k.name AS key_name, k.last_used_at, k.revoked_at";
+
 async fn insert_api_key(tx: &mut Transaction<'static, Sqlite>, key: &ApiKeyRecord) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, can_reveal, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, can_reveal, created_at, name, last_used_at, \
+         revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id_str(&key.id))
     .bind(id_str(&key.tenant_id))
@@ -557,6 +681,9 @@ async fn insert_api_key(tx: &mut Transaction<'static, Sqlite>, key: &ApiKeyRecor
     .bind(&key.prefix)
     .bind(key.can_reveal)
     .bind(ts(&key.created_at))
+    .bind(&key.name)
+    .bind(key.last_used_at.as_ref().map(ts))
+    .bind(key.revoked_at.as_ref().map(ts))
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;

@@ -25,6 +25,11 @@ pub fn parse_ts(s: &str) -> StoreResult<Timestamp> {
         .map_err(|e| StoreError::Internal(format!("bad timestamp {s:?}: {e}")))
 }
 
+/// An optional RFC 3339 column.
+pub(crate) fn opt_ts(row: &SqliteRow, col: &str) -> StoreResult<Option<Timestamp>> {
+    get::<Option<String>>(row, col)?.as_deref().map(parse_ts).transpose()
+}
+
 pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
     row: &'r SqliteRow,
     col: &str,
@@ -125,6 +130,9 @@ pub fn api_key(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
         prefix: get(row, "prefix")?,
         can_reveal: get::<i64>(row, "can_reveal")? != 0,
         created_at: parse_ts(&get::<String>(row, "key_created_at")?)?,
+        name: get(row, "key_name")?,
+        last_used_at: opt_ts(row, "last_used_at")?,
+        revoked_at: opt_ts(row, "revoked_at")?,
     })
 }
 

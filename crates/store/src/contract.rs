@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::{
     ApiKeyRecord, AuditPage, CardFilter, CardRecord, CardSecrets, EventQuery, SealedData, Store, StoreError,
-    StoredEvent, StoredKey, Verifier, ZoneKeyRecord,
+    StoredEvent, StoredKey, TransportKeyRecord, Verifier, ZoneKeyRecord,
 };
 use crate::{
     DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
@@ -87,6 +87,8 @@ macro_rules! contract_tests {
             zone_keys_are_per_tenant_oldest_first,
             tenant_names_are_unique,
             api_keys_are_found_by_hash_with_their_tenant,
+            api_keys_are_listed_touched_and_revoked,
+            transport_keys_are_one_per_tenant_and_version,
             cardholder_external_ids_are_unique_per_tenant,
             cards_round_trip_every_field,
             card_collisions_return_false_and_keep_the_transaction,
@@ -162,6 +164,9 @@ fn api_key(tenant: TenantId, can_reveal: bool) -> ApiKeyRecord {
         prefix: "ck_test_ab".into(),
         can_reveal,
         created_at: at(1),
+        name: None,
+        last_used_at: None,
+        revoked_at: None,
     }
 }
 
@@ -458,6 +463,93 @@ pub async fn api_keys_are_found_by_hash_with_their_tenant(store: Arc<dyn Store>)
         Some((third, globex))
     );
     assert_eq!(store.api_key_by_hash(&unique_bytes(32)).await.unwrap(), None);
+}
+
+/// A tenant's keys list oldest first with their name, last use and
+/// revocation; a revoked key is found neither by hash nor by id.
+pub async fn api_keys_are_listed_touched_and_revoked(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let first = api_key(acme.id, true);
+    assert!(store.create_tenant(&acme, &first).await.unwrap());
+    let mut second = api_key(acme.id, false);
+    second.name = Some("batch job".into());
+    second.created_at = at(2);
+    store.insert_api_key(&second).await.unwrap();
+    let globex = tenant("globex");
+    let other = api_key(globex.id, false);
+    assert!(store.create_tenant(&globex, &other).await.unwrap());
+    assert_eq!(
+        store.api_keys(acme.id).await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(
+        store.api_key_by_id(second.id).await.unwrap(),
+        Some((second.clone(), acme.clone()))
+    );
+
+    // Last use only moves forward.
+    store.touch_api_key(second.id, at(100)).await.unwrap();
+    store.touch_api_key(second.id, at(50)).await.unwrap();
+    second.last_used_at = Some(at(100));
+    assert_eq!(store.api_keys(acme.id).await.unwrap()[1], second);
+
+    // Another tenant cannot revoke it; its own can, once (the first time stays).
+    assert_eq!(store.revoke_api_key(globex.id, second.id, at(200)).await.unwrap(), None);
+    assert_eq!(
+        store.revoke_api_key(acme.id, ApiKeyId::new(), at(200)).await.unwrap(),
+        None
+    );
+    second.revoked_at = Some(at(200));
+    assert_eq!(
+        store.revoke_api_key(acme.id, second.id, at(200)).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(
+        store.revoke_api_key(acme.id, second.id, at(300)).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(store.api_key_by_hash(&second.key_hash).await.unwrap(), None);
+    assert_eq!(store.api_key_by_id(second.id).await.unwrap(), None);
+    assert_eq!(store.api_keys(acme.id).await.unwrap(), vec![first.clone(), second]);
+    assert_eq!(store.api_key_by_id(first.id).await.unwrap(), Some((first, acme)));
+    assert_eq!(store.api_keys(globex.id).await.unwrap(), vec![other]);
+}
+
+/// Transport key versions are per tenant, one row per version whoever
+/// inserts it first; retiring only ever brings a retirement forward.
+pub async fn transport_keys_are_one_per_tenant_and_version(store: Arc<dyn Store>) {
+    let (a, _) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    let key = |tenant: TenantId, version: i32| TransportKeyRecord {
+        tenant_id: tenant,
+        version,
+        wrapped: unique_bytes(64),
+        created_at: at(i64::from(version)),
+        retires_at: None,
+    };
+    let mut a1 = key(a.id, 1);
+    assert!(store.insert_transport_key(&a1).await.unwrap());
+    // Another node made version 1 at the same time: refused, the first kept.
+    assert!(!store.insert_transport_key(&key(a.id, 1)).await.unwrap());
+    let a2 = key(a.id, 2);
+    assert!(store.insert_transport_key(&a2).await.unwrap());
+    let b1 = key(b.id, 1);
+    assert!(store.insert_transport_key(&b1).await.unwrap());
+
+    store.retire_transport_keys(a.id, 2, at(50)).await.unwrap();
+    store.retire_transport_keys(a.id, 2, at(60)).await.unwrap();
+    a1.retires_at = Some(at(50));
+    assert_eq!(store.transport_keys(a.id).await.unwrap(), vec![a1.clone(), a2.clone()]);
+    store.retire_transport_keys(a.id, 2, at(40)).await.unwrap();
+    a1.retires_at = Some(at(40));
+    assert_eq!(store.transport_keys(a.id).await.unwrap(), vec![a1, a2]);
+    assert_eq!(store.transport_keys(b.id).await.unwrap(), vec![b1]);
+    assert!(store.transport_keys(TenantId::new()).await.unwrap().is_empty());
+    let mut tenants = store.transport_key_tenants().await.unwrap();
+    tenants.sort_by_key(|t| t.to_string());
+    let mut want = vec![a.id, b.id];
+    want.sort_by_key(|t| t.to_string());
+    assert_eq!(tenants, want);
 }
 
 /// External ids are unique within a tenant only; a refused insert leaves the

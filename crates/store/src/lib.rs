@@ -17,8 +17,8 @@ pub use webhooks::*;
 
 use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
-use cardcore_domain::{EventId, Timestamp, WebhookEndpointId};
 
 /// A storage failure. Never carries secrets; `detail` is for logs only and
 /// never reaches an API response.
@@ -98,6 +98,20 @@ pub trait Store: Send + Sync + 'static {
     /// Adds a zone PIN key.
     async fn insert_zone_key(&self, key: &ZoneKeyRecord) -> StoreResult<()>;
 
+    /// A tenant's RSA PIN transport key versions, oldest first.
+    async fn transport_keys(&self, tenant: TenantId) -> StoreResult<Vec<TransportKeyRecord>>;
+
+    /// Adds a version of a tenant's transport key; false when that
+    /// (tenant, version) exists already (another node made it first).
+    async fn insert_transport_key(&self, key: &TransportKeyRecord) -> StoreResult<bool>;
+
+    /// Sets `retires_at` of the tenant's versions below `below_version` that
+    /// retire later than `at` (or never).
+    async fn retire_transport_keys(&self, tenant: TenantId, below_version: i32, at: Timestamp) -> StoreResult<()>;
+
+    /// The tenants that have a transport key.
+    async fn transport_key_tenants(&self) -> StoreResult<Vec<TenantId>>;
+
     // --- tenants and API keys ----------------------------------------------
 
     /// Creates a tenant with its first API key; false when the name is taken.
@@ -117,6 +131,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The API key with this hash, with its tenant, unless revoked.
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>>;
+
+    /// The API key with this id, with its tenant, unless revoked.
+    async fn api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<(ApiKeyRecord, Tenant)>>;
+
+    /// The tenant's API keys, revoked ones included, oldest first.
+    async fn api_keys(&self, tenant: TenantId) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// Revokes the tenant's key at `at` (a key revoked before keeps its
+    /// time); the key as it is now, or `None` when the tenant has no such key.
+    async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, at: Timestamp) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// Records that the key was used at `at`, unless a later use is recorded.
+    async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> StoreResult<()>;
 
     // --- reads -------------------------------------------------------------
 

@@ -102,6 +102,36 @@ pub struct ApiKeyRecord {
     /// May reveal PAN and CVV.
     pub can_reveal: bool,
     pub created_at: Timestamp,
+    /// A label for humans (`--name`), if given.
+    pub name: Option<String>,
+    /// When the key last authenticated a request (recorded at most about
+    /// once a minute per key and node, so it is minute-accurate).
+    pub last_used_at: Option<Timestamp>,
+    /// When the key was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// One version of a tenant's RSA PIN transport key, wrapped by the master key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TransportKeyRecord {
+    pub tenant_id: TenantId,
+    pub version: i32,
+    /// PKCS#8, wrapped by the master key (AES-256-GCM, label bound to tenant and version).
+    pub wrapped: Vec<u8>,
+    pub created_at: Timestamp,
+    /// From this instant the version decrypts nothing (set when a newer
+    /// version replaces it); `None` while it is the newest.
+    pub retires_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for TransportKeyRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TransportKeyRecord({} v{} retires {:?})",
+            self.tenant_id, self.version, self.retires_at
+        )
+    }
 }
 
 /// An event as stored: codes for the cardholder are sealed at rest.

@@ -121,7 +121,7 @@ async fn revealing_needs_a_key_allowed_to() {
     let app = spawn_app().await;
     let card = app.card("virtual").await;
     let tenant = app.tenant_id.parse().unwrap();
-    let weak = app.service().create_api_key(tenant, false).await.unwrap();
+    let weak = app.service().create_api_key(tenant, None, false).await.unwrap();
     let id = card["id"].as_str().unwrap();
     app.call_as(
         &weak.secret,

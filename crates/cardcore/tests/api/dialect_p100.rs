@@ -281,7 +281,7 @@ async fn card_details_carry_pan_cvv_and_expiry() {
 
     // A key that may not read card data gets a P403, not the data.
     let tenant = app.tenant_id.parse().unwrap();
-    let limited = app.service().create_api_key(tenant, false).await.unwrap();
+    let limited = app.service().create_api_key(tenant, None, false).await.unwrap();
     let r = p100(
         &app,
         &limited.secret,

@@ -32,6 +32,9 @@ pub fn serve_args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
     if !extra.contains(&"--card-pin-calls-per-minute") {
         argv.extend_from_slice(&["--card-pin-calls-per-minute", "0"]);
     }
+    if !extra.contains(&"--auth-failures-per-minute") {
+        argv.extend_from_slice(&["--auth-failures-per-minute", "0"]);
+    }
     argv.extend_from_slice(extra);
     match Cli::parse_from(argv).command {
         Command::Serve(args) => args,

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod api_keys;
 mod bad_input;
 mod cardholders;
 mod cards;
@@ -24,4 +25,5 @@ mod otp;
 mod pin_order;
 mod pins;
 mod readme;
+mod transport_keys;
 mod webhooks;

@@ -193,7 +193,7 @@ async fn per_key_limit_answers_in_each_vendors_shape() {
     let tenant = app.tenant_id.parse().unwrap();
     let key = app
         .service()
-        .create_api_key(tenant, true)
+        .create_api_key(tenant, None, true)
         .await
         .unwrap()
         .secret
@@ -214,14 +214,22 @@ async fn per_key_limit_answers_in_each_vendors_shape() {
     app.call_as(&key, Method::GET, "/v1/cards", None)
         .await
         .expect(429, "rate_limited");
-    // An M2P token is its own credential, with its own budget.
-    let auth = m2p_login(&app, &app.tenant_id, &key).await;
+    // M2P: a token spends the budget of the key it was issued for.
+    let third = app
+        .service()
+        .create_api_key(tenant, None, true)
+        .await
+        .unwrap()
+        .secret
+        .to_string();
+    let auth = m2p_login(&app, &app.tenant_id, &third).await;
     let body = json!({"entityId": c.external_id});
     let mut last = None;
-    for _ in 0..6 {
+    for _ in 0..5 {
         last = Some(m2p(&app, &auth, "customers/fetch-all-cards", body.clone()).await);
     }
     let r = last.unwrap();
     assert_eq!(r.status, 429, "{}", r.text);
     assert_eq!(r.body["businessCode"], "rate.limited");
+    assert!(r.headers.contains_key("retry-after") && r.headers.contains_key("ratelimit-limit"));
 }

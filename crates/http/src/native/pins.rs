@@ -250,7 +250,7 @@ fn pin_object(prefix: Option<&'static str>, o: &serde_json::Map<String, Value>) 
             };
             PinInput::Encrypted {
                 ciphertext: ciphertext.clone(),
-                key_id: key.clone(),
+                key_id: Some(key.clone()),
             }
         }
         _ => {
@@ -541,14 +541,16 @@ fn transport_algorithm() -> utoipa::openapi::Object {
     tag = "PINs and OTPs",
     operation_id = "getPinEncryptionKey",
     summary = "Get the PIN encryption key",
-    description = "The public key for `encrypted_pin` (RSA-OAEP, SHA-256). A ciphertext for an older `key_id` is \
-                   refused with a 422 pointing here.",
+    description = "The tenant's own public key for `encrypted_pin` (RSA-OAEP, SHA-256), made on the tenant's first \
+                   ask; a ciphertext made for another tenant's key does not decrypt. After `cardcore keys rotate` \
+                   this answers the new version; the previous one keeps decrypting for the grace period the rotation \
+                   set (24 hours by default), after which its `key_id` is refused with a 422 pointing here.",
     responses(
         (status = 200, description = "The current key.", body = EncryptionKey),
     )
 )]
-pub async fn encryption_key(State(s): State<AppState>, Auth(_ctx): Auth) -> Result<Json<EncryptionKey>, ApiError> {
-    let k = s.service.pin_encryption_key().await?;
+pub async fn encryption_key(State(s): State<AppState>, Auth(ctx): Auth) -> Result<Json<EncryptionKey>, ApiError> {
+    let k = s.service.pin_encryption_key(&ctx).await?;
     Ok(Json(EncryptionKey {
         key_id: k.key_id,
         algorithm: k.algorithm,

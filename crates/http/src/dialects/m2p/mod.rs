@@ -13,13 +13,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::Json;
+use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
 use cardcore_domain::{Card, Cardholder, Channel, LifecycleAction, ReasonCode, ValidationErrors};
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
-use cardcore_service::{Ctx, Principal, Service, ServiceError, ServiceResult};
+use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,6 +34,7 @@ use types::{
 use super::{all_cards, card_by_kit_of_holder, header_value, holder, parse_body, patch_limits};
 use crate::auth::request_id_of;
 use crate::openapi as oa;
+use crate::ratelimit::Gate;
 use crate::AppState;
 
 /// Routes under `/m2p`, with their documentation.
@@ -143,13 +144,16 @@ impl FromRequestParts<AppState> for M2pAuth {
     type Rejection = M2pError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate(parts, &state.service)
-            .await
-            .map(Self)
-            .map_err(|e| m2p_error(e, Op::Auth))
+        authenticate(parts, &state.service).await.map(Self).map_err(|e| {
+            crate::ratelimit::note_failure(parts, &e);
+            m2p_error(e, Op::Auth)
+        })
     }
 }
 
+/// A token is as good as the API key it was issued for: a revoked key's
+/// tokens are refused (within the same bound as the key itself), and every
+/// request counts against that key's rate limit.
 async fn authenticate(parts: &Parts, service: &Service) -> ServiceResult<Ctx> {
     let bearer = header_value(parts, "authorization")
         .and_then(|v| v.split_once(' '))
@@ -158,18 +162,12 @@ async fn authenticate(parts: &Parts, service: &Service) -> ServiceResult<Ctx> {
         .ok_or(ServiceError::Unauthorized)?;
     let claims = token::verify(service, bearer, now()).await?;
     let asked = header_value(parts, "x-tenant-id").ok_or(ServiceError::Unauthorized)?;
-    let tenant = service.tenant(claims.tid).await.map_err(|e| match e {
-        ServiceError::NotFound(_) => ServiceError::Unauthorized,
-        other => other,
-    })?;
+    let principal = service.authenticate_key_id(claims.tid, claims.sub).await?;
+    let tenant = &principal.tenant;
     if asked != tenant.id.to_string() && asked != tenant.name {
         return Err(ServiceError::Unauthorized);
     }
-    let principal = Principal {
-        tenant,
-        api_key_id: Some(claims.sub),
-        can_reveal: claims.rev,
-    };
+    crate::ratelimit::admit(parts, bearer, &principal)?;
     Ok(Ctx::new(principal, Channel::M2p, request_id_of(parts)))
 }
 
@@ -196,13 +194,22 @@ fn answer<T>(op: Op, outcome: ServiceResult<T>) -> Result<Json<T>, M2pError> {
         (status = 401, description = "`error.http.401`: bad client credentials."),
     )
 )]
-async fn issue_token(State(s): State<AppState>, body: Body) -> Result<Json<TokenResponse>, M2pError> {
+async fn issue_token(
+    State(s): State<AppState>,
+    gate: Option<Extension<Gate>>,
+    body: Body,
+) -> Result<Json<TokenResponse>, M2pError> {
     let outcome = async {
         let b: TokenRequest = parse_body(body)?;
         if b.grant_type != "client_credentials" {
             return Err(ServiceError::invalid("grantType", "must be client_credentials"));
         }
-        let principal = s.service.authenticate(&b.client_secret).await?;
+        let principal = s
+            .service
+            .authenticate(&b.client_secret)
+            .await
+            .inspect_err(|e| crate::ratelimit::note_failure_at(gate.as_deref(), e))?;
+        crate::ratelimit::admit_at(gate.as_deref(), &b.client_secret, &principal)?;
         let tenant = &principal.tenant;
         if b.client_id != tenant.id.to_string() && b.client_id != tenant.name {
             return Err(ServiceError::Unauthorized);
@@ -366,8 +373,9 @@ fn check_card(b: &PinRequest, holder: &Cardholder, card: &Card) -> ServiceResult
 }
 
 /// A PIN field: 4 plain digits, or a base64 RSA-OAEP ciphertext under the
-/// PIN encryption key (its current version; M2P sends no key id).
-async fn pin_input(service: &Service, field: &'static str, value: &str) -> ServiceResult<NamedPin> {
+/// tenant's PIN encryption key (M2P sends no key id: any version of the
+/// tenant's key that still decrypts).
+fn pin_input(field: &'static str, value: &str) -> ServiceResult<NamedPin> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         let pin = Pin::parse(value)
@@ -377,12 +385,11 @@ async fn pin_input(service: &Service, field: &'static str, value: &str) -> Servi
             input: PinInput::Plain(pin),
         });
     }
-    let key = service.pin_encryption_key().await?;
     Ok(NamedPin {
         prefix: Some(field),
         input: PinInput::Encrypted {
             ciphertext: value.to_owned(),
-            key_id: key.key_id,
+            key_id: None,
         },
     })
 }
@@ -426,8 +433,8 @@ async fn update_pin(
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
         let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
-        let old = pin_input(&s.service, "oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?).await?;
-        let new = pin_input(&s.service, "newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?).await?;
+        let old = pin_input("oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?)?;
+        let new = pin_input("newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?)?;
         let otp = parts.otp.ok_or_else(|| missing("otpDetails"))?;
         s.service.change_pin(&ctx, card.id, old, new, otp).await?;
         Ok(Envelope::new(MessageResult {
@@ -462,7 +469,7 @@ async fn set_pin(
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
         let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
-        let new = pin_input(&s.service, "newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?).await?;
+        let new = pin_input("newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?)?;
         s.service.set_pin(&ctx, card.id, new, parts.otp).await?;
         Ok(Envelope::new(MessageResult {
             message: "Card pin set Successfully".into(),
@@ -497,7 +504,7 @@ async fn validate_pin(
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
         let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
-        let pin = pin_input(&s.service, "oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?).await?;
+        let pin = pin_input("oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?)?;
         let verified = s.service.verify_pin(&ctx, card.id, pin).await?;
         Ok(Validity { valid: verified.valid })
     };

@@ -101,7 +101,7 @@ impl FromRequestParts<AppState> for P100Auth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = header_value(parts, "x-api-key").ok_or_else(P100Error::missing_key)?;
-        let principal = state.service.authenticate(key).await?;
+        let principal = crate::auth::authenticate(parts, &state.service, key).await?;
         Ok(Self(Ctx::new(principal, Channel::P100, request_id_of(parts))))
     }
 }

@@ -81,9 +81,7 @@ impl FromRequestParts<AppState> for QiAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = header_value(parts, "api-client-key").ok_or_else(QiError::missing_key)?;
-        let principal = state
-            .service
-            .authenticate(key)
+        let principal = crate::auth::authenticate(parts, &state.service, key)
             .await
             .map_err(|e| qi_error(e, &Scope::default()))?;
         Ok(Self(Ctx::new(principal, Channel::Qitech, request_id_of(parts))))
