@@ -464,7 +464,9 @@ pub fn key_rate_limited(op: &mut Operation) {
 pub fn key_rate_limited_as(op: &mut Operation, content_type: &str, schema: RefOr<Schema>) {
     response(op, "429", "", |r| {
         if r.description.is_empty() {
-            r.description = "More requests than this API key's rate allows; nothing was done.".into();
+            r.description = "More requests than this API key's rate allows, or too many failed authentications from \
+                             this client address; nothing was done."
+                .into();
         } else if !r.description.contains("per-API-key") {
             r.description = format!("{} Also over the per-API-key limit, in the same shape.", r.description);
         }
@@ -476,7 +478,9 @@ pub fn key_rate_limited_as(op: &mut Operation, content_type: &str, schema: RefOr
 
 fn key_rate_limited_response(r: &mut OaResponse) {
     if r.description.is_empty() {
-        r.description = "`rate_limited`: more requests than this API key's rate allows; nothing was done.".into();
+        r.description = "`rate_limited`: more requests than this API key's rate allows, or too many failed \
+                         authentications from this client address; nothing was done."
+            .into();
     } else if !r.description.contains("per-API-key") {
         r.description = format!(
             "{} Over the per-API-key limit: the native `rate_limited` problem (`{PROBLEM_JSON}`).",

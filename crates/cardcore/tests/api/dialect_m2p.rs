@@ -326,12 +326,17 @@ async fn tokens_expire_in_an_hour_and_every_call_needs_one() {
     let path = "/m2p/prepaid/customer/v1/customers/fetch-all-cards";
     let bearer = format!("Bearer {token}");
     let now = chrono::Utc::now().timestamp();
+    // A token names a live key of its tenant (it is refused once that key is revoked).
+    let sub = claims["sub"].clone();
     let claims_for = |iat: i64, exp: i64| {
-        json!({"iss": "cardcore", "aud": "m2p", "sub": uuid::Uuid::now_v7(), "tid": app.tenant_id,
+        json!({"iss": "cardcore", "aud": "m2p", "sub": sub, "tid": app.tenant_id,
                "rev": true, "iat": iat, "exp": exp})
     };
     let expired = format!("Bearer {}", signed(&app, claims_for(now - 7200, now - 1)).await);
     let valid_own = format!("Bearer {}", signed(&app, claims_for(now, now + 60)).await);
+    let mut no_such_key = claims_for(now, now + 60);
+    no_such_key["sub"] = json!(uuid::Uuid::now_v7());
+    let no_such_key = format!("Bearer {}", signed(&app, no_such_key).await);
     let mut forged: Vec<&str> = token.split('.').collect();
     let other_claims = b64url(claims_for(now, now + 86_400).to_string().as_bytes());
     forged[1] = &other_claims;
@@ -353,6 +358,8 @@ async fn tokens_expire_in_an_hour_and_every_call_needs_one() {
         vec![("Authorization", &forged), ("X-TENANT-ID", tenant)],
         vec![("Authorization", &none_alg), ("X-TENANT-ID", tenant)],
         vec![("Authorization", &expired), ("X-TENANT-ID", tenant)],
+        // Signed right, but for a key that does not exist (or was revoked).
+        vec![("Authorization", &no_such_key), ("X-TENANT-ID", tenant)],
         // An API key is not a token.
         vec![("Authorization", &key_as_token), ("X-TENANT-ID", tenant)],
     ];

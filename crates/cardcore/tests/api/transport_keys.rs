@@ -204,3 +204,37 @@ async fn a_tenants_first_key_is_made_once_when_asked_for_at_once() {
     let stored = app.service().store().transport_keys(tenant).await.unwrap();
     assert_eq!(stored.len(), 1, "{stored:?}");
 }
+
+#[tokio::test]
+async fn m2p_ciphertexts_decrypt_only_under_the_tenants_own_keys() {
+    use crate::dialect_cross::{m2p, m2p_login, owned_card};
+    let app = spawn_app().await;
+    let b = app.new_tenant("tenant-b").await;
+    let c = owned_card(&app, "virtual").await;
+    app.set_pin(c.id(), "4821").await;
+    let auth = m2p_login(&app, &app.tenant_id, &app.key).await;
+    let check = |pin: String| json!({"entityId": c.external_id, "kit": c.kit(), "oldPin": pin});
+    let key_a = key_of(&app, &app.key).await;
+    let key_b = key_of(&app, &b).await;
+
+    // M2P sends no key id: tenant B's key is never among those tried.
+    let r = m2p(&app, &auth, "cards/v2/validate-pin", check(encrypt(&key_b, "4821"))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["fieldErrors"][0]["field"], "oldPin", "{}", r.text);
+    let r = m2p(&app, &auth, "cards/v2/validate-pin", check(encrypt(&key_a, "4821"))).await;
+    assert_eq!(r.body, json!({"valid": true}), "{}", r.text);
+
+    // After a rotation the replaced key still decrypts for its grace period.
+    let tenants = app
+        .service()
+        .keys()
+        .rotate_transport_keys(chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(tenants, 2);
+    assert_eq!(key_of(&app, &app.key).await["key_id"], "rsa-oaep-v2");
+    let r = m2p(&app, &auth, "cards/v2/validate-pin", check(encrypt(&key_a, "4821"))).await;
+    assert_eq!(r.body, json!({"valid": true}), "{}", r.text);
+    // The refused ciphertext counted no try.
+    assert_eq!(app.verify(c.id(), "7391").await.ok()["remaining_attempts"], 2);
+}
