@@ -358,7 +358,7 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, mut req: Request, next
                     ServiceError::RateLimited {
                         limit: limits.failures_per_minute,
                         period: "minute",
-                        scope: "client address after failed authentications",
+                        scope: "client address (failed authentications)",
                         retry_after_seconds: secs,
                     },
                 );
