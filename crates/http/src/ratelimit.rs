@@ -201,17 +201,19 @@ type Admitted = ([u8; 32], Decision);
 
 /// The per-request handle the middleware leaves for whoever authenticates.
 #[derive(Clone)]
-pub(crate) struct Gate {
+pub(crate) struct Gate(Arc<GateState>);
+
+struct GateState {
     limits: Arc<RateLimits>,
-    outcome: Arc<Mutex<Option<Admitted>>>,
+    outcome: Mutex<Option<Admitted>>,
     /// A credential was presented and refused (whatever status the API
     /// answers that with: QI Tech's is a 404).
-    failed: Arc<std::sync::atomic::AtomicBool>,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Gate {
     fn decision(&self) -> Option<Admitted> {
-        self.outcome.lock().ok().and_then(|o| *o)
+        self.0.outcome.lock().ok().and_then(|o| *o)
     }
 }
 
@@ -228,6 +230,7 @@ pub(crate) fn admit_at(gate: Option<&Gate>, secret: &str, principal: &Principal)
     let Some(gate) = gate else {
         return Ok(());
     };
+    let gate = &gate.0;
     let Ok(mut outcome) = gate.outcome.lock() else {
         return Ok(());
     };
@@ -278,7 +281,7 @@ pub(crate) fn note_failure(parts: &Parts, e: &ServiceError) {
 /// [`note_failure`] for a handler that holds the request's [`Gate`] itself.
 pub(crate) fn note_failure_at(gate: Option<&Gate>, e: &ServiceError) {
     if let (Some(gate), ServiceError::Unauthorized) = (gate, e) {
-        gate.failed.store(true, Ordering::Relaxed);
+        gate.0.failed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -344,11 +347,14 @@ fn refusal(path: &str, e: ServiceError) -> Response {
 /// leaves a [`Gate`] for [`admit`], and adds the `RateLimit-*` headers.
 pub async fn limit(State(limits): State<Arc<RateLimits>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    if !is_api(&path) {
+        return next.run(req).await;
+    }
     let address = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| budget_of(c.0.ip()))
-        .filter(|_| limits.failures.is_some() && is_api(&path));
+        .filter(|_| limits.failures.is_some());
     if let Some(address) = address {
         if let Some(secs) = limits.refused_for(address) {
             let presented = credentials(req.headers());
@@ -368,11 +374,11 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, mut req: Request, next
             }
         }
     }
-    let gate = Gate {
+    let gate = Gate(Arc::new(GateState {
         limits: limits.clone(),
-        outcome: Arc::new(Mutex::new(None)),
-        failed: Arc::default(),
-    };
+        outcome: Mutex::new(None),
+        failed: std::sync::atomic::AtomicBool::new(false),
+    }));
     req.extensions_mut().insert(gate.clone());
     let mut res = next.run(req).await;
     match gate.decision() {
@@ -400,7 +406,7 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, mut req: Request, next
         }
         None => {
             if let Some(address) = address {
-                if gate.failed.load(Ordering::Relaxed) || res.status() == StatusCode::UNAUTHORIZED {
+                if gate.0.failed.load(Ordering::Relaxed) || res.status() == StatusCode::UNAUTHORIZED {
                     limits.failed(address);
                 }
             }

@@ -32,6 +32,9 @@ fn cli_output(app: &TestApp, args: &[&str]) -> std::process::Output {
         .args(args)
         .arg("--database")
         .arg(format!("sqlite://{}", app.db_path().display()))
+        // The server writes to the same file; under a loaded test run the
+        // write lock may take longer than the default 3 s to get.
+        .args(["--db-timeout-seconds", "30"])
         .output()
         .unwrap()
 }

@@ -104,6 +104,9 @@ async fn keys_rotate_keeps_the_replaced_key_for_its_grace_then_refuses_it() {
             .args(extra)
             .arg("--database")
             .arg(format!("sqlite://{}", app.db_path().display()))
+            // The server writes to the same file; under a loaded test run
+            // the write lock may take longer than the default 3 s to get.
+            .args(["--db-timeout-seconds", "30"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
