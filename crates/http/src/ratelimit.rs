@@ -83,6 +83,7 @@ pub struct RateLimits {
     seen: AtomicU64,
     failures: Option<AddressLimiter>,
     failures_per_minute: u32,
+    failures_seen: AtomicU64,
     /// Addresses refused until the instant given.
     refused: RwLock<HashMap<IpAddr, Instant>>,
     /// SHA-256 of credentials that authenticated here recently.
@@ -119,6 +120,7 @@ impl RateLimits {
             seen: AtomicU64::new(0),
             failures,
             failures_per_minute: config.auth_failures_per_minute,
+            failures_seen: AtomicU64::new(0),
             refused: RwLock::new(HashMap::new()),
             known: RwLock::new(HashMap::new()),
         })
@@ -176,6 +178,11 @@ impl RateLimits {
     /// Counts a failed authentication from `address`.
     fn failed(&self, address: IpAddr) {
         let Some(failures) = &self.failures else { return };
+        if self.failures_seen.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
+            // Forget addresses idle long enough to be back at full burst:
+            // one entry per failing address would otherwise stay for good.
+            failures.retain_recent();
+        }
         if let Err(not_until) = failures.check_key(&address) {
             let wait = not_until.wait_time_from(failures.clock().now());
             if let Ok(mut refused) = self.refused.write() {
