@@ -128,6 +128,27 @@ pub struct ServeArgs {
     /// How long an Idempotency-Key is kept, in seconds.
     #[arg(long, env = "CARDCORE_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400)]
     pub idempotency_ttl_seconds: u64,
+    /// Networks webhooks may reach besides public addresses (CIDR[,CIDR...]); plain http is allowed only to these.
+    #[arg(long, env = "CARDCORE_WEBHOOK_ALLOW_NETWORKS", default_value = "")]
+    pub webhook_allow_networks: String,
+    /// Redeliveries a tenant may ask for per minute, per node (0 turns the limit off).
+    #[arg(long, env = "CARDCORE_WEBHOOK_REDELIVERIES_PER_MINUTE", default_value_t = 60)]
+    pub webhook_redeliveries_per_minute: u32,
+    /// Most webhook attempts of one tenant in flight at once, per node.
+    #[arg(long, env = "CARDCORE_WEBHOOK_TENANT_IN_FLIGHT", default_value_t = 8)]
+    pub webhook_tenant_in_flight: usize,
+    /// A connection that has not sent a whole request head within this many milliseconds (idle keep-alive included) is closed.
+    #[arg(long, env = "CARDCORE_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for the next piece of a request body, in milliseconds (the request fails with 408).
+    #[arg(long, env = "CARDCORE_BODY_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_read_timeout_ms: u64,
+    /// Most open client connections; one more is answered 503 and closed.
+    #[arg(long, env = "CARDCORE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Serve /metrics on this address only (and not on --listen); keep it off the public network.
+    #[arg(long, env = "CARDCORE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

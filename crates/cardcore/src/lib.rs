@@ -3,6 +3,7 @@
 //! [`Server::start`] to run a real server on a free port.
 
 pub mod cli;
+mod listener;
 mod master_key;
 pub mod seed;
 pub mod serve_lock;
@@ -345,7 +346,14 @@ pub async fn open_service(db: &DbArgs, config: ServiceConfig) -> anyhow::Result<
     store.migrate().await.context("cannot apply database migrations")?;
     let master = resolve_master_key(db, &database_url(db), store.as_ref()).await?;
     let keys = Keyring::open(master, store.clone()).await.map_err(anyhow::Error::msg)?;
-    Ok(Arc::new(Service::new(store, keys, config).map_err(anyhow::Error::msg)?))
+    let service = Service::new(store, keys, config).map_err(anyhow::Error::msg)?;
+    // Needs the key ring, so it runs here rather than in a SQL migration.
+    service
+        .upgrade_pan_lookup()
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("cannot upgrade the PAN lookup hashes")?;
+    Ok(Arc::new(service))
 }
 
 /// The service settings a `serve` command line asks for.
@@ -372,6 +380,9 @@ pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
         },
         idempotency_ttl: Duration::from_secs(args.idempotency_ttl_seconds.max(1)),
         card_pin_calls_per_minute: args.card_pin_calls_per_minute,
+        webhook_networks: cardcore_service::egress::WebhookNetworks::parse(&args.webhook_allow_networks)
+            .map_err(|e| anyhow::anyhow!("--webhook-allow-networks: {e}"))?,
+        webhook_redeliveries_per_minute: args.webhook_redeliveries_per_minute,
         ..ServiceConfig::default()
     })
 }
@@ -393,13 +404,31 @@ pub fn dispatcher_config(args: &ServeArgs) -> anyhow::Result<cardcore_webhooks::
         poll_interval: Duration::from_millis(args.webhook_poll_interval_ms.max(10)),
         timeout,
         lease,
+        tenant_in_flight: args.webhook_tenant_in_flight.max(1),
         ..Default::default()
+    })
+}
+
+/// The HTTP limits a `serve` command line asks for.
+fn http_limits(args: &ServeArgs) -> anyhow::Result<listener::Limits> {
+    if args.header_read_timeout_ms == 0 || args.body_read_timeout_ms == 0 {
+        bail!("--header-read-timeout-ms and --body-read-timeout-ms must be at least 1");
+    }
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    Ok(listener::Limits {
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+        max_connections: args.max_connections,
     })
 }
 
 /// A running server.
 pub struct Server {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served apart (`--metrics-listen`).
+    pub metrics_addr: Option<SocketAddr>,
     pub service: Arc<Service>,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -431,6 +460,15 @@ impl Server {
                 .with_context(|| format!("cannot listen on {}", args.listen))?,
         };
         let addr = listener.local_addr()?;
+        let metrics_listener = match args.metrics_listen {
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = metrics_listener.as_ref().map(TcpListener::local_addr).transpose()?;
         let url = database_url(&args.db);
         tracing::info!(%addr, database = %display_url(&url), "cardcore listening");
         say!("cardcore listening on http://{addr} (database: {})", display_url(&url));
@@ -452,10 +490,20 @@ impl Server {
             cardcore_webhooks::spawn(service.clone(), webhooks, rx.clone())?,
             spawn_idempotency_cleanup(service.clone(), rx.clone()),
         ];
+        let limits = http_limits(args)?;
+        // With its own listener, /metrics is served there only.
+        let (main_metrics, metrics_task) = match (metrics_listener, prometheus()) {
+            (Some(l), Some(handle)) => {
+                let app = cardcore_http::metrics_app(service.clone(), handle);
+                say!("metrics on http://{}/metrics", l.local_addr()?);
+                (None, Some(tokio::spawn(listener::serve(l, app, limits, rx.clone()))))
+            }
+            (_, handle) => (handle, None),
+        };
         let app = cardcore_http::app(
             service.clone(),
             cardcore_http::HttpOptions {
-                metrics: prometheus(),
+                metrics: main_metrics,
                 rate_limits: cardcore_http::ratelimit::RateLimits::with(cardcore_http::ratelimit::RateLimitConfig {
                     per_second: args.rate_limit_per_second,
                     burst: args.rate_limit_burst,
@@ -464,16 +512,20 @@ impl Server {
                 }),
             },
         );
+        let main_task = tokio::spawn(listener::serve(listener, app, limits, rx.clone()));
         let task = tokio::spawn(async move {
-            // The peer address feeds the per-address limit on failed authentications.
-            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            // The listener hands handlers the peer as ConnectInfo<SocketAddr>
+            // (the per-address limit on failed authentications reads it).
+            let _ = rx.wait_for(|stop| *stop).await;
+            let served = main_task.await.map_err(std::io::Error::other)?;
+            if let Some(t) = metrics_task {
+                t.await.map_err(std::io::Error::other)??;
+            }
+            served
         });
         Ok(Self {
             addr,
+            metrics_addr,
             service,
             shutdown,
             task,

@@ -24,8 +24,11 @@ pub mod label {
     pub const OTP: &[u8] = b"cardcore/otp/v1";
     /// Activation code: card id, code.
     pub const ACTIVATION: &[u8] = b"cardcore/activation-code/v1";
-    /// PAN lookup hash: tenant id, PAN.
+    /// PAN lookup hash, first form: tenant id, PAN (unique per tenant only;
+    /// replaced by [`PAN_LOOKUP_V2`] at the first start after migration 0004).
     pub const PAN_LOOKUP: &[u8] = b"cardcore/pan-lookup/v1";
+    /// PAN lookup hash: the PAN alone, so it is unique across tenants.
+    pub const PAN_LOOKUP_V2: &[u8] = b"cardcore/pan-lookup/v2";
 }
 
 /// Length of a verification value.

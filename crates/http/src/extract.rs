@@ -112,6 +112,18 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     Ok(value)
 }
 
+/// Whether reading the body failed because the server's body timeout ran out.
+fn body_timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(rejection);
+    while let Some(e) = next {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Problem> {
     let has_body_type = req
         .headers()
@@ -127,6 +139,12 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Pr
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the body is larger than {MAX_BODY} bytes"),
+            )
+        } else if body_timed_out(&rejection) {
+            Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the body did not arrive in time (--body-read-timeout-ms)",
             )
         } else {
             Problem::new(StatusCode::BAD_REQUEST, "bad_request", "the body could not be read")

@@ -76,6 +76,19 @@ pub fn app(service: Arc<Service>, options: HttpOptions) -> Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, for its own listener (`--metrics-listen`); the main
+/// application is then built without the handle and answers 404 there.
+pub fn metrics_app(service: Arc<Service>, metrics: metrics_exporter_prometheus::PrometheusHandle) -> Router {
+    let state = AppState {
+        service,
+        metrics: Some(metrics),
+    };
+    let (router, _) = OpenApiRouter::<AppState>::new()
+        .routes(routes!(metrics::render))
+        .split_for_parts();
+    router.fallback(not_found).with_state(state)
+}
+
 /// Every route, each with its documentation: routes come only through
 /// `utoipa_axum::routes!` (the `openapi` test scans this crate for any other
 /// way to add one). Each front door's part of the document is decorated where

@@ -85,9 +85,15 @@ fn pan_aad(card: &Card) -> String {
     format!("cardcore/pan/{}/{}", card.tenant_id, card.id)
 }
 
-fn cvv_aad(card: &Card) -> String {
-    format!("cardcore/cvv/{}/{}", card.tenant_id, card.id)
+/// The PAN lookup hash: a keyed hash of the PAN alone, unique across the
+/// table (a PAN names one card, whatever the tenant).
+pub(crate) fn pan_lookup_hash(lookup: &MacKey, pan: &[u8]) -> Vec<u8> {
+    lookup.compute(label::PAN_LOOKUP_V2, &[pan]).to_vec()
 }
+
+/// The meta entry saying every PAN lookup hash is of the current form.
+const PAN_LOOKUP_META: &str = "pan_lookup_hash";
+const PAN_LOOKUP_CURRENT: &str = "v2";
 
 fn random_digits<const N: usize>() -> [u8; N] {
     let mut d = [0u8; N];
@@ -213,10 +219,6 @@ impl Service {
         let pan = cardcore_crypto::luhn::generate_pan(&self.config.bin, self.config.pan_length, &mut OsRng)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let expiry = Expiry::years_after(now, self.config.card_validity_years);
-        let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
-        let cvv =
-            cardcore_crypto::cvv::generate_cvv(&cvk, &pan, &expiry.yymm(), cardcore_crypto::cvv::SERVICE_CODE_CVV2)
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let brand = Brand::of_bin(&self.config.bin).ok_or_else(|| ServiceError::Internal("BIN has no brand".into()))?;
         let card = Card {
             id: CardId::new(),
@@ -261,14 +263,8 @@ impl Service {
             None => None,
         };
         let secrets = CardSecrets {
-            pan_hash: lookup
-                .compute(
-                    label::PAN_LOOKUP,
-                    &[card.tenant_id.as_uuid().as_bytes(), pan.expose_bytes()],
-                )
-                .to_vec(),
+            pan_hash: pan_lookup_hash(&lookup, pan.expose_bytes()),
             pan_sealed: data_key.seal(pan_aad(&card).as_bytes(), pan.expose_bytes(), &mut OsRng),
-            cvv_sealed: data_key.seal(cvv_aad(&card).as_bytes(), cvv.expose_bytes(), &mut OsRng),
             data_key_version: data_version,
             activation_code: activation,
             pin: None,
@@ -337,15 +333,11 @@ impl Service {
         let pan = key
             .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
             .map_err(|_| ServiceError::Internal(format!("PAN of card {id} does not open")))?;
-        let cvv = key
-            .open(cvv_aad(&rec.card).as_bytes(), &rec.secrets.cvv_sealed)
-            .map_err(|_| ServiceError::Internal(format!("CVV of card {id} does not open")))?;
         let text =
             |b: &cardcore_crypto::SecretBytes| std::str::from_utf8(b.expose()).map(str::to_owned).unwrap_or_default();
         let pan = Pan::parse(&zeroize::Zeroizing::new(text(&pan)))
             .map_err(|_| ServiceError::Internal("stored PAN is malformed".into()))?;
-        let cvv = Cvv::parse(&zeroize::Zeroizing::new(text(&cvv)))
-            .map_err(|_| ServiceError::Internal("stored CVV is malformed".into()))?;
+        let cvv = self.cvv2(&pan, rec.card.expiry).await?;
         let mut tx = self.store.begin().await?;
         tx.insert_audit(&self.audit(ctx, Some(id), "card.sensitive_revealed", None, None, None))
             .await?;
@@ -355,6 +347,58 @@ impl Service {
             cvv,
             expiry: rec.card.expiry,
         })
+    }
+
+    /// The card's CVV2: the Visa CVV algorithm under the CVK (which never
+    /// rotates) with service code `000`; computed, never stored.
+    pub(crate) async fn cvv2(&self, pan: &Pan, expiry: Expiry) -> ServiceResult<Cvv> {
+        let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
+        cardcore_crypto::cvv::generate_cvv(&cvk, pan, &expiry.yymm(), cardcore_crypto::cvv::SERVICE_CODE_CVV2)
+            .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// Once per database: re-hashes every card's PAN into the lookup hash
+    /// of the PAN alone (databases made before migration 0004 hold hashes
+    /// bound to the tenant). Safe to repeat and to run on several nodes at
+    /// once (the same PAN gives the same hash). Two cards with one PAN stop
+    /// it with an error naming both cards, never the PAN. Answers how many
+    /// cards it re-hashed.
+    pub async fn upgrade_pan_lookup(&self) -> ServiceResult<u64> {
+        if self.store.meta(PAN_LOOKUP_META).await?.as_deref() == Some(PAN_LOOKUP_CURRENT) {
+            return Ok(0);
+        }
+        let (_, lookup) = self.keys.mac_key(Purpose::PanLookup, None).await?;
+        let mut after = None;
+        let mut done = 0u64;
+        loop {
+            let rows = self.store.pan_rows(after, 500).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some(last.id);
+            let mut hashes = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let (_, key) = self.keys.data_key(Some(row.data_key_version)).await?;
+                let aad = format!("cardcore/pan/{}/{}", row.tenant_id, row.id);
+                let pan = key
+                    .open(aad.as_bytes(), &row.pan_sealed)
+                    .map_err(|_| ServiceError::Startup(format!("the PAN of card {} does not open", row.id)))?;
+                hashes.push((row.id, pan_lookup_hash(&lookup, pan.expose())));
+            }
+            if let Some((card, other)) = self.store.set_pan_hashes(&hashes).await? {
+                return Err(ServiceError::Startup(format!(
+                    "cards {other} and {card} have the same PAN, and a PAN must name one card across all \
+                     tenants: close one of them and issue a replacement with a cardcore older than migration \
+                     0004, then start again"
+                )));
+            }
+            done += hashes.len() as u64;
+        }
+        self.store
+            .put_meta_if_absent(PAN_LOOKUP_META, PAN_LOOKUP_CURRENT)
+            .await?;
+        if done > 0 {
+            tracing::info!(cards = done, "PAN lookup hashes upgraded to the PAN-only form");
+        }
+        Ok(done)
     }
 
     /// Opens a card's PAN (for PIN blocks bound to it).
@@ -378,11 +422,7 @@ impl Service {
         let pan = old_key
             .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
             .map_err(|_| ServiceError::Internal("PAN does not open".into()))?;
-        let cvv = old_key
-            .open(cvv_aad(&rec.card).as_bytes(), &rec.secrets.cvv_sealed)
-            .map_err(|_| ServiceError::Internal("CVV does not open".into()))?;
         rec.secrets.pan_sealed = new_key.seal(pan_aad(&rec.card).as_bytes(), pan.expose(), &mut OsRng);
-        rec.secrets.cvv_sealed = new_key.seal(cvv_aad(&rec.card).as_bytes(), cvv.expose(), &mut OsRng);
         rec.secrets.data_key_version = newest;
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod auth;
 mod card_order;
 pub mod cardholders;
 pub mod cards;
+pub mod egress;
 pub mod error;
 pub mod events;
 pub mod idempotency;
@@ -53,6 +54,10 @@ pub struct ServiceConfig {
     pub idempotency_ttl: std::time::Duration,
     /// PIN and OTP calls allowed per card per minute, per node (0: no limit).
     pub card_pin_calls_per_minute: u32,
+    /// Where webhooks may go besides public addresses.
+    pub webhook_networks: egress::WebhookNetworks,
+    /// Redeliveries a tenant may ask for per minute, per node (0: no limit).
+    pub webhook_redeliveries_per_minute: u32,
 }
 
 impl Default for ServiceConfig {
@@ -68,6 +73,8 @@ impl Default for ServiceConfig {
             extra_reason_codes: Vec::new(),
             idempotency_ttl: std::time::Duration::from_secs(24 * 60 * 60),
             card_pin_calls_per_minute: 20,
+            webhook_networks: egress::WebhookNetworks::default(),
+            webhook_redeliveries_per_minute: 60,
         }
     }
 }
@@ -119,6 +126,7 @@ pub struct Service {
     card_throttle: throttle::CardThrottle,
     /// One card's PIN decisions one after another, in this process.
     card_order: card_order::CardOrder,
+    redeliver_throttle: webhooks::RedeliverThrottle,
 }
 
 impl Service {
@@ -141,6 +149,7 @@ impl Service {
             keys,
             card_throttle: throttle::CardThrottle::new(config.card_pin_calls_per_minute),
             card_order: card_order::CardOrder::new(),
+            redeliver_throttle: webhooks::RedeliverThrottle::new(config.webhook_redeliveries_per_minute),
             config,
             auth_cache: auth::AuthCache::default(),
         })

@@ -78,8 +78,9 @@ fn endpoint_json(e: &WebhookEndpoint) -> serde_json::Value {
     serde_json::json!({ "id": e.id, "url": e.url, "events": e.events })
 }
 
-/// An absolute `http` or `https` URL with a host and no credentials.
-pub fn validate_url(url: &str) -> ServiceResult<()> {
+/// An absolute `http` or `https` URL with a host and no credentials (its
+/// target is checked apart, by [`crate::egress`]).
+pub fn validate_url(url: &str) -> ServiceResult<url::Url> {
     if url.len() > MAX_URL_LEN {
         return Err(ServiceError::invalid(
             "url",
@@ -103,7 +104,42 @@ pub fn validate_url(url: &str) -> ServiceResult<()> {
             "must not carry credentials: the webhook-signature header authenticates cardcore to the receiver",
         ));
     }
-    Ok(())
+    Ok(parsed)
+}
+
+/// The per-tenant limit on redeliveries (each one is a request to every
+/// endpoint that takes the event's type): per node, in memory, like the
+/// per-card throttle.
+pub(crate) struct RedeliverThrottle {
+    limiter: Option<governor::DefaultKeyedRateLimiter<cardcore_domain::TenantId>>,
+    per_minute: u32,
+}
+
+impl RedeliverThrottle {
+    /// `per_minute` redeliveries per tenant (also the burst); 0 turns it off.
+    pub(crate) fn new(per_minute: u32) -> Self {
+        Self {
+            limiter: std::num::NonZeroU32::new(per_minute)
+                .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
+            per_minute,
+        }
+    }
+
+    fn check(&self, tenant: cardcore_domain::TenantId) -> ServiceResult<()> {
+        use governor::clock::Clock as _;
+        let Some(limiter) = &self.limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&tenant).map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            ServiceError::RateLimited {
+                limit: self.per_minute,
+                period: "minute",
+                scope: "tenant's redeliveries",
+                retry_after_seconds: (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+            }
+        })
+    }
 }
 
 /// The event types asked for: `None` (every type) for an absent list or
@@ -147,8 +183,14 @@ impl Service {
         ctx: &Ctx,
         input: CreateWebhookEndpoint,
     ) -> ServiceResult<NewWebhookEndpoint> {
-        validate_url(&input.url)?;
+        let url = validate_url(&input.url)?;
         let event_types = parse_event_filter(input.events.as_deref())?;
+        // Last of the checks on the request: it may wait for a DNS lookup.
+        self.config
+            .webhook_networks
+            .check_url(&url)
+            .await
+            .map_err(|refusal| ServiceError::invalid("url", refusal.to_string()))?;
         if self.store.webhook_endpoints(ctx.tenant_id()).await?.len() >= MAX_ENDPOINTS {
             return Err(ServiceError::Conflict {
                 code: "webhook_endpoint_limit",
@@ -244,6 +286,7 @@ impl Service {
     /// Queues the event again for every endpoint that receives its type,
     /// with the same `webhook-id`; answers the event with its deliveries.
     pub async fn redeliver_event(&self, ctx: &Ctx, id: EventId) -> ServiceResult<EventDetail> {
+        self.redeliver_throttle.check(ctx.tenant_id())?;
         self.store
             .redeliver_event(ctx.tenant_id(), id, self.now())
             .await?

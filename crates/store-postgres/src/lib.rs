@@ -41,6 +41,7 @@ use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_store::PanRow;
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
@@ -735,6 +736,59 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn pan_rows(&self, after: Option<CardId>, limit: u32) -> StoreResult<Vec<PanRow>> {
+        use sqlx::Row as _;
+        self.run(async {
+            let rows = sqlx::query(
+                "SELECT id, tenant_id, pan_sealed, data_key_version FROM cards \
+                 WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            )
+            .bind(after.map(|a| *a.as_uuid()))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(PanRow {
+                        id: CardId(r.try_get::<uuid::Uuid, _>("id").map_err(map_err)?),
+                        tenant_id: TenantId(r.try_get::<uuid::Uuid, _>("tenant_id").map_err(map_err)?),
+                        pan_sealed: r.try_get("pan_sealed").map_err(map_err)?,
+                        data_key_version: r.try_get("data_key_version").map_err(map_err)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_pan_hashes(&self, hashes: &[(CardId, Vec<u8>)]) -> StoreResult<Option<(CardId, CardId)>> {
+        self.run(async {
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            for (id, hash) in hashes {
+                let other: Option<uuid::Uuid> =
+                    sqlx::query_scalar("SELECT id FROM cards WHERE pan_hash = $1 AND id <> $2")
+                        .bind(hash)
+                        .bind(id.as_uuid())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                if let Some(other) = other {
+                    return Ok(Some((*id, CardId(other))));
+                }
+                sqlx::query("UPDATE cards SET pan_hash = $1 WHERE id = $2")
+                    .bind(hash)
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(None)
+        })
+        .await
+    }
+
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
         self.run(async {
             // Conditions are added only when filtered on, rather than
@@ -911,13 +965,18 @@ impl Store for PostgresStore {
         self.redeliver(tenant, event, now).await
     }
 
-    async fn claim_deliveries(
+    async fn claim_deliveries_except(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        self.claim(now, lease_until, limit).await
+        self.claim(now, lease_until, limit, skip).await
+    }
+
+    async fn release_delivery(&self, delivery: uuid::Uuid, lease: uuid::Uuid) -> StoreResult<bool> {
+        self.release(delivery, lease).await
     }
 
     async fn record_delivery_attempt(
@@ -1110,7 +1169,8 @@ impl Tx for PostgresTx {
             .bind(json(&c.limits))
             .bind(&s.pan_hash)
             .bind(&s.pan_sealed)
-            .bind(&s.cvv_sealed)
+            // The CVV2 is not stored (computed from the CVK); the column stays, empty.
+            .bind(&[] as &[u8])
             .bind(s.data_key_version)
             .bind(s.activation_code.as_ref().map(|v| v.value.as_slice()))
             .bind(s.activation_code.as_ref().map(|v| v.key_version))
@@ -1144,7 +1204,7 @@ impl Tx for PostgresTx {
                 .bind(&c.printed_name)?
                 .bind(json(&c.limits))?
                 .bind(&s.pan_sealed)?
-                .bind(&s.cvv_sealed)?
+                .bind(&[] as &[u8])?
                 .bind(s.data_key_version)?
                 .bind(s.activation_code.as_ref().map(|v| v.value.as_slice()))?
                 .bind(s.activation_code.as_ref().map(|v| v.key_version))?

@@ -148,7 +148,6 @@ pub fn card(row: &PgRow) -> StoreResult<CardRecord> {
     let secrets = CardSecrets {
         pan_hash: get(row, "pan_hash")?,
         pan_sealed: get(row, "pan_sealed")?,
-        cvv_sealed: get(row, "cvv_sealed")?,
         data_key_version: get(row, "data_key_version")?,
         activation_code: verifier(row, "activation_verifier", "activation_key_version")?,
         pin: verifier(row, "pin_verifier", "pin_key_version")?,

@@ -327,7 +327,9 @@ impl PostgresStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let skip: Vec<Uuid> = skip.iter().map(|t| *t.as_uuid()).collect();
         self.run(async {
             let lease = Uuid::now_v7();
             // SKIP LOCKED: a candidate another node is claiming right now is
@@ -338,6 +340,7 @@ impl PostgresStore {
                    SELECT d.seq FROM webhook_deliveries d \
                    WHERE d.{OPEN} AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until <= $3) \
+                     AND NOT (d.tenant_id = ANY($5)) \
                      AND (d.card_id IS NULL OR NOT EXISTS ( \
                        SELECT 1 FROM webhook_deliveries e \
                        WHERE e.endpoint_id = d.endpoint_id AND e.card_id = d.card_id AND e.{OPEN} \
@@ -350,6 +353,7 @@ impl PostgresStore {
             .bind(lease)
             .bind(now)
             .bind(i64::from(limit))
+            .bind(&skip)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -359,6 +363,22 @@ impl PostgresStore {
                 .into_iter()
                 .map(|(_, delivery)| ClaimedDelivery { delivery, lease })
                 .collect())
+        })
+        .await
+    }
+
+    pub(crate) async fn release(&self, id: Uuid, lease: Uuid) -> StoreResult<bool> {
+        self.run(async {
+            let r = sqlx::query(&format!(
+                "UPDATE webhook_deliveries SET lease_until = NULL, lease_token = NULL \
+                 WHERE id = $1 AND lease_token = $2 AND {OPEN}"
+            ))
+            .bind(id)
+            .bind(lease)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
         })
         .await
     }

@@ -95,7 +95,6 @@ async fn tenant_and_card(store: &dyn Store) -> (TenantId, CardId) {
         secrets: CardSecrets {
             pan_hash: unique(32),
             pan_sealed: unique(40),
-            cvv_sealed: unique(30),
             data_key_version: 1,
             activation_code: None,
             pin: None,

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_store::PanRow;
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
@@ -500,6 +501,59 @@ impl Store for SqliteStore {
             .row(&SQL, (id_str(&tenant), kit.as_str()), |row| rows::card(row))
     }
 
+    async fn pan_rows(&self, after: Option<CardId>, limit: u32) -> StoreResult<Vec<PanRow>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, pan_sealed, data_key_version FROM cards WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after.map(|a| id_str(&a)).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id").map_err(map_err)?;
+                let tenant: String = r.try_get("tenant_id").map_err(map_err)?;
+                Ok(PanRow {
+                    id: id
+                        .parse()
+                        .map_err(|_| StoreError::Internal("cards.id is not a UUID".into()))?,
+                    tenant_id: tenant
+                        .parse()
+                        .map_err(|_| StoreError::Internal("cards.tenant_id is not a UUID".into()))?,
+                    pan_sealed: r.try_get("pan_sealed").map_err(map_err)?,
+                    data_key_version: r.try_get::<i64, _>("data_key_version").map_err(map_err)? as i32,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_pan_hashes(&self, hashes: &[(CardId, Vec<u8>)]) -> StoreResult<Option<(CardId, CardId)>> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        for (id, hash) in hashes {
+            let other: Option<String> = sqlx::query_scalar("SELECT id FROM cards WHERE pan_hash = ? AND id <> ?")
+                .bind(hash)
+                .bind(id_str(id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if let Some(other) = other {
+                let other = other
+                    .parse()
+                    .map_err(|_| StoreError::Internal("cards.id is not a UUID".into()))?;
+                return Ok(Some((*id, other)));
+            }
+            sqlx::query("UPDATE cards SET pan_hash = ? WHERE id = ?")
+                .bind(hash)
+                .bind(id_str(id))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(None)
+    }
+
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
         let mut sql = format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ?");
         if filter.cardholder_id.is_some() {
@@ -615,13 +669,18 @@ impl Store for SqliteStore {
         self.redeliver(tenant, event, now).await
     }
 
-    async fn claim_deliveries(
+    async fn claim_deliveries_except(
         &self,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        self.claim(now, lease_until, limit).await
+        self.claim(now, lease_until, limit, skip).await
+    }
+
+    async fn release_delivery(&self, delivery: uuid::Uuid, lease: uuid::Uuid) -> StoreResult<bool> {
+        self.release(delivery, lease).await
     }
 
     async fn record_delivery_attempt(
@@ -749,7 +808,8 @@ impl Tx for SqliteTx {
             .bind(to_json(&c.limits)?)
             .bind(s.pan_hash.clone())
             .bind(s.pan_sealed.clone())
-            .bind(s.cvv_sealed.clone())
+            // The CVV2 is not stored (computed from the CVK); the column stays, empty.
+            .bind(Vec::<u8>::new())
             .bind(s.data_key_version)
             .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
             .bind(s.activation_code.as_ref().map(|v| v.key_version))
@@ -780,7 +840,7 @@ impl Tx for SqliteTx {
             .bind(c.printed_name.clone())
             .bind(to_json(&c.limits)?)
             .bind(s.pan_sealed.clone())
-            .bind(s.cvv_sealed.clone())
+            .bind(Vec::<u8>::new())
             .bind(s.data_key_version)
             .bind(s.activation_code.as_ref().map(|v| v.value.clone()))
             .bind(s.activation_code.as_ref().map(|v| v.key_version))

@@ -206,7 +206,6 @@ pub(crate) fn card(row: &impl Columns) -> StoreResult<CardRecord> {
     let secrets = CardSecrets {
         pan_hash: row.blob("pan_hash")?,
         pan_sealed: row.blob("pan_sealed")?,
-        cvv_sealed: row.blob("cvv_sealed")?,
         data_key_version: row.int("data_key_version")? as i32,
         activation_code: verifier(row, "activation_verifier", "activation_key_version")?,
         pin: verifier(row, "pin_verifier", "pin_key_version")?,

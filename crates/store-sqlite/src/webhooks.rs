@@ -287,7 +287,10 @@ impl SqliteStore {
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let skip = serde_json::to_string(&skip.iter().map(id_str).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
         let due: i64 = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE {OPEN} AND next_attempt_at <= ?1 \
              AND (lease_until IS NULL OR lease_until <= ?1))"
@@ -306,6 +309,7 @@ impl SqliteStore {
                SELECT d.seq FROM webhook_deliveries d \
                WHERE d.{OPEN} AND d.next_attempt_at <= ?3 \
                  AND (d.lease_until IS NULL OR d.lease_until <= ?3) \
+                 AND d.tenant_id NOT IN (SELECT value FROM json_each(?5)) \
                  AND (d.card_id IS NULL OR NOT EXISTS ( \
                    SELECT 1 FROM webhook_deliveries e \
                    WHERE e.endpoint_id = d.endpoint_id AND e.card_id = d.card_id AND e.{OPEN} AND e.seq < d.seq)) \
@@ -316,6 +320,7 @@ impl SqliteStore {
         .bind(lease.to_string())
         .bind(ts(&now))
         .bind(i64::from(limit))
+        .bind(skip)
         .fetch_all(&self.writer)
         .await
         .map_err(map_err)?;
@@ -325,6 +330,19 @@ impl SqliteStore {
             .into_iter()
             .map(|(_, delivery)| ClaimedDelivery { delivery, lease })
             .collect())
+    }
+
+    pub(crate) async fn release(&self, id: Uuid, lease: Uuid) -> StoreResult<bool> {
+        let r = sqlx::query(&format!(
+            "UPDATE webhook_deliveries SET lease_until = NULL, lease_token = NULL \
+             WHERE id = ? AND lease_token = ? AND {OPEN}"
+        ))
+        .bind(id.to_string())
+        .bind(lease.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     pub(crate) async fn record_attempt(

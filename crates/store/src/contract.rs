@@ -92,6 +92,7 @@ macro_rules! contract_tests {
             cardholder_external_ids_are_unique_per_tenant,
             cards_round_trip_every_field,
             card_collisions_return_false_and_keep_the_transaction,
+            pan_hashes_are_rewritten_across_tenants_and_stop_on_a_duplicate,
             update_card_persists_every_mutable_field,
             replacement_of_names_the_new_card,
             cards_are_filtered_and_paged_by_id,
@@ -109,6 +110,7 @@ macro_rules! contract_tests {
             fan_out_gives_each_wanting_endpoint_one_delivery,
             concurrent_fan_outs_deliver_every_event_once,
             claims_follow_card_order_retries_and_leases,
+            claims_skip_tenants_and_released_deliveries_come_back,
             concurrent_claims_never_share_a_delivery,
             redelivery_queues_behind_the_cards_open_deliveries,
             idempotency_keys_begin_finish_replay_and_refuse,
@@ -214,7 +216,6 @@ fn card(tenant: TenantId, holder: CardholderId) -> CardRecord {
         secrets: CardSecrets {
             pan_hash: unique_bytes(32),
             pan_sealed: unique_bytes(44),
-            cvv_sealed: unique_bytes(31),
             data_key_version: 1,
             activation_code: None,
             pin: None,
@@ -630,7 +631,8 @@ pub async fn cards_round_trip_every_field(store: Arc<dyn Store>) {
 }
 
 /// A PAN-hash or kit-number collision returns false and the transaction goes
-/// on to commit; both are unique per tenant only.
+/// on to commit; the PAN hash is unique across tenants, the kit number per
+/// tenant.
 pub async fn card_collisions_return_false_and_keep_the_transaction(store: Arc<dyn Store>) {
     let (t, h) = tenant_with_holder(&*store, "acme").await;
     let first = card(t.id, h.id);
@@ -665,13 +667,69 @@ pub async fn card_collisions_return_false_and_keep_the_transaction(store: Arc<dy
     tx.commit().await.unwrap();
     assert_eq!(store.card(t.id, after.card.id).await.unwrap(), Some(after));
 
-    // Another tenant may hold the same PAN hash and kit number.
+    // Another tenant may hold the same kit number, never the same PAN hash.
     let (other, oh) = tenant_with_holder(&*store, "globex").await;
+    let mut same_pan_elsewhere = card(other.id, oh.id);
+    same_pan_elsewhere.secrets.pan_hash = first.secrets.pan_hash.clone();
     let mut twin = card(other.id, oh.id);
-    twin.secrets.pan_hash = first.secrets.pan_hash.clone();
     twin.card.kit_number = first.card.kit_number.clone();
-    insert_cards(&*store, &[&twin]).await;
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.insert_card(&same_pan_elsewhere).await.unwrap());
+    assert!(tx.insert_card(&twin).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.card(other.id, same_pan_elsewhere.card.id).await.unwrap(), None);
     assert_eq!(store.card(other.id, twin.card.id).await.unwrap(), Some(twin));
+}
+
+/// The PAN lookup upgrade: every card of every tenant is listed by id with
+/// its sealed PAN, hashes are set in one transaction, and a hash that is
+/// another card's (of any tenant) writes nothing and names both cards.
+pub async fn pan_hashes_are_rewritten_across_tenants_and_stop_on_a_duplicate(store: Arc<dyn Store>) {
+    let (t1, h1) = tenant_with_holder(&*store, "acme").await;
+    let (t2, h2) = tenant_with_holder(&*store, "globex").await;
+    let (a, b, c) = (card(t1.id, h1.id), card(t2.id, h2.id), card(t1.id, h1.id));
+    insert_cards(&*store, &[&a, &b, &c]).await;
+    let mut ids = vec![a.card.id, b.card.id, c.card.id];
+    ids.sort();
+    let first = store.pan_rows(None, 2).await.unwrap();
+    let rest = store.pan_rows(Some(first[1].id), 2).await.unwrap();
+    let listed: Vec<CardId> = first.iter().chain(&rest).map(|r| r.id).collect();
+    assert_eq!(listed, ids, "every tenant's cards, by id, a page at a time");
+    let row_a = first.iter().chain(&rest).find(|r| r.id == a.card.id).unwrap();
+    assert_eq!(
+        (row_a.tenant_id, &row_a.pan_sealed, row_a.data_key_version),
+        (t1.id, &a.secrets.pan_sealed, a.secrets.data_key_version)
+    );
+
+    let (ha, hb, hc) = (unique_bytes(32), unique_bytes(32), unique_bytes(32));
+    let set = vec![
+        (a.card.id, ha.clone()),
+        (b.card.id, hb.clone()),
+        (c.card.id, hc.clone()),
+    ];
+    assert_eq!(store.set_pan_hashes(&set).await.unwrap(), None);
+    // Again: a card keeps its own hash.
+    assert_eq!(store.set_pan_hashes(&set).await.unwrap(), None);
+    assert_eq!(
+        store.card(t2.id, b.card.id).await.unwrap().unwrap().secrets.pan_hash,
+        hb
+    );
+
+    // c takes a's hash: nothing of the batch is written, both are named.
+    let fresh = unique_bytes(32);
+    let clash = vec![(b.card.id, fresh), (c.card.id, ha.clone())];
+    assert_eq!(
+        store.set_pan_hashes(&clash).await.unwrap(),
+        Some((c.card.id, a.card.id))
+    );
+    assert_eq!(
+        store.card(t2.id, b.card.id).await.unwrap().unwrap().secrets.pan_hash,
+        hb
+    );
+    assert_eq!(
+        store.card(t1.id, c.card.id).await.unwrap().unwrap().secrets.pan_hash,
+        hc
+    );
 }
 
 /// `update_card` writes every mutable field, to values and back to empty,
@@ -696,7 +754,6 @@ pub async fn update_card_persists_every_mutable_field(store: Arc<dyn Store>) {
     c.updated_at = at(100);
     let s = &mut changed.secrets;
     s.pan_sealed = unique_bytes(44);
-    s.cvv_sealed = unique_bytes(31);
     s.data_key_version = 5;
     s.activation_code = Some(Verifier {
         value: unique_bytes(32),
@@ -1764,6 +1821,54 @@ pub async fn concurrent_fan_outs_deliver_every_event_once(store: Arc<dyn Store>)
         let d = store.event_deliveries(t.id, id).await.unwrap();
         assert_eq!(d.len(), 1, "event {id} has {} deliveries", d.len());
     }
+}
+
+/// A claim passes over the tenants it is told to skip, and a released
+/// delivery is claimable again at once, with its attempts untouched; the
+/// old lease no longer records or releases it.
+pub async fn claims_skip_tenants_and_released_deliveries_come_back(store: Arc<dyn Store>) {
+    let (t1, _) = tenant_with_holder(&*store, "acme").await;
+    let (t2, _) = tenant_with_holder(&*store, "globex").await;
+    let (e1, e2) = (endpoint(t1.id, None, 0), endpoint(t2.id, None, 0));
+    insert_endpoints(&*store, &[&e1, &e2]).await;
+    let first = event_at(&*store, t1.id, None, EventType::CardLimitsUpdated, 1).await;
+    let second = event_at(&*store, t2.id, None, EventType::CardLimitsUpdated, 2).await;
+    assert_eq!(fan_out_settled(&*store, 2, at(10)).await, 2);
+
+    let only_t2 = store
+        .claim_deliveries_except(at(10), at(100), 50, &[t1.id])
+        .await
+        .unwrap();
+    assert_eq!(only_t2.len(), 1);
+    assert_eq!(only_t2[0].delivery.event_id, second.event.id);
+    let t1_claim = store.claim_deliveries(at(10), at(100), 50).await.unwrap();
+    assert_eq!(t1_claim.len(), 1);
+    assert_eq!(t1_claim[0].delivery.event_id, first.event.id);
+
+    let c = &t1_claim[0];
+    assert!(store.release_delivery(c.delivery.id, c.lease).await.unwrap());
+    assert!(
+        !store.release_delivery(c.delivery.id, c.lease).await.unwrap(),
+        "released once"
+    );
+    let again = store.claim_deliveries(at(10), at(100), 50).await.unwrap();
+    assert_eq!(again.len(), 1, "claimable at once, lease or not");
+    assert_eq!(again[0].delivery.id, c.delivery.id);
+    assert_eq!(again[0].delivery.attempts, 0, "a release is not an attempt");
+    let attempt = DeliveryAttempt {
+        at: at(11),
+        status: Some(200),
+        error: None,
+        duration_ms: 1,
+    };
+    assert!(!store
+        .record_delivery_attempt(c.delivery.id, c.lease, &attempt, DeliveryOutcome::Succeeded)
+        .await
+        .unwrap());
+    assert!(store
+        .record_delivery_attempt(c.delivery.id, again[0].lease, &attempt, DeliveryOutcome::Succeeded)
+        .await
+        .unwrap());
 }
 
 /// Claims take only the oldest open delivery of each (endpoint, card) pair

@@ -166,6 +166,14 @@ pub trait Store: Send + Sync + 'static {
     /// Cards matching the filter, ordered by id (creation order).
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>>;
 
+    /// Cards of every tenant after `after`, by id, with what re-hashing
+    /// their PANs needs (the one-time PAN lookup upgrade).
+    async fn pan_rows(&self, after: Option<CardId>, limit: u32) -> StoreResult<Vec<PanRow>>;
+
+    /// Sets cards' PAN lookup hashes, in one transaction. When a hash is
+    /// already another card's, writes nothing and answers `(card, other)`.
+    async fn set_pan_hashes(&self, hashes: &[(CardId, Vec<u8>)]) -> StoreResult<Option<(CardId, CardId)>>;
+
     /// A card's audit trail, newest first.
     async fn audit_entries(&self, tenant: TenantId, card: CardId, page: &AuditPage) -> StoreResult<Vec<AuditEntry>>;
 
@@ -212,7 +220,25 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        self.claim_deliveries_except(now, lease_until, limit, &[]).await
+    }
+
+    /// [`Store::claim_deliveries`], passing over the deliveries of the
+    /// tenants in `skip` (those that have as many attempts in flight on the
+    /// claiming node as they may).
+    async fn claim_deliveries_except(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+        skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Gives a claimed delivery back untried (no attempt recorded): any
+    /// node may claim it again at once. False when the lease is no longer
+    /// this claim's.
+    async fn release_delivery(&self, delivery: uuid::Uuid, lease: uuid::Uuid) -> StoreResult<bool>;
 
     /// Records an attempt of a claimed delivery and what follows it, and
     /// releases the lease. False (nothing written) when the lease is no

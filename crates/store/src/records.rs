@@ -4,7 +4,7 @@
 use std::fmt;
 
 use cardcore_domain::{ApiKeyId, Card, CardStatus, CardholderId, Event, EventId, EventType, TenantId, ZoneKeyId};
-use cardcore_domain::{AuditId, Timestamp};
+use cardcore_domain::{AuditId, CardId, Timestamp};
 
 /// A card with its protected data, as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +29,13 @@ impl fmt::Debug for Verifier {
 /// A card's protected data: ciphertexts and keyed hashes only.
 #[derive(Clone, PartialEq)]
 pub struct CardSecrets {
-    /// HMAC of (tenant, PAN): finds a card by PAN without decrypting any.
+    /// Keyed hash of the PAN alone (no tenant in it): unique across the
+    /// whole table, so a PAN names one card in the world.
     pub pan_hash: Vec<u8>,
     /// PAN sealed under the data key (AES-256-GCM, bound to the card).
+    /// (The CVV2 is not stored: it is computed from the CVK when revealed.)
     pub pan_sealed: Vec<u8>,
-    /// CVV2 sealed likewise.
-    pub cvv_sealed: Vec<u8>,
-    /// Version of the data key that sealed PAN and CVV.
+    /// Version of the data key that sealed the PAN.
     pub data_key_version: i32,
     /// Verifier of the activation code (physical cards until activated).
     pub activation_code: Option<Verifier>,
@@ -153,6 +153,21 @@ pub struct SealedData {
 impl fmt::Debug for SealedData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SealedData(v{}, {} bytes)", self.key_version, self.ciphertext.len())
+    }
+}
+
+/// What re-hashing a card's PAN needs (the one-time PAN lookup upgrade).
+#[derive(Clone, PartialEq)]
+pub struct PanRow {
+    pub id: CardId,
+    pub tenant_id: TenantId,
+    pub pan_sealed: Vec<u8>,
+    pub data_key_version: i32,
+}
+
+impl fmt::Debug for PanRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PanRow({}, [sealed])", self.id)
     }
 }
 

@@ -22,9 +22,12 @@ mod schedule;
 
 pub use schedule::{RetrySchedule, ScheduleError, DEFAULT_SCHEDULE, JITTER};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cardcore_domain::TenantId;
+use cardcore_service::egress::{Refusal, WebhookNetworks};
 use cardcore_service::Service;
 use cardcore_store::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome};
 use rand::Rng;
@@ -45,6 +48,9 @@ pub struct DispatcherConfig {
     pub lease: Duration,
     /// Most attempts in flight on this node.
     pub max_in_flight: usize,
+    /// Most attempts of one tenant in flight on this node, so that one
+    /// tenant's slow or many receivers cannot take every slot.
+    pub tenant_in_flight: usize,
     /// Most outbox events fanned out per transaction.
     pub fan_out_batch: u32,
 }
@@ -57,6 +63,7 @@ impl Default for DispatcherConfig {
             timeout: Duration::from_secs(10),
             lease: Duration::from_secs(60),
             max_in_flight: 32,
+            tenant_in_flight: 8,
             fan_out_batch: 100,
         }
     }
@@ -73,8 +80,15 @@ pub enum DispatchError {
 
 /// The HTTP client deliveries use: rustls on aws-lc-rs, the given timeout
 /// for the whole attempt, redirects never followed (a 3xx is a failure),
-/// no proxy from the environment.
+/// no proxy from the environment. It applies no address rules (it is for
+/// tests and tools); the dispatcher sends through [`guarded_clients`].
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, DispatchError> {
+    client_builder(timeout)
+        .build()
+        .map_err(|e| DispatchError::Client(e.to_string()))
+}
+
+fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -82,8 +96,67 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, DispatchError> 
         .connect_timeout(timeout)
         .user_agent(concat!("cardcore-webhooks/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
-        .build()
-        .map_err(|e| DispatchError::Client(e.to_string()))
+}
+
+/// Resolves a name once and hands the connector only the addresses the
+/// webhook rules allow: what was checked is what is connected to, so a DNS
+/// answer that changes between the check and the connection (rebinding)
+/// changes nothing. A name with any refused address is refused whole, and
+/// the error is a [`Refusal`], found again by [`refusal_of`].
+pub struct GuardedResolver {
+    networks: WebhookNetworks,
+    https: bool,
+}
+
+impl GuardedResolver {
+    /// A resolver for `https` URLs (public or admitted addresses) or plain
+    /// `http` ones (admitted networks only).
+    pub fn new(networks: WebhookNetworks, https: bool) -> Self {
+        Self { networks, https }
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let networks = self.networks.clone();
+        let https = self.https;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            // Port 0: reqwest puts the URL's port in.
+            let addrs = networks
+                .resolve(https, &url::Host::Domain(host.as_str()), 0)
+                .await
+                .map_err(|refusal| Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>)?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The dispatcher's clients: one for `https` URLs, one for plain `http`
+/// ones, each resolving through the [`GuardedResolver`] of its scheme.
+pub fn guarded_clients(
+    timeout: Duration,
+    networks: &WebhookNetworks,
+) -> Result<(reqwest::Client, reqwest::Client), DispatchError> {
+    let build = |https: bool| {
+        client_builder(timeout)
+            .dns_resolver(Arc::new(GuardedResolver::new(networks.clone(), https)))
+            .build()
+            .map_err(|e| DispatchError::Client(e.to_string()))
+    };
+    Ok((build(true)?, build(false)?))
+}
+
+/// The webhook rules' refusal behind a failed request, if that is why it failed.
+pub fn refusal_of(e: &(dyn std::error::Error + 'static)) -> Option<Refusal> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(refusal) = err.downcast_ref::<Refusal>() {
+            return Some(refusal.clone());
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// Installs aws-lc-rs as the process-wide rustls provider (reqwest is built
@@ -106,19 +179,44 @@ pub fn spawn(
             timeout: config.timeout,
         });
     }
-    let client = http_client(config.timeout)?;
+    let (https, http) = guarded_clients(config.timeout, &service.config().webhook_networks)?;
     let dispatcher = Arc::new(Dispatcher {
         service,
-        client,
+        https,
+        http,
         config,
+        tenants: std::sync::Mutex::new(HashMap::new()),
     });
     Ok(tokio::spawn(dispatcher.run(stop)))
 }
 
 struct Dispatcher {
     service: Arc<Service>,
-    client: reqwest::Client,
+    /// For `https` endpoints: public or admitted addresses.
+    https: reqwest::Client,
+    /// For plain `http` endpoints: admitted networks only.
+    http: reqwest::Client,
     config: DispatcherConfig,
+    /// Attempts in flight per tenant on this node.
+    tenants: std::sync::Mutex<HashMap<TenantId, usize>>,
+}
+
+/// A tenant's place among the attempts in flight, given back when dropped.
+struct TenantSlot {
+    dispatcher: Arc<Dispatcher>,
+    tenant: TenantId,
+}
+
+impl Drop for TenantSlot {
+    fn drop(&mut self) {
+        let mut tenants = self.dispatcher.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = tenants.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                tenants.remove(&self.tenant);
+            }
+        }
+    }
 }
 
 fn chrono_of(d: Duration) -> chrono::Duration {
@@ -184,20 +282,52 @@ impl Dispatcher {
         }
         let now = cardcore_service::now();
         let limit = u32::try_from(room).unwrap_or(u32::MAX);
+        let full: Vec<TenantId> = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, n)| **n >= self.config.tenant_in_flight)
+            .map(|(t, _)| *t)
+            .collect();
         match store
-            .claim_deliveries(now, now + chrono_of(self.config.lease), limit)
+            .claim_deliveries_except(now, now + chrono_of(self.config.lease), limit, &full)
             .await
         {
             Ok(claimed) => {
                 busy |= claimed.len() >= room;
                 for c in claimed {
+                    let Some(slot) = self.tenant_slot(c.delivery.tenant_id) else {
+                        // Over the tenant's share: back untried, for any node.
+                        if let Err(e) = store.release_delivery(c.delivery.id, c.lease).await {
+                            tracing::warn!(cause = %e, "webhooks: releasing a delivery failed; its lease will lapse");
+                        }
+                        continue;
+                    };
                     let me = self.clone();
-                    in_flight.spawn(async move { me.attempt(c).await });
+                    in_flight.spawn(async move {
+                        let _slot = slot;
+                        me.attempt(c).await
+                    });
                 }
             }
             Err(e) => tracing::warn!(cause = %e, "webhooks: claiming deliveries failed"),
         }
         busy
+    }
+
+    /// A place for one more attempt of the tenant, if it has one left.
+    fn tenant_slot(self: &Arc<Self>, tenant: TenantId) -> Option<TenantSlot> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let n = tenants.entry(tenant).or_insert(0);
+        if *n >= self.config.tenant_in_flight {
+            return None;
+        }
+        *n += 1;
+        Some(TenantSlot {
+            dispatcher: self.clone(),
+            tenant,
+        })
     }
 
     /// Sends one claimed delivery and records the attempt.
@@ -339,12 +469,28 @@ impl Dispatcher {
             Ok(b) => b,
             Err(_) => return Sent::Failed("internal error before sending".into()),
         };
+        let Ok(url) = url::Url::parse(&endpoint.url) else {
+            return Sent::Failed("invalid endpoint URL".into());
+        };
+        let https = url.scheme() == "https";
+        // An address in the URL is never looked up, so never reaches the
+        // resolver: it is checked here (it cannot change until connecting).
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal {
+            if let Err(refusal) = self.service.config().webhook_networks.check(https, ip) {
+                return Sent::Failed(refused(&refusal));
+            }
+        }
+        let client = if https { &self.https } else { &self.http };
         let id = event.id.to_string();
         let timestamp = cardcore_service::now().timestamp();
         let signature = secret.sign(&id, timestamp, &body);
-        let request = self
-            .client
-            .post(&endpoint.url)
+        let request = client
+            .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -352,7 +498,10 @@ impl Dispatcher {
             .body(body);
         match request.send().await {
             Ok(response) => Sent::Answered(response.status().as_u16()),
-            Err(e) => Sent::Failed(describe(&e, self.config.timeout)),
+            Err(e) => match refusal_of(&e) {
+                Some(refusal) => Sent::Failed(refused(&refusal)),
+                None => Sent::Failed(describe(&e, self.config.timeout)),
+            },
         }
     }
 }
@@ -364,6 +513,13 @@ enum Sent {
     Failed(String),
     /// Nothing left to deliver to or from.
     Gone(&'static str),
+}
+
+/// The attempt log's words for a target the address rules refused: no
+/// connection was made.
+fn refused(refusal: &Refusal) -> String {
+    tracing::warn!(reason = %refusal, "webhook target refused before connecting");
+    format!("refused before connecting: {refusal}")
 }
 
 /// A short description of a failed request, for the tenant's attempt log:

@@ -35,6 +35,10 @@ pub fn serve_args(dir: &std::path::Path, extra: &[&str]) -> ServeArgs {
     if !extra.contains(&"--auth-failures-per-minute") {
         argv.extend_from_slice(&["--auth-failures-per-minute", "0"]);
     }
+    if !extra.contains(&"--webhook-allow-networks") {
+        // The tests' webhook receivers listen on loopback.
+        argv.extend_from_slice(&["--webhook-allow-networks", "127.0.0.0/8,::1/128"]);
+    }
     argv.extend_from_slice(extra);
     match Cli::parse_from(argv).command {
         Command::Serve(args) => args,

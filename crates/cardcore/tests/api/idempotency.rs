@@ -163,7 +163,7 @@ async fn a_retry_with_the_same_key_replays_the_first_answer() {
 
     // A new webhook endpoint's secret is shown once, and to the retry of
     // the same request: the replay is the first answer.
-    let hook = json!({"url": "https://example.com/hook", "events": ["card.pin_set"]});
+    let hook = json!({"url": "https://127.0.0.1:9/hook", "events": ["card.pin_set"]});
     let made = send(&app, Method::POST, "/v1/webhook-endpoints", "hook-1", Some(&hook)).await;
     assert_eq!(made.status, 201);
     let made_again = send(&app, Method::POST, "/v1/webhook-endpoints", "hook-1", Some(&hook)).await;

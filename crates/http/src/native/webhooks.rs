@@ -75,7 +75,9 @@ pub struct CreatedEndpoint {
     responses(
         (status = 201, description = "The endpoint and its secret.", body = CreatedEndpoint),
         (status = 409, description = "`webhook_endpoint_limit`: the tenant has 20 live endpoints."),
-        (status = 422, description = "`validation_error` naming `url`, `events` or `events[i]`."),
+        (status = 422, description = "`validation_error` naming `url`, `events` or `events[i]`; a `url` whose host \
+                                      is or resolves to a loopback, private, link-local, CGNAT, multicast or reserved \
+                                      address, or plain http to a network the operator did not admit, is refused."),
     )
 )]
 pub async fn create(
@@ -273,6 +275,8 @@ pub async fn event(
         (status = 202, description = "The event and its deliveries, the new ones included.", body = EventView),
         (status = 404, description = "`event_not_found`: no such event in this tenant."),
         (status = 422, description = "`validation_error`: `id` is not a UUID."),
+        (status = 429, description = "`rate_limited`: more redeliveries this minute than the tenant may ask for \
+                                      (`--webhook-redeliveries-per-minute`, per node); `Retry-After` says when."),
     )
 )]
 pub async fn redeliver(
