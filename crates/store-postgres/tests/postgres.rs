@@ -812,3 +812,51 @@ async fn a_server_that_stops_answering_fails_calls_instead_of_hanging() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// Migration 0004: the PAN lookup hash is unique across the whole table
+/// (the per-tenant constraint is gone), and no card row holds a CVV: one
+/// written the way the store writes cards leaves `cvv_sealed` empty.
+#[tokio::test]
+async fn pan_hashes_are_unique_across_tenants_and_no_cvv_is_stored() {
+    let Some(schema) = common::fresh_schema("pan_hash_index", common::options()).await else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&common::url()).await.unwrap();
+    let index: String =
+        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND indexname = 'cards_pan_hash'")
+            .bind(&schema.name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(
+        index.starts_with("CREATE UNIQUE INDEX") && index.ends_with("(pan_hash)"),
+        "{index}"
+    );
+    let per_tenant: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace \
+         WHERE n.nspname = $1 AND c.conname = 'cards_tenant_id_pan_hash_key'",
+    )
+    .bind(&schema.name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(per_tenant, 0, "the per-tenant constraint is dropped");
+
+    // A card written as the store writes cards (insert, then update).
+    let (tenant, card) = tenant_and_card(&schema.store).await;
+    let mut rec = schema.store.card(tenant, card).await.unwrap().unwrap();
+    rec.card.card_name = Some("renamed".into());
+    let mut tx = schema.store.begin().await.unwrap();
+    tx.update_card(&rec).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".cards WHERE length(cvv_sealed) > 0",
+        schema.name
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stored, 0);
+    let _ = conn.close().await;
+    schema.drop_schema().await;
+}
