@@ -208,19 +208,12 @@ impl Service {
                     ));
                 }
                 let pan = self.open_pan(rec).await?;
-                if is_clear_block(&block, format, &pan) {
-                    return Err(ServiceError::invalid_with(
-                        "pin_block_invalid",
-                        &field("pin_block"),
-                        "is a clear (unencrypted) PIN block; encrypt it under your zone PIN key",
-                    ));
-                }
-                decrypt_block(&block, format, zone.key.expose(), &pan).map_err(|_| {
-                    ServiceError::invalid_with(
-                        "pin_block_invalid",
-                        &field("pin_block"),
-                        "could not be decoded with this zone key and this card's PAN (wrong key, wrong PAN, or not an encrypted ISO 9564 block of this format)",
-                    )
+                decode_block(&block, format, zone.key.expose(), &pan).map_err(|reason| {
+                    // The reason is for the operator only: told to the
+                    // caller, it would say which PAN digits a chosen block
+                    // matched. Never the block itself.
+                    tracing::debug!(card_id = %rec.card.id, ?format, %reason, "refused a PIN block");
+                    refused_pin_block(&field("pin_block"))
                 })
             }
         }
@@ -723,6 +716,39 @@ fn require_pin_verifiable(card: &Card) -> Result<(), RuleViolation> {
         });
     }
     PinTries::new(card.pin_status, 0).check_verifiable()
+}
+
+/// The one answer for every PIN block that does not decode, whatever the
+/// reason (clear, wrong key, another card's PAN, garbage, a bad field after
+/// decryption): any difference would be an oracle for PAN or PIN digits.
+pub(crate) fn refused_pin_block(field: &str) -> ServiceError {
+    ServiceError::invalid_with(
+        "pin_block_invalid",
+        field,
+        "could not be decoded: send an ISO 9564 PIN block of this format, encrypted under your zone PIN key, \
+         for this card's PAN",
+    )
+}
+
+/// Why a PIN block was refused (logged at debug level, never answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum BlockRefusal {
+    #[error("a clear (unencrypted) PIN block")]
+    Clear,
+    #[error("does not decode: {0}")]
+    Decode(pinblock::PinBlockError),
+}
+
+/// Decodes an encrypted block bound to `pan`. Both checks always run, so a
+/// clear block takes the time a decryption takes.
+fn decode_block(block: &[u8], format: BlockFormat, key: &[u8], pan: &Pan) -> Result<Pin, BlockRefusal> {
+    let clear = is_clear_block(block, format, pan);
+    let decoded = decrypt_block(block, format, key, pan);
+    match decoded {
+        _ if clear => Err(BlockRefusal::Clear),
+        Ok(pin) => Ok(pin),
+        Err(e) => Err(BlockRefusal::Decode(e)),
+    }
 }
 
 /// True when `block` already reads as a valid clear block of `format` for this PAN.

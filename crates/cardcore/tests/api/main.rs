@@ -24,6 +24,7 @@ mod observability;
 mod openapi;
 mod otp;
 mod pan_unique;
+mod pin_block_oracle;
 mod pin_order;
 mod pins;
 mod readme;
