@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// How long 3 wrong OTPs lock the operation, in seconds.
     #[arg(long, env = "CARDCORE_OTP_LOCK_SECONDS", default_value_t = 600)]
     pub otp_lock_seconds: u32,
+    /// How long 3 wrong activation codes lock a card's activation, in seconds.
+    #[arg(long, env = "CARDCORE_ACTIVATION_LOCK_SECONDS", default_value_t = 600)]
+    pub activation_lock_seconds: u32,
     /// Currency of new cards' limits (ISO 4217).
     #[arg(long, env = "CARDCORE_CURRENCY", default_value = "EUR")]
     pub currency: String,

@@ -358,6 +358,7 @@ pub async fn open_service(db: &DbArgs, config: ServiceConfig) -> anyhow::Result<
 
 /// The service settings a `serve` command line asks for.
 pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
+    use cardcore_domain::activation::ActivationPolicy;
     use cardcore_domain::otp::OtpPolicy;
     use cardcore_domain::pin_policy::PinPolicy;
     let pin_policy = PinPolicy::new(args.pin_min_length, args.pin_max_length)
@@ -377,6 +378,10 @@ pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
             ttl: chrono::Duration::seconds(i64::from(args.otp_ttl_seconds)),
             lock_for: chrono::Duration::seconds(i64::from(args.otp_lock_seconds.max(1))),
             ..OtpPolicy::default()
+        },
+        activation_policy: ActivationPolicy {
+            lock_for: chrono::Duration::seconds(i64::from(args.activation_lock_seconds.max(1))),
+            ..ActivationPolicy::default()
         },
         idempotency_ttl: Duration::from_secs(args.idempotency_ttl_seconds.max(1)),
         card_pin_calls_per_minute: args.card_pin_calls_per_minute,

@@ -767,3 +767,85 @@ async fn a_tenants_transport_key_asked_for_on_two_nodes_at_once_is_one_key() {
     assert_eq!(keys[0]["key_id"], "rsa-oaep-v1");
     assert_eq!(c._db.sql("SELECT count(*) FROM tenant_transport_keys"), "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activation_lock_holds_across_nodes() {
+    let Some(c) = cluster("activation_lock_holds_across_nodes", &[]) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let holder = a
+        .post(
+            "/v1/cardholders",
+            json!({
+                "external_id": "activation-user",
+                "name": "Ana Silva",
+                "phone": {"country_code": "351", "number": "912345678"}
+            }),
+        )
+        .await
+        .ok();
+    let card = a
+        .post("/v1/cards", json!({"cardholder_id": holder["id"], "type": "physical"}))
+        .await
+        .ok();
+    assert_eq!(card["status"], "INACTIVE");
+    let card = id(&card);
+    let events = b
+        .events_until(&card, |e| count_type(e, "card.activation_code") >= 1)
+        .await;
+    let right = events
+        .iter()
+        .find(|e| e["type"] == "card.activation_code")
+        .and_then(|e| e["data"]["activation_code"].as_str())
+        .expect("activation code")
+        .to_owned();
+    let wrong = |n: u32| format!("{:06}", (right.parse::<u32>().unwrap() + 1 + n) % 1_000_000);
+
+    // 10 wrong codes at once, alternating nodes: the row lock serialises
+    // them, so exactly 3 are counted (remaining 2 and 1 answered once each,
+    // the 3rd sets the lock) and every other one meets the lock.
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..10 {
+        let api = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let (card, code) = (card.clone(), wrong(n));
+        set.spawn(async move {
+            api.post(
+                &format!("/v1/cards/{card}/activate"),
+                json!({ "activation_code": code }),
+            )
+            .await
+        });
+    }
+    let mut remaining = Vec::new();
+    let mut locked = 0;
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task");
+        match (r.status, r.code()) {
+            (422, "activation_code_invalid") => remaining.push(r.body["remaining_attempts"].as_u64().expect("n")),
+            (409, "activation_locked") => locked += 1,
+            _ => panic!("unexpected answer {}: {}", r.status, r.text),
+        }
+    }
+    remaining.sort_unstable();
+    assert_eq!(remaining, [1, 2]);
+    assert_eq!(locked, 8);
+
+    // The right code is refused on both nodes, with how long to wait.
+    for api in [a, b] {
+        let r = api
+            .post(
+                &format!("/v1/cards/{card}/activate"),
+                json!({ "activation_code": right }),
+            )
+            .await;
+        let retry: u64 = r.retry_after.clone().expect("Retry-After").parse().expect("seconds");
+        assert!((1..=600).contains(&retry));
+        let body = r.expect(409, "activation_locked");
+        assert_eq!(body["retry_after_seconds"].as_u64(), Some(retry));
+        assert_eq!(api.get(&format!("/v1/cards/{card}")).await.ok()["status"], "INACTIVE");
+    }
+    let audit = a.audit(&card).await;
+    assert_eq!(count_type(&audit, "card.activation_failed"), 3);
+    assert_eq!(count_type(&audit, "card.activation_locked"), 1);
+}

@@ -20,8 +20,12 @@ pub enum RuleViolation {
         status: CardStatus,
         operation: &'static str,
     },
-    #[error("the activation code is not valid for this card")]
-    ActivationCodeInvalid,
+    #[error("the activation code is not valid for this card ({remaining_attempts} attempts left)")]
+    ActivationCodeInvalid { remaining_attempts: u32 },
+    #[error(
+        "too many wrong activation codes: activation of this card is locked; retry in {retry_after_seconds} seconds"
+    )]
+    ActivationLocked { retry_after_seconds: u64 },
     #[error("the PIN is too weak: {0}")]
     PinTooWeak(WeakPin),
     #[error("the PIN must be {min} to {max} digits for this program")]

@@ -2,6 +2,7 @@
 //! HTTP (Architecture Invariant: this crate depends on neither tokio, axum
 //! nor sqlx). Time comes in as an argument, never from a clock.
 
+pub mod activation;
 pub mod card;
 pub mod cardholder;
 pub mod error;

@@ -60,7 +60,13 @@ pub fn rule_problem(rule: &RuleViolation) -> Problem {
         R::InvalidCardStatus { status, .. } => {
             Problem::new(StatusCode::CONFLICT, "invalid_card_status", detail).with("current_status", status.as_str())
         }
-        R::ActivationCodeInvalid => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "activation_code_invalid", detail),
+        R::ActivationCodeInvalid { remaining_attempts } => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "activation_code_invalid", detail)
+                .with("remaining_attempts", *remaining_attempts)
+        }
+        R::ActivationLocked { retry_after_seconds } => {
+            Problem::new(StatusCode::CONFLICT, "activation_locked", detail).retry_after(*retry_after_seconds)
+        }
         R::PinTooWeak(w) => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "pin_too_weak", detail).with("rule", w.as_str())
         }

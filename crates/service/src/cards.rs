@@ -2,6 +2,7 @@
 
 use cardcore_crypto::verifier::{label, MacKey};
 use cardcore_crypto::{Cvv, Otp, Pan};
+use cardcore_domain::activation::{ActivationState, Attempt};
 use cardcore_domain::lifecycle::{self, LifecycleAction, ReplaceReason, Transition};
 use cardcore_domain::{
     AccountId, Brand, Card, CardId, CardStatus, CardType, Cardholder, CardholderId, EventType, Expiry, KitNumber,
@@ -488,8 +489,11 @@ impl Service {
         })
     }
 
-    /// Activates a physical card with the code issued at creation.
+    /// Activates a physical card with the code issued at creation. Wrong
+    /// codes are counted in the database under the card's row lock; the
+    /// last allowed one locks activation (see `cardcore_domain::activation`).
     pub async fn activate(&self, ctx: &Ctx, id: CardId, activation_code: &str) -> ServiceResult<StatusChange> {
+        self.card_throttle.check(ctx.tenant_id(), id)?;
         let code =
             Otp::parse(activation_code).map_err(|_| ServiceError::invalid("activation_code", "must be 6 digits"))?;
         let mut tx = self.store.begin().await?;
@@ -500,18 +504,55 @@ impl Service {
                 changed: false,
             });
         };
-        let verifier = rec
-            .secrets
-            .activation_code
-            .clone()
-            .ok_or(RuleViolation::ActivationCodeInvalid)?;
-        let (_, key) = self.keys.mac_key(Purpose::Otp, Some(verifier.key_version)).await?;
-        if !key.verify(
-            label::ACTIVATION,
-            &[rec.card.id.as_uuid().as_bytes(), code.expose_bytes()],
-            &verifier.value,
-        ) {
-            return Err(RuleViolation::ActivationCodeInvalid.into());
+        let right = match &rec.secrets.activation_code {
+            Some(verifier) => {
+                let (_, key) = self.keys.mac_key(Purpose::Otp, Some(verifier.key_version)).await?;
+                key.verify(
+                    label::ACTIVATION,
+                    &[rec.card.id.as_uuid().as_bytes(), code.expose_bytes()],
+                    &verifier.value,
+                )
+            }
+            None => false,
+        };
+        let now = self.now();
+        let mut attempts = tx.activation_state(id).await?;
+        let (decided, answer) = attempts.attempt(&self.config.activation_policy, now, right);
+        if let Err(refusal) = answer {
+            if decided != Attempt::Refused {
+                tx.save_activation_state(id, &attempts).await?;
+                let remaining = match refusal {
+                    RuleViolation::ActivationCodeInvalid { remaining_attempts } => remaining_attempts,
+                    _ => 0,
+                };
+                tx.insert_audit(&self.audit(
+                    ctx,
+                    Some(id),
+                    "card.activation_failed",
+                    None,
+                    None,
+                    Some(serde_json::json!({ "remaining_attempts": remaining })),
+                ))
+                .await?;
+                metrics::counter!("cardcore_activation_failures_total").increment(1);
+                if decided == Attempt::FailedAndLocked {
+                    tx.insert_audit(&self.audit(
+                        ctx,
+                        Some(id),
+                        "card.activation_locked",
+                        None,
+                        None,
+                        Some(serde_json::json!({ "locked_until": attempts.locked_until })),
+                    ))
+                    .await?;
+                    metrics::counter!("cardcore_activation_locks_total").increment(1);
+                }
+                tx.commit().await?;
+            }
+            return Err(refusal.into());
+        }
+        if attempts != ActivationState::default() {
+            tx.save_activation_state(id, &ActivationState::default()).await?;
         }
         let before = rec.card.snapshot();
         rec.card.status = CardStatus::Active;

@@ -19,6 +19,7 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
+use cardcore_domain::activation::ActivationPolicy;
 use cardcore_domain::otp::OtpPolicy;
 use cardcore_domain::pin_policy::PinPolicy;
 use cardcore_domain::{
@@ -48,6 +49,8 @@ pub struct ServiceConfig {
     pub pin_max_failures: u32,
     /// OTP validity, lockout and rate limit.
     pub otp_policy: OtpPolicy,
+    /// Wrong activation codes allowed and the lock that follows.
+    pub activation_policy: ActivationPolicy,
     /// Reason codes beside the built-in catalog.
     pub extra_reason_codes: Vec<String>,
     /// How long an `Idempotency-Key` is kept (from its first use).
@@ -70,6 +73,7 @@ impl Default for ServiceConfig {
             pin_policy: PinPolicy::default(),
             pin_max_failures: 3,
             otp_policy: OtpPolicy::default(),
+            activation_policy: ActivationPolicy::default(),
             extra_reason_codes: Vec::new(),
             idempotency_ttl: std::time::Duration::from_secs(24 * 60 * 60),
             card_pin_calls_per_minute: 20,

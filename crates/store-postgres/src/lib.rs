@@ -38,6 +38,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
@@ -1293,6 +1294,38 @@ impl Tx for PostgresTx {
                 .bind(i64::from(state.failures))?
                 .bind(state.locked_until)?
                 .bind(json(&state.codes))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn activation_state(&mut self, card: CardId) -> StoreResult<ActivationState> {
+        bounded(self.deadline, async {
+            self.flush().await?;
+            let row = sqlx::query("SELECT failures, locked_until FROM activation_states WHERE card_id = $1")
+                .bind(card.0)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(map_err)?;
+            let Some(row) = row else {
+                return Ok(ActivationState::default());
+            };
+            Ok(ActivationState {
+                failures: rows::count(&row, "failures")?,
+                locked_until: rows::get(&row, "locked_until")?,
+            })
+        })
+        .await
+    }
+
+    async fn save_activation_state(&mut self, card: CardId, state: &ActivationState) -> StoreResult<()> {
+        let sql = "INSERT INTO activation_states (card_id, failures, locked_until) VALUES ($1, $2, $3) \
+                   ON CONFLICT (card_id) DO UPDATE SET failures = excluded.failures, \
+                   locked_until = excluded.locked_until";
+        self.enqueue(Kind::Activation, sql, |b| {
+            b.bind(card.0)?
+                .bind(i64::from(state.failures))?
+                .bind(state.locked_until)?;
             Ok(())
         })
         .await

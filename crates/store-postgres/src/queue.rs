@@ -22,6 +22,7 @@ pub(crate) enum Kind {
     Audit,
     Event,
     Otp,
+    Activation,
 }
 
 /// Statements waiting to be sent, with their bound values already encoded.

@@ -21,6 +21,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
@@ -915,6 +916,36 @@ impl Tx for SqliteTx {
             .bind(i64::from(state.failures))
             .bind(state.locked_until.as_ref().map(ts))
             .bind(to_json(&state.codes)?);
+        Ok(())
+    }
+
+    async fn activation_state(&mut self, card: CardId) -> StoreResult<ActivationState> {
+        self.member
+            .batch()
+            .push("SELECT failures, locked_until FROM activation_states WHERE card_id = ?")
+            .bind(id_str(&card));
+        let rows = self.fetch().await?;
+        let Some(row) = rows.first() else {
+            return Ok(ActivationState::default());
+        };
+        let locked: Option<String> = row.try_get("locked_until").map_err(map_err)?;
+        Ok(ActivationState {
+            failures: row.try_get::<i64, _>("failures").map_err(map_err)? as u32,
+            locked_until: locked.map(|l| rows::parse_ts(&l)).transpose()?,
+        })
+    }
+
+    async fn save_activation_state(&mut self, card: CardId, state: &ActivationState) -> StoreResult<()> {
+        self.member
+            .batch()
+            .push(
+                "INSERT INTO activation_states (card_id, failures, locked_until) VALUES (?, ?, ?) \
+                 ON CONFLICT (card_id) DO UPDATE SET failures = excluded.failures, \
+                 locked_until = excluded.locked_until",
+            )
+            .bind(id_str(&card))
+            .bind(i64::from(state.failures))
+            .bind(state.locked_until.as_ref().map(ts));
         Ok(())
     }
 

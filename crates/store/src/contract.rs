@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{IssuedOtp, OtpPurpose, OtpState};
 use cardcore_domain::{
     AccountId, Actor, ApiKeyId, AuditEntry, AuditId, Brand, Card, CardId, CardStatus, CardType, Cardholder,
@@ -98,6 +99,7 @@ macro_rules! contract_tests {
             cards_are_filtered_and_paged_by_id,
             tenants_are_isolated,
             otp_state_round_trips_and_upserts,
+            activation_state_round_trips_per_card,
             audit_entries_are_newest_first_with_a_cursor,
             events_are_oldest_first_with_filters_and_a_cursor,
             event_data_round_trips_sealed_or_not,
@@ -1013,6 +1015,51 @@ pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
     tx.update_card(&hijack).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.card(a.id, c.card.id).await.unwrap(), Some(c));
+}
+
+/// Activation attempts: none until saved, read back equal in the same and
+/// later transactions, a second save replaces the first, cards apart, and a
+/// save in a dropped transaction is gone.
+pub async fn activation_state_round_trips_per_card(store: Arc<dyn Store>) {
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    let other = card(t.id, h.id);
+    insert_cards(&*store, &[&c, &other]).await;
+    let counting = ActivationState {
+        failures: 2,
+        locked_until: None,
+    };
+    let locked = ActivationState {
+        failures: 0,
+        locked_until: Some(at(600)),
+    };
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.activation_state(c.card.id).await.unwrap(),
+        ActivationState::default()
+    );
+    tx.save_activation_state(c.card.id, &counting).await.unwrap();
+    assert_eq!(tx.activation_state(c.card.id).await.unwrap(), counting);
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.activation_state(c.card.id).await.unwrap(), counting);
+    tx.save_activation_state(c.card.id, &locked).await.unwrap();
+    tx.save_activation_state(other.card.id, &counting).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.activation_state(c.card.id).await.unwrap(), locked);
+    assert_eq!(tx.activation_state(other.card.id).await.unwrap(), counting);
+    tx.save_activation_state(c.card.id, &ActivationState::default())
+        .await
+        .unwrap();
+    drop(tx);
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.activation_state(c.card.id).await.unwrap(), locked);
+    drop(tx);
 }
 
 /// OTP state: empty until saved, saved state reads back equal (in the same

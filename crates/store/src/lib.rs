@@ -16,6 +16,7 @@ pub use records::*;
 pub use webhooks::*;
 
 use async_trait::async_trait;
+use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
@@ -286,6 +287,7 @@ pub trait Store: Send + Sync + 'static {
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
 ///
 /// The writes that return nothing (`update_card`, `save_otp_state`,
+/// `save_activation_state`,
 /// `insert_audit`, `insert_event`) may be held back and sent with the
 /// transaction's next call that reads or with `commit`, so their error can
 /// surface there. A transaction still reads its own writes and keeps the
@@ -314,6 +316,12 @@ pub trait Tx: Send {
 
     /// Saves the OTP state of a card and purpose.
     async fn save_otp_state(&mut self, card: CardId, purpose: OtpPurpose, state: &OtpState) -> StoreResult<()>;
+
+    /// A card's activation-code attempts (none counted when never saved).
+    async fn activation_state(&mut self, card: CardId) -> StoreResult<ActivationState>;
+
+    /// Saves a card's activation-code attempts.
+    async fn save_activation_state(&mut self, card: CardId, state: &ActivationState) -> StoreResult<()>;
 
     /// Appends an audit entry.
     async fn insert_audit(&mut self, entry: &AuditEntry) -> StoreResult<()>;

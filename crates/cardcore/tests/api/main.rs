@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod activation;
 mod api_keys;
 mod bad_input;
 mod cardholders;

@@ -270,9 +270,16 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
                 M2pError::business(S::CONFLICT, "invalid.pin", "Invalid PIN", rule.to_string())
             }
             // No M2P route activates a card; a wrong code is a wrong code.
-            RuleViolation::OtpInvalid { .. } | RuleViolation::ActivationCodeInvalid => {
+            RuleViolation::OtpInvalid { .. } | RuleViolation::ActivationCodeInvalid { .. } => {
                 M2pError::business(S::CONFLICT, "invalid.otp", "Invalid OTP", rule.to_string())
             }
+            RuleViolation::ActivationLocked { retry_after_seconds } => M2pError::business(
+                S::CONFLICT,
+                "activation.locked",
+                "Activation locked due to invalid codes",
+                rule.to_string(),
+            )
+            .retry(retry_after_seconds),
             RuleViolation::OtpExpired => {
                 M2pError::business(S::CONFLICT, "otp.expired", "OTP has expired", rule.to_string())
             }

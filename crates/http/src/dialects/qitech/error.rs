@@ -10,6 +10,7 @@
 //! | CARD000013 | 406 | the status machine refuses the move |
 //! | CARD000017 | 406 | activation is not valid for the card's status |
 //! | CARD000020 | 406 | wrong activation code |
+//! | QIT000409 | 409 | activation locked after 3 wrong codes, with `Retry-After` (cardcore's code) |
 //! | CARD000023 | 406 | a password for a card that is not plastic |
 //! | CARD000024 | 400 | the password could not be updated (weak PIN: the reason is in `description`) |
 //! | CARD000025 | 406 | the card's status does not allow the operation |
@@ -141,12 +142,28 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 format!("O status {s} é inválido para a operação."),
             )
         }
-        ServiceError::Rule(RuleViolation::ActivationCodeInvalid) => QiError::new(
+        ServiceError::Rule(RuleViolation::ActivationCodeInvalid { .. }) => QiError::new(
             S::NOT_ACCEPTABLE,
             "CARD000020",
             "Invalid activation code.",
             "Código de ativação inválido.",
         ),
+        // cardcore's own code (QI publishes none for it), like QIT000429.
+        ServiceError::Rule(RuleViolation::ActivationLocked { retry_after_seconds }) => QiError {
+            retry_after: Some(retry_after_seconds),
+            ..QiError::new(
+                S::CONFLICT,
+                "QIT000409",
+                format!(
+                    "Too many invalid activation codes: the activation of this card is locked; \
+                     retry in {retry_after_seconds} seconds."
+                ),
+                format!(
+                    "Muitos códigos de ativação inválidos: a ativação deste cartão está bloqueada; \
+                     tente novamente em {retry_after_seconds} segundos."
+                ),
+            )
+        },
         // Replacement is not part of QI's routes; any such refusal is a
         // status refusal.
         ServiceError::Rule(
