@@ -29,6 +29,8 @@ pub mod label {
     pub const PAN_LOOKUP: &[u8] = b"cardcore/pan-lookup/v1";
     /// PAN lookup hash: the PAN alone, so it is unique across tenants.
     pub const PAN_LOOKUP_V2: &[u8] = b"cardcore/pan-lookup/v2";
+    /// Idempotency-Key request fingerprint: scope, method, path, body.
+    pub const IDEMPOTENCY: &[u8] = b"cardcore/idempotency-fingerprint/v1";
 }
 
 /// Length of a verification value.

@@ -1,7 +1,8 @@
 //! `Idempotency-Key` on the native API's POST, PUT, PATCH and DELETE.
 //!
-//! With the header, a request is fingerprinted (SHA-256 of method, path
-//! and body) and registered under (tenant, key) before the handler runs:
+//! With the header, a request is fingerprinted (an HMAC under a service key
+//! over method, path and body: see `cardcore_service::idempotency`) and
+//! registered under (API key, `Idempotency-Key`) before the handler runs:
 //!
 //! - first time: the handler runs; its answer is kept (sealed) unless it
 //!   is a 5xx or a 429 (then the key is forgotten: the outcome is unknown
@@ -21,8 +22,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use cardcore_service::idempotency::{Idempotency, IdempotencyTicket};
-use sha2::{Digest, Sha256};
+use cardcore_service::idempotency::{Idempotency, IdempotencyTicket, IdempotentRequest};
 
 use crate::error::problem_of;
 use crate::extract::MAX_BODY;
@@ -41,18 +41,6 @@ pub const MAX_KEY_LEN: usize = 255;
 
 /// Largest answer kept for replay; a larger one is answered but not kept.
 const MAX_KEPT_RESPONSE: usize = 1024 * 1024;
-
-/// SHA-256 over the method, the path with its query, and the body, each
-/// length-prefixed so that no two requests share a fingerprint by moving
-/// bytes between parts.
-pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for part in [method.as_bytes(), path_and_query.as_bytes(), body] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.finalize().into()
-}
 
 /// A valid key: 1 to 255 printable ASCII characters.
 pub fn valid_key(key: &[u8]) -> bool {
@@ -104,9 +92,12 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
         }
     };
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let fp = fingerprint(parts.method.as_str(), target, &bytes);
-    let tenant = principal.tenant.id;
-    let ticket = match s.service.begin_idempotent(tenant, &key, &fp).await {
+    let request = IdempotentRequest {
+        method: parts.method.as_str(),
+        target,
+        body: &bytes,
+    };
+    let ticket = match s.service.begin_idempotent(&principal, &key, &request).await {
         Err(e) => return problem_of(e).into_response(),
         Ok(Idempotency::Reused) => {
             return Problem::new(
@@ -196,25 +187,6 @@ async fn keep(s: &AppState, ticket: &IdempotencyTicket, request_id: Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprints_tell_method_path_and_body_apart() {
-        let base = fingerprint("POST", "/v1/cards", br#"{"a":1}"#);
-        assert_eq!(base, fingerprint("POST", "/v1/cards", br#"{"a":1}"#));
-        assert_ne!(base, fingerprint("PUT", "/v1/cards", br#"{"a":1}"#));
-        assert_ne!(base, fingerprint("POST", "/v1/cardholders", br#"{"a":1}"#));
-        assert_ne!(base, fingerprint("POST", "/v1/cards?x=1", br#"{"a":1}"#));
-        assert_ne!(base, fingerprint("POST", "/v1/cards", br#"{"a": 1}"#));
-        assert_ne!(base, fingerprint("POST", "/v1/cards", b""));
-        // Length framing: bytes cannot move between parts.
-        assert_ne!(fingerprint("POST", "/a", b"b"), fingerprint("POST", "/ab", b""));
-        assert_ne!(fingerprint("POS", "T/a", b""), fingerprint("POST", "/a", b""));
-        assert_eq!(
-            hex::encode(fingerprint("", "", b"")),
-            // SHA-256 of three 8-byte zero lengths.
-            hex::encode(Sha256::digest([0u8; 24]))
-        );
-    }
 
     #[test]
     fn keys_are_one_to_255_printable_ascii_characters() {

@@ -35,11 +35,23 @@ pub enum Purpose {
     Cvk,
     /// HMAC-SHA256: signs the M2P dialect's access tokens.
     Jwt,
+    /// HMAC-SHA256: fingerprints of requests sent with an `Idempotency-Key`
+    /// (a plain hash of a PIN body is reversed by a 10^4 dictionary). Does
+    /// not rotate: a fingerprint lives 24 hours and records its version.
+    Idempotency,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 6] = [Self::Data, Self::Pin, Self::Otp, Self::PanLookup, Self::Cvk, Self::Jwt];
+    pub const ALL: [Purpose; 7] = [
+        Self::Data,
+        Self::Pin,
+        Self::Otp,
+        Self::PanLookup,
+        Self::Cvk,
+        Self::Jwt,
+        Self::Idempotency,
+    ];
 
     /// The name stored in the database.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +62,7 @@ impl Purpose {
             Self::PanLookup => "pan_lookup",
             Self::Cvk => "cvk",
             Self::Jwt => "jwt",
+            Self::Idempotency => "idempotency",
         }
     }
 
@@ -246,7 +259,7 @@ impl Keyring {
                 Purpose::Data => Key::Data(Arc::new(
                     DataKey::from_bytes(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
                 )),
-                Purpose::Pin | Purpose::Otp | Purpose::PanLookup | Purpose::Jwt => {
+                Purpose::Pin | Purpose::Otp | Purpose::PanLookup | Purpose::Jwt | Purpose::Idempotency => {
                     Key::Mac(MacKey::new(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?)
                 }
                 Purpose::Cvk => Key::Cvk(Arc::new(raw)),

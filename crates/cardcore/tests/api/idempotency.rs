@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cardcore_service::idempotency::Idempotency;
+use cardcore_service::idempotency::{Idempotency, IdempotentRequest};
 use reqwest::header::HeaderValue;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -43,6 +43,21 @@ async fn send_to(
         headers,
         text,
     }
+}
+
+/// An `Idempotency-Key` of the app's API key as the store keeps it.
+async fn stored_key(app: &TestApp, key: &str) -> String {
+    let principal = app.service().authenticate(&app.key).await.unwrap();
+    let request = IdempotentRequest {
+        method: "",
+        target: "",
+        body: b"",
+    };
+    app.service()
+        .idempotency_fingerprint(&principal, key, &request)
+        .await
+        .unwrap()
+        .0
 }
 
 async fn send(app: &TestApp, method: Method, path: &str, key: &str, body: Option<&Value>) -> Resp {
@@ -271,11 +286,16 @@ async fn a_request_still_running_answers_409_until_it_is_presumed_dead() {
     let tenant: cardcore_domain::TenantId = app.tenant_id.parse().unwrap();
     let body = holder_body("busy-1");
     let bytes = serde_json::to_vec(&body).unwrap();
-    let fingerprint = cardcore_http::idempotency::fingerprint("POST", "/v1/cardholders", &bytes);
+    let principal = app.service().authenticate(&app.key).await.unwrap();
+    let request = IdempotentRequest {
+        method: "POST",
+        target: "/v1/cardholders",
+        body: &bytes,
+    };
     // The first request with the key is running (on this or another node).
     let Idempotency::Proceed(ticket) = app
         .service()
-        .begin_idempotent(tenant, "busy", &fingerprint)
+        .begin_idempotent(&principal, "busy", &request)
         .await
         .unwrap()
     else {
@@ -308,9 +328,14 @@ async fn a_request_still_running_answers_409_until_it_is_presumed_dead() {
     // A request that started 61 s ago and never finished (its node died):
     // a retry takes the key over and runs.
     let now = cardcore_service::now();
+    let (stale, fingerprint) = app
+        .service()
+        .idempotency_fingerprint(&principal, "stale", &request)
+        .await
+        .unwrap();
     let start = cardcore_store::IdempotencyStart {
         tenant_id: tenant,
-        key: "stale",
+        key: &stale,
         fingerprint: &fingerprint,
         now: now - chrono::Duration::seconds(61),
         takeover_before: now - chrono::Duration::seconds(121),
@@ -360,11 +385,19 @@ async fn keys_hold_across_connections_on_one_database() {
     .await
     .expect(422, "idempotency_key_reused");
     // Running on node 1: node 2 says 409.
-    let tenant = app.tenant_id.parse().unwrap();
     let body2 = holder_body("nodes-2");
-    let fp = cardcore_http::idempotency::fingerprint("POST", "/v1/cardholders", &serde_json::to_vec(&body2).unwrap());
+    let bytes2 = serde_json::to_vec(&body2).unwrap();
+    let request = IdempotentRequest {
+        method: "POST",
+        target: "/v1/cardholders",
+        body: &bytes2,
+    };
+    let principal = app.service().authenticate(&app.key).await.unwrap();
     assert!(matches!(
-        app.service().begin_idempotent(tenant, "n-2", &fp).await.unwrap(),
+        app.service()
+            .begin_idempotent(&principal, "n-2", &request)
+            .await
+            .unwrap(),
         Idempotency::Proceed(_)
     ));
     send_to(
@@ -409,7 +442,10 @@ async fn a_5xx_is_not_kept_and_a_retry_with_the_same_key_runs_again() {
         .await
         .expect(500, "internal_error");
     assert_eq!(
-        store.idempotency_record(tenant, "verify-1").await.unwrap(),
+        store
+            .idempotency_record(tenant, &stored_key(&app, "verify-1").await)
+            .await
+            .unwrap(),
         None,
         "a 5xx is not kept"
     );
@@ -419,7 +455,11 @@ async fn a_5xx_is_not_kept_and_a_retry_with_the_same_key_runs_again() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert!(!replayed(&ok), "the retry ran");
     assert_eq!(ok.body["valid"], true);
-    let kept = store.idempotency_record(tenant, "verify-1").await.unwrap().unwrap();
+    let kept = store
+        .idempotency_record(tenant, &stored_key(&app, "verify-1").await)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(kept.response.unwrap().status, 200);
 }
 
@@ -437,10 +477,11 @@ async fn expired_keys_are_purged_and_can_be_used_again() {
     .await
     .expect(201, "");
     let store = app.service().store().clone();
-    assert!(store.idempotency_record(tenant, "old").await.unwrap().is_some());
+    let old = stored_key(&app, "old").await;
+    assert!(store.idempotency_record(tenant, &old).await.unwrap().is_some());
     // The cleanup task (every second with this TTL) deletes it once expired.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while store.idempotency_record(tenant, "old").await.unwrap().is_some() {
+    while store.idempotency_record(tenant, &old).await.unwrap().is_some() {
         assert!(Instant::now() < deadline, "the expired key was never purged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

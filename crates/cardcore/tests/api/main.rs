@@ -17,6 +17,7 @@ mod dialect_p100;
 mod dialect_qitech;
 mod events;
 mod idempotency;
+mod idempotency_secrets;
 mod isolation;
 mod lifecycle;
 mod limits;
