@@ -556,7 +556,7 @@ pub fn native(api: &mut OpenApi) {
                     .description(Some(
                         "Makes a retry safe: the same key with the same request answers the kept answer \
                          (`Idempotent-Replayed: true`) for 24 hours; 1 to 255 printable ASCII characters \
-                         (a UUID is a good choice). Keys belong to the tenant.",
+                         (a UUID is a good choice). Keys belong to the API key that sends them.",
                     ))
                     .schema(Some(
                         ObjectBuilder::new()

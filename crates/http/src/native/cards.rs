@@ -407,8 +407,12 @@ pub struct ActivateBody {
     responses(
         (status = 200, description = "The card, with `changed: false` if it was already active.", body = ChangedCard),
         (status = 404, description = "`card_not_found`: no such card in this tenant."),
-        (status = 409, description = "`invalid_status_transition` (with `current_status` and `action`): the card cannot be activated from its status."),
-        (status = 422, description = "`activation_code_invalid`: a wrong code; `validation_error`: `id` is not a UUID or the body is wrong."),
+        (status = 409, description = "`invalid_status_transition` (with `current_status` and `action`): the card cannot be activated from its status; \
+                                      `activation_locked` (with `retry_after_seconds` and `Retry-After`): 3 consecutive wrong codes locked \
+                                      activation of the card for 10 minutes, the right code included."),
+        (status = 422, description = "`activation_code_invalid` (with `remaining_attempts`): a wrong code, counted; `validation_error`: `id` is not a UUID or the body is wrong."),
+        (status = 429, description = "`rate_limited`: over the per-card limit on PIN, OTP and activation calls (or the \
+                                      per-API-key limit); nothing was done."),
     )
 )]
 pub async fn activate(

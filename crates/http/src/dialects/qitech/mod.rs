@@ -63,6 +63,10 @@ fn document(api: &mut OpenApi) {
             oa::body(r, "application/json", oa::schema_ref::<QiError>());
             oa::retry_after(r);
         }
+        if let Some((_, r)) = oa::responses_mut(op).find(|(status, _)| *status == 409) {
+            // QIT000409: activation locked for a while.
+            oa::retry_after(r);
+        }
         oa::key_rate_limited_as(op, "application/json", oa::schema_ref::<QiError>());
         oa::rate_limited_everywhere(op);
         for (status, r) in oa::responses_mut(op) {
@@ -256,7 +260,11 @@ async fn update_status(
         (status = 400, description = "`QIT000001`: invalid JSON schema (an activation code not 6 digits included)."),
         (status = 404, description = "`CARD000011`: no such card for that `card_key` in that wallet (or tenant)."),
         (status = 406, description = "`CARD000017`: activation is not valid for the card's status; \
-                                      `CARD000020`: a wrong activation code."),
+                                      `CARD000020`: a wrong activation code (counted)."),
+        (status = 409, description = "`QIT000409` (cardcore's code), with `Retry-After`: 3 consecutive wrong codes locked \
+                                      activation of the card for 10 minutes, the right code included."),
+        (status = 429, description = "`QIT000429`: over the per-card limit on PIN, OTP and activation calls (all APIs \
+                                      together), with `Retry-After`."),
     )
 )]
 async fn activate(
