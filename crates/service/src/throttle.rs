@@ -1,7 +1,7 @@
-//! Per-card throttle for PIN and OTP calls (default 20 a minute per card),
-//! whatever the API they come through. It protects capacity and slows
-//! scripted abuse; the security limits (3 wrong PINs, 3 wrong OTPs, 5 OTPs
-//! per 15 minutes) are rules in the database, global across nodes. This one
+//! Per-card throttle for PIN, OTP and activation calls (default 20 a minute
+//! per card), whatever the API they come through. It protects capacity and
+//! slows scripted abuse; the security limits (3 wrong PINs, 3 wrong OTPs, 5
+//! OTPs per 15 minutes, 3 wrong activation codes) are rules in the database, global across nodes. This one
 //! is per node, in memory, like the per-key limit (see docs/native-api.md).
 
 use std::num::NonZeroU32;
