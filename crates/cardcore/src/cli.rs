@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// How long 3 wrong activation codes lock a card's activation, in seconds.
     #[arg(long, env = "CARDCORE_ACTIVATION_LOCK_SECONDS", default_value_t = 600)]
     pub activation_lock_seconds: u32,
+    /// The program's dynamic-CVV interval for virtual cards, in hours (QI's
+    /// `cvv_rotation_interval_hours`; 0: no rotation, shown as null).
+    #[arg(long, env = "CARDCORE_CVV_ROTATION_INTERVAL_HOURS", default_value_t = 72)]
+    pub cvv_rotation_interval_hours: u32,
     /// Currency of new cards' limits (ISO 4217).
     #[arg(long, env = "CARDCORE_CURRENCY", default_value = "EUR")]
     pub currency: String,

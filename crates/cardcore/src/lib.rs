@@ -388,6 +388,7 @@ pub fn service_config(args: &ServeArgs) -> anyhow::Result<ServiceConfig> {
         webhook_networks: cardcore_service::egress::WebhookNetworks::parse(&args.webhook_allow_networks)
             .map_err(|e| anyhow::anyhow!("--webhook-allow-networks: {e}"))?,
         webhook_redeliveries_per_minute: args.webhook_redeliveries_per_minute,
+        cvv_rotation_interval_hours: (args.cvv_rotation_interval_hours > 0).then_some(args.cvv_rotation_interval_hours),
         ..ServiceConfig::default()
     })
 }

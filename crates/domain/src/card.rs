@@ -241,18 +241,28 @@ impl<'de> Deserialize<'de> for Expiry {
     }
 }
 
-/// A card's kit number: 10 digits, unique per tenant (M2P `kit`/`kitNo`).
+/// A card's kit number (M2P `kit`/`kitNo`): 6 to 16 digits as vendors issue
+/// them, unique per tenant; cardcore draws 10 when none is given.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct KitNumber(String);
 
 impl KitNumber {
-    /// Length in digits.
+    /// Length of a generated kit number, in digits.
     pub const LEN: usize = 10;
+    /// Shortest kit number accepted.
+    pub const MIN_LEN: usize = 6;
+    /// Longest kit number accepted.
+    pub const MAX_LEN: usize = 16;
+    /// The pattern of a kit number, for documents.
+    pub const PATTERN: &'static str = "^[0-9]{6,16}$";
+    /// Why a given kit number is refused.
+    pub const RULE: &'static str = "must be 6 to 16 digits";
 
-    /// Accepts exactly 10 digits.
+    /// Accepts 6 to 16 digits.
     pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_digit())).then(|| Self(s.to_owned()))
+        ((Self::MIN_LEN..=Self::MAX_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| Self(s.to_owned()))
     }
 
     /// Builds one from ten digit values (as drawn from a CSPRNG).
@@ -349,9 +359,15 @@ mod tests {
     }
 
     #[test]
-    fn kit_numbers_are_ten_digits() {
+    fn kit_numbers_are_six_to_sixteen_digits() {
         assert!(KitNumber::parse("0123456789").is_some());
-        assert!(KitNumber::parse("012345678").is_none());
+        assert!(KitNumber::parse("20004195").is_some());
+        assert!(KitNumber::parse("123456").is_some());
+        assert!(KitNumber::parse("1234567890123456").is_some());
+        assert!(KitNumber::parse("12345").is_none());
+        assert!(KitNumber::parse("12345678901234567").is_none());
+        assert!(KitNumber::parse("2000419a").is_none());
+        assert!(KitNumber::parse("").is_none());
         assert_eq!(KitNumber::from_digits([1; 10]).as_str(), "1111111111");
     }
 }

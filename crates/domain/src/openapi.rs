@@ -34,8 +34,8 @@ impl ToSchema for Expiry {}
 
 impl PartialSchema for KitNumber {
     fn schema() -> RefOr<Schema> {
-        string("The card's kit number: 10 digits, unique per tenant (M2P `kit`/`kitNo`).")
-            .pattern(Some(format!("^[0-9]{{{}}}$", KitNumber::LEN)))
+        string("The card's kit number: 6 to 16 digits, unique per tenant (M2P `kit`/`kitNo`); 10 generated digits when none is given.")
+            .pattern(Some(KitNumber::PATTERN))
             .into()
     }
 }
@@ -96,6 +96,6 @@ mod tests {
             .map(|t| serde_json::to_value(t).unwrap())
             .collect();
         assert_eq!(json::<EventType>()["enum"], serde_json::Value::Array(types));
-        assert_eq!(json::<KitNumber>()["pattern"], "^[0-9]{10}$");
+        assert_eq!(json::<KitNumber>()["pattern"], "^[0-9]{6,16}$");
     }
 }

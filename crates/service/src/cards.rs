@@ -24,6 +24,8 @@ pub struct CreateCard {
     pub program_id: Option<ProgramId>,
     pub card_name: Option<String>,
     pub printed_name: Option<String>,
+    /// The vendor's kit number (6 to 16 digits); None draws 10 digits.
+    pub kit_number: Option<String>,
 }
 
 /// A lifecycle answer: the card, and whether anything changed.
@@ -156,8 +158,18 @@ impl Service {
         let mut errors = ValidationErrors::new();
         optional_text(&mut errors, "card_name", &input.card_name, 50);
         optional_text(&mut errors, "printed_name", &input.printed_name, 26);
+        let kit = input.kit_number.as_deref().and_then(|k| {
+            let kit = KitNumber::parse(k);
+            if kit.is_none() {
+                errors.add("kit_number", KitNumber::RULE);
+            }
+            kit
+        });
         errors.into_result()?;
         let holder = self.cardholder(ctx, input.cardholder_id).await?;
+        if let Some(kit) = &kit {
+            self.require_free_kit(ctx, kit).await?;
+        }
         let mut tx = self.store.begin().await?;
         let card = self.issue_in(ctx, &mut *tx, &holder, &input, None).await?;
         tx.commit().await?;
@@ -179,6 +191,11 @@ impl Service {
             if tx.insert_card(&candidate.record).await? {
                 issued = Some(candidate);
                 break;
+            }
+            if input.kit_number.is_some() {
+                // A given kit cannot be drawn again: taken since the check
+                // (or the PAN collided, which another draw mends).
+                self.require_free_kit(ctx, &candidate.record.card.kit_number).await?;
             }
         }
         let issued =
@@ -209,6 +226,17 @@ impl Service {
         Ok(card)
     }
 
+    /// Refuses a kit number another card of the tenant has.
+    async fn require_free_kit(&self, ctx: &Ctx, kit: &KitNumber) -> ServiceResult<()> {
+        if self.store.card_by_kit(ctx.tenant_id(), kit).await?.is_some() {
+            return Err(ServiceError::Conflict {
+                code: "kit_number_taken",
+                message: "another card of this tenant has this kit_number; kit numbers are unique per tenant".into(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) async fn new_card(
         &self,
         ctx: &Ctx,
@@ -237,14 +265,23 @@ impl Service {
             brand,
             last_four: pan.last_four().to_owned(),
             expiry,
-            card_name: input.card_name.clone(),
+            // Without a name the card is called by its type (QI shows one always).
+            card_name: Some(
+                input
+                    .card_name
+                    .clone()
+                    .unwrap_or_else(|| input.card_type.as_str().to_owned()),
+            ),
             printed_name: Some(
                 input
                     .printed_name
                     .clone()
                     .unwrap_or_else(|| holder.name.to_uppercase().chars().take(26).collect()),
             ),
-            kit_number: KitNumber::from_digits(random_digits::<10>()),
+            kit_number: match input.kit_number.as_deref().and_then(KitNumber::parse) {
+                Some(kit) => kit,
+                None => KitNumber::from_digits(random_digits::<{ KitNumber::LEN }>()),
+            },
             replacement_for,
             limits: Limits::unlimited(&self.config.currency),
             created_at: now,
@@ -275,6 +312,15 @@ impl Service {
             record: CardRecord { card, secrets },
             activation_code,
         })
+    }
+
+    /// The card's dynamic-CVV interval in hours: the program's, for virtual
+    /// cards; None for physical ones (their CVV2 is printed).
+    pub fn cvv_rotation_interval_hours(&self, card: &Card) -> Option<u32> {
+        match card.card_type {
+            CardType::Virtual => self.config.cvv_rotation_interval_hours,
+            CardType::Physical => None,
+        }
     }
 
     /// A card of the caller's tenant.
@@ -611,6 +657,7 @@ impl Service {
             program_id: Some(old.card.program_id),
             card_name: old.card.card_name.clone(),
             printed_name: old.card.printed_name.clone(),
+            kit_number: None,
         };
         let mut new_card = self.issue_in(ctx, &mut *tx, &holder, &input, Some(id)).await?;
         if new_card.limits != old.card.limits {

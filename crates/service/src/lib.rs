@@ -61,6 +61,9 @@ pub struct ServiceConfig {
     pub webhook_networks: egress::WebhookNetworks,
     /// Redeliveries a tenant may ask for per minute, per node (0: no limit).
     pub webhook_redeliveries_per_minute: u32,
+    /// The program's dynamic-CVV interval for virtual cards, in hours (QI's
+    /// `cvv_rotation_interval_hours`); None: the CVV does not rotate.
+    pub cvv_rotation_interval_hours: Option<u32>,
 }
 
 impl Default for ServiceConfig {
@@ -79,6 +82,7 @@ impl Default for ServiceConfig {
             card_pin_calls_per_minute: 20,
             webhook_networks: egress::WebhookNetworks::default(),
             webhook_redeliveries_per_minute: 60,
+            cvv_rotation_interval_hours: Some(72),
         }
     }
 }

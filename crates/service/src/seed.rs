@@ -65,6 +65,7 @@ impl Service {
             program_id: None,
             card_name: None,
             printed_name: None,
+            kit_number: None,
         };
         let mut out = Vec::with_capacity(count as usize);
         let mut tx = self.store.begin().await?;

@@ -38,11 +38,16 @@ pub struct CreateBody {
     account_id: Option<AccountId>,
     /// Defaults to the tenant's default program; any UUID is accepted as a label.
     program_id: Option<ProgramId>,
+    /// Defaults to the card type's name (`virtual` or `physical`).
     #[schema(max_length = 50)]
     card_name: Option<String>,
     /// Defaults to the cardholder's name in capitals, cut to 26 characters.
     #[schema(max_length = 26)]
     printed_name: Option<String>,
+    /// The vendor's kit number (M2P `kit`): 6 to 16 digits, unique per
+    /// tenant. Defaults to 10 random digits.
+    #[schema(pattern = "^[0-9]{6,16}$")]
+    kit_number: Option<String>,
 }
 
 #[utoipa::path(
@@ -55,6 +60,7 @@ pub struct CreateBody {
     responses(
         (status = 201, description = "The new card.", body = Card),
         (status = 404, description = "`cardholder_not_found`: no such cardholder in this tenant."),
+        (status = 409, description = "`kit_number_taken`: another card of the tenant has this `kit_number`."),
         (status = 422, description = "`validation_error` naming each bad field."),
     )
 )]
@@ -74,6 +80,7 @@ pub async fn create(
                 program_id: b.program_id,
                 card_name: b.card_name,
                 printed_name: b.printed_name,
+                kit_number: b.kit_number,
             },
         )
         .await?;

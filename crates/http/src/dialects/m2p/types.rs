@@ -123,7 +123,7 @@ pub struct PinRequest {
     pub entity_id: String,
     /// The card's kit number (also accepted as `kitNo`).
     #[serde(alias = "kitNo")]
-    #[schema(pattern = "^[0-9]{10}$")]
+    #[schema(pattern = "^[0-9]{6,16}$")]
     pub kit: String,
     /// The card's `MM/YY`.
     #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
@@ -149,7 +149,7 @@ pub struct OtpRequest {
     pub entity_id: String,
     /// The card's kit number (also accepted as `kit`).
     #[serde(alias = "kit")]
-    #[schema(pattern = "^[0-9]{10}$")]
+    #[schema(pattern = "^[0-9]{6,16}$")]
     pub kit_no: String,
     /// `S` (mobile) or `D` (mobile and email): delivery is the tenant's.
     #[schema(schema_with = otp_type)]
@@ -217,7 +217,7 @@ pub struct StatusRequest {
     pub entity_id: String,
     /// The card's kit number (also accepted as `kit`).
     #[serde(alias = "kit")]
-    #[schema(pattern = "^[0-9]{10}$")]
+    #[schema(pattern = "^[0-9]{6,16}$")]
     pub kit_no: String,
     pub status: StatusWanted,
     /// `01` customer request, `02` fraud suspected, `03` lost, `04` stolen, `Card Closure`
@@ -304,7 +304,7 @@ pub struct PreferencesRequest {
     pub entity_id: String,
     /// The card's kit number (also accepted as `kitNo`).
     #[serde(alias = "kitNo")]
-    #[schema(pattern = "^[0-9]{10}$")]
+    #[schema(pattern = "^[0-9]{6,16}$")]
     pub kit: String,
     pub user_overridden: Overrides,
     /// Accepted for compatibility; cardcore's product needs no OTP here.
@@ -371,7 +371,7 @@ fn status_schema() -> utoipa::openapi::Object {
 #[serde(rename_all = "camelCase")]
 #[schema(as = M2pCard)]
 pub struct CardSummary {
-    #[schema(pattern = "^[0-9]{10}$")]
+    #[schema(pattern = "^[0-9]{6,16}$")]
     pub kit_no: String,
     /// Only the last four digits: `XXXXXXXXXXXX1234`.
     #[schema(pattern = "^X{12}[0-9]{4}$")]

@@ -142,6 +142,7 @@ async fn create(State(s): State<AppState>, P100Auth(ctx): P100Auth, body: Body) 
                 program_id: None,
                 card_name: b.card_name,
                 printed_name: None,
+                kit_number: None,
             },
         )
         .await?;

@@ -184,7 +184,10 @@ async fn password(
         .set_pin(&ctx, card.id, pin, None)
         .await
         .map_err(fail(&scope))?;
-    Ok(Json(CardObject::from(&card)))
+    Ok(Json(CardObject::new(
+        &card,
+        s.service.cvv_rotation_interval_hours(&card),
+    )))
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}`: a status change in QI's words.
@@ -240,7 +243,10 @@ async fn update_status(
         .change_status(&ctx, card.id, action, reason)
         .await
         .map_err(fail(&scope))?;
-    Ok(Json(CardObject::from(&change.card)))
+    Ok(Json(CardObject::new(
+        &change.card,
+        s.service.cvv_rotation_interval_hours(&change.card),
+    )))
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}/activate`: with the code issued at creation.
@@ -284,5 +290,8 @@ async fn activate(
         .activate(&ctx, card.id, &b.activation_code)
         .await
         .map_err(fail(&scope))?;
-    Ok(Json(CardObject::from(&change.card)))
+    Ok(Json(CardObject::new(
+        &change.card,
+        s.service.cvv_rotation_interval_hours(&change.card),
+    )))
 }

@@ -144,13 +144,15 @@ pub struct CardObject {
     /// UTC, whole seconds.
     #[schema(format = DateTime, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")]
     pub updated_at: String,
-    /// Always `null`: cardcore's CVV is static, it never rotates.
+    /// The program's dynamic-CVV interval in hours for virtual cards
+    /// (`serve --cvv-rotation-interval-hours`, default 72); `null` for plastic.
     #[schema(required = true)]
     pub cvv_rotation_interval_hours: Option<u32>,
 }
 
-impl From<&Card> for CardObject {
-    fn from(card: &Card) -> Self {
+impl CardObject {
+    /// The card as QI shows it, with its CVV rotation interval.
+    pub fn new(card: &Card, cvv_rotation_interval_hours: Option<u32>) -> Self {
         Self {
             card_key: card.id.to_string(),
             status: status(card),
@@ -163,7 +165,7 @@ impl From<&Card> for CardObject {
             last_four_digits: card.last_four.clone(),
             created_at: qi_time(card.created_at),
             updated_at: qi_time(card.updated_at),
-            cvv_rotation_interval_hours: None,
+            cvv_rotation_interval_hours,
         }
     }
 }
