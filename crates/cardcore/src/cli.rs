@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use cardcore_domain::pin_policy::PinRules;
+use cardcore_domain::M2pRequired;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// cardcore: card management and PIN service.
@@ -168,6 +170,27 @@ pub enum TenantCommand {
         /// Print `{"tenant_id", "name", "api_key"}` and nothing else.
         #[arg(long)]
         json: bool,
+        /// Weak-PIN rules: `repeated,sequential,birth_date,common,same_as_current` (default: all), or `none`.
+        #[arg(long, value_parser = parse_pin_rules)]
+        pin_rules: Option<PinRules>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Change a tenant's settings; running servers apply a change within 5 s.
+    Update {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Weak-PIN rules: `repeated,sequential,birth_date,common,same_as_current`, `all` (the default) or `none`.
+        #[arg(long, value_parser = parse_pin_rules)]
+        pin_rules: Option<PinRules>,
+        /// Fields M2P's update and set PIN require: `mobile,expiryDate,otpDetails` (the default, as the seed
+        /// sends them), `all` or `none`. A field sent is checked either way.
+        #[arg(long, value_parser = parse_m2p_required)]
+        m2p_required: Option<M2pRequired>,
+        /// Print the settings as `{"tenant_id", "pin_rules", "m2p_required"}` and nothing else.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -255,6 +278,14 @@ pub enum ApiKeyCommand {
         #[command(flatten)]
         db: DbArgs,
     },
+}
+
+fn parse_pin_rules(s: &str) -> Result<PinRules, String> {
+    PinRules::parse(s)
+}
+
+fn parse_m2p_required(s: &str) -> Result<M2pRequired, String> {
+    M2pRequired::parse(s)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

@@ -52,9 +52,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied to {}", display_url(&database_url(&db)));
             Ok(())
         }
-        Command::Tenant(TenantCommand::Create { name, json, db }) => {
+        Command::Tenant(TenantCommand::Create {
+            name,
+            json,
+            pin_rules,
+            db,
+        }) => {
             let service = open_service(&db, ServiceConfig::default()).await?;
             let (tenant, key) = service.create_tenant(&name).await.map_err(anyhow::Error::msg)?;
+            if let Some(rules) = pin_rules {
+                service
+                    .update_tenant_settings(tenant.id, |s| s.pin_rules = rules)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            }
             if json {
                 println!(
                     "{}",
@@ -63,6 +74,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("tenant created: {} ({})", tenant.name, tenant.id);
                 println!("API key (shown once, store it now): {}", key.secret.as_str());
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Update {
+            tenant,
+            pin_rules,
+            m2p_required,
+            json,
+            db,
+        }) => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let tenant = parse_tenant(&tenant)?;
+            let settings = service
+                .update_tenant_settings(tenant, |s| {
+                    if let Some(rules) = pin_rules {
+                        s.pin_rules = rules;
+                    }
+                    if let Some(required) = m2p_required {
+                        s.m2p_required = required;
+                    }
+                })
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "tenant_id": tenant,
+                        "pin_rules": settings.pin_rules,
+                        "m2p_required": settings.m2p_required,
+                    })
+                );
+            } else {
+                println!("tenant {tenant} updated (running servers apply it within 5 s)");
+                println!("PIN rules: {}", settings.pin_rules);
+                println!("M2P required fields: {}", settings.m2p_required);
             }
             Ok(())
         }

@@ -36,6 +36,125 @@ impl WeakPin {
     }
 }
 
+impl WeakPin {
+    /// Every rule.
+    pub const ALL: [WeakPin; 5] = [
+        Self::Repeated,
+        Self::Sequential,
+        Self::BirthDate,
+        Self::Common,
+        Self::SameAsCurrent,
+    ];
+
+    /// The rule's name in tenant settings (`--pin-rules`).
+    pub fn setting_name(self) -> &'static str {
+        match self {
+            Self::Repeated => "repeated",
+            Self::Sequential => "sequential",
+            Self::BirthDate => "birth_date",
+            Self::SameAsCurrent => "same_as_current",
+            Self::Common => "common",
+        }
+    }
+
+    /// A rule by its setting name (the API's `rule` name is accepted too).
+    pub fn parse_setting(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.setting_name() == s || w.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// Which weak-PIN rules a tenant applies (all by default; `none` is allowed:
+/// the vendors cardcore stands in for document no PIN policy).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PinRules(u8);
+
+impl PinRules {
+    /// Every rule.
+    pub const ALL: Self = Self(0b1_1111);
+    /// No rule.
+    pub const NONE: Self = Self(0);
+
+    /// True when the rule applies.
+    pub fn contains(self, rule: WeakPin) -> bool {
+        self.0 & rule.bit() != 0
+    }
+
+    /// These rules with `rule` on.
+    pub fn with(self, rule: WeakPin) -> Self {
+        Self(self.0 | rule.bit())
+    }
+
+    /// The rules on, in [`WeakPin::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = WeakPin> {
+        WeakPin::ALL.into_iter().filter(move |w| self.contains(*w))
+    }
+
+    /// Parses `none`, `all` or a comma-separated list of rule names
+    /// (`repeated,sequential,birth_date,common,same_as_current`).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        match list.trim() {
+            "none" => return Ok(Self::NONE),
+            "all" => return Ok(Self::ALL),
+            "" => return Err("give a comma-separated list of rules, `all` or `none`".into()),
+            _ => {}
+        }
+        let mut rules = Self::NONE;
+        for name in list.split(',').map(str::trim) {
+            let rule = WeakPin::parse_setting(name).ok_or_else(|| {
+                format!(
+                    "unknown rule {name:?}; the rules are {} (or `all`, or `none`)",
+                    WeakPin::ALL.map(WeakPin::setting_name).join(", ")
+                )
+            })?;
+            rules = rules.with(rule);
+        }
+        Ok(rules)
+    }
+}
+
+impl Default for PinRules {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl fmt::Display for PinRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::NONE {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = self.iter().map(WeakPin::setting_name).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl fmt::Debug for PinRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PinRules({self})")
+    }
+}
+
+impl serde::Serialize for PinRules {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(WeakPin::setting_name))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PinRules {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names.iter().try_fold(Self::NONE, |rules, name| {
+            WeakPin::parse_setting(name)
+                .map(|w| rules.with(w))
+                .ok_or_else(|| serde::de::Error::custom(format!("unknown PIN rule {name:?}")))
+        })
+    }
+}
+
 impl fmt::Display for WeakPin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -78,9 +197,22 @@ impl PinPolicy {
         (4 <= min_len && min_len <= max_len && max_len <= 12).then_some(Self { min_len, max_len })
     }
 
-    /// Checks a new PIN. `same_as_current` is computed by the caller.
+    /// Checks a new PIN's length and every weak-PIN rule. `same_as_current`
+    /// is computed by the caller.
     pub fn check(
         &self,
+        pin: &Pin,
+        date_of_birth: Option<chrono::NaiveDate>,
+        same_as_current: bool,
+    ) -> Result<(), RuleViolation> {
+        self.check_with(PinRules::ALL, pin, date_of_birth, same_as_current)
+    }
+
+    /// Checks a new PIN's length and the weak-PIN rules in `rules` (the
+    /// tenant's).
+    pub fn check_with(
+        &self,
+        rules: PinRules,
         pin: &Pin,
         date_of_birth: Option<chrono::NaiveDate>,
         same_as_current: bool,
@@ -91,34 +223,51 @@ impl PinPolicy {
                 max: self.max_len,
             });
         }
-        weakness(pin, date_of_birth, same_as_current).map_or(Ok(()), |w| Err(RuleViolation::PinTooWeak(w)))
+        weakness_under(rules, pin, date_of_birth, same_as_current).map_or(Ok(()), |w| Err(RuleViolation::PinTooWeak(w)))
     }
 }
 
 /// The first weak-PIN rule `pin` breaks, if any.
 pub fn weakness(pin: &Pin, date_of_birth: Option<chrono::NaiveDate>, same_as_current: bool) -> Option<WeakPin> {
+    weakness_under(PinRules::ALL, pin, date_of_birth, same_as_current)
+}
+
+/// The first rule of `rules` that `pin` breaks, if any.
+pub fn weakness_under(
+    rules: PinRules,
+    pin: &Pin,
+    date_of_birth: Option<chrono::NaiveDate>,
+    same_as_current: bool,
+) -> Option<WeakPin> {
+    let broken = all_weaknesses(pin, date_of_birth, same_as_current);
+    broken.into_iter().find(|w| rules.contains(*w))
+}
+
+/// Every weak-PIN rule `pin` breaks, in the order they are reported.
+fn all_weaknesses(pin: &Pin, date_of_birth: Option<chrono::NaiveDate>, same_as_current: bool) -> Vec<WeakPin> {
+    let mut broken = Vec::new();
     let digits: Vec<u8> = pin.digit_values().collect();
     if digits.windows(2).all(|w| w[0] == w[1]) {
-        return Some(WeakPin::Repeated);
+        broken.push(WeakPin::Repeated);
     }
     if digits.windows(2).all(|w| w[1] == w[0] + 1) || digits.windows(2).all(|w| w[0] == w[1] + 1) {
-        return Some(WeakPin::Sequential);
+        broken.push(WeakPin::Sequential);
     }
     if let Some(dob) = date_of_birth {
         if birth_date_forms(dob)
             .iter()
             .any(|form| form.as_bytes() == pin.expose_bytes())
         {
-            return Some(WeakPin::BirthDate);
+            broken.push(WeakPin::BirthDate);
         }
     }
     if same_as_current {
-        return Some(WeakPin::SameAsCurrent);
+        broken.push(WeakPin::SameAsCurrent);
     }
     if COMMON.iter().any(|c| c.as_bytes() == pin.expose_bytes()) {
-        return Some(WeakPin::Common);
+        broken.push(WeakPin::Common);
     }
-    None
+    broken
 }
 
 fn birth_date_forms(dob: chrono::NaiveDate) -> Vec<String> {
@@ -191,6 +340,71 @@ mod tests {
         assert!(PinPolicy::new(3, 4).is_none());
         assert!(PinPolicy::new(6, 4).is_none());
         assert!(PinPolicy::new(4, 13).is_none());
+    }
+
+    #[test]
+    fn pin_rules_parse_print_and_serialize_by_name() {
+        assert_eq!(PinRules::parse("none"), Ok(PinRules::NONE));
+        assert_eq!(PinRules::parse("all"), Ok(PinRules::ALL));
+        let two = PinRules::parse("sequential, common").unwrap();
+        assert!(two.contains(WeakPin::Sequential) && two.contains(WeakPin::Common));
+        assert!(!two.contains(WeakPin::Repeated));
+        assert_eq!(two.to_string(), "sequential,common");
+        assert_eq!(
+            PinRules::parse("repeated,sequential,birth_date,common,same_as_current"),
+            Ok(PinRules::ALL)
+        );
+        assert_eq!(
+            PinRules::ALL.to_string(),
+            "repeated,sequential,birth_date,common,same_as_current"
+        );
+        let err = PinRules::parse("repeated,birthday").unwrap_err();
+        assert!(err.contains("\"birthday\"") && err.contains("birth_date"), "{err}");
+        assert!(PinRules::parse("").is_err());
+        let json = serde_json::to_value(two).unwrap();
+        assert_eq!(json, serde_json::json!(["sequential", "common"]));
+        assert_eq!(serde_json::from_value::<PinRules>(json).unwrap(), two);
+        assert!(serde_json::from_value::<PinRules>(serde_json::json!(["nope"])).is_err());
+    }
+
+    #[test]
+    fn only_the_tenants_rules_refuse() {
+        let policy = PinPolicy::default();
+        // The seeds' PINs: refused by default, each by its rule.
+        assert_eq!(
+            policy.check(&pin("1234"), None, false),
+            Err(RuleViolation::PinTooWeak(WeakPin::Sequential))
+        );
+        assert_eq!(policy.check_with(PinRules::NONE, &pin("1234"), None, false), Ok(()));
+        let no_runs = PinRules::parse("repeated,birth_date,common,same_as_current").unwrap();
+        assert_eq!(policy.check_with(no_runs, &pin("1234"), None, false), Ok(()));
+        assert_eq!(
+            policy.check_with(no_runs, &pin("1111"), None, false),
+            Err(RuleViolation::PinTooWeak(WeakPin::Repeated))
+        );
+        // A rule that is off refuses nothing; one that is on still does.
+        let only_common = PinRules::parse("common").unwrap();
+        assert_eq!(
+            policy.check_with(only_common, &pin("1212"), None, false),
+            Err(RuleViolation::PinTooWeak(WeakPin::Common))
+        );
+        assert_eq!(policy.check_with(only_common, &pin("0000"), None, false), Ok(()));
+        // Same as current and a birth date: the first rule on is named.
+        let birth_and_same = PinRules::parse("same_as_current,birth_date").unwrap();
+        assert_eq!(
+            policy.check_with(birth_and_same, &pin("2507"), dob(), true),
+            Err(RuleViolation::PinTooWeak(WeakPin::BirthDate))
+        );
+        assert_eq!(
+            policy.check_with(PinRules::parse("same_as_current").unwrap(), &pin("2507"), dob(), true),
+            Err(RuleViolation::PinTooWeak(WeakPin::SameAsCurrent))
+        );
+        assert_eq!(policy.check_with(only_common, &pin("4821"), dob(), true), Ok(()));
+        // Length is the program's, whatever the rules.
+        assert_eq!(
+            policy.check_with(PinRules::NONE, &pin("48219"), None, false),
+            Err(RuleViolation::PinLength { min: 4, max: 4 })
+        );
     }
 
     proptest! {

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod keyring;
 pub mod pins;
 pub mod seed;
+pub mod settings;
 mod throttle;
 pub mod webhooks;
 
@@ -131,6 +132,7 @@ pub struct Service {
     keys: Keyring,
     config: ServiceConfig,
     auth_cache: auth::AuthCache,
+    settings_cache: settings::SettingsCache,
     card_throttle: throttle::CardThrottle,
     /// One card's PIN decisions one after another, in this process.
     card_order: card_order::CardOrder,
@@ -160,6 +162,7 @@ impl Service {
             redeliver_throttle: webhooks::RedeliverThrottle::new(config.webhook_redeliveries_per_minute),
             config,
             auth_cache: auth::AuthCache::default(),
+            settings_cache: settings::SettingsCache::default(),
         })
     }
 

@@ -6,6 +6,7 @@ use cardcore_crypto::pinblock::{self, Format4Key, Format4PanField, TdesFormat};
 use cardcore_crypto::verifier::label;
 use cardcore_crypto::{Otp, Pan, Pin};
 use cardcore_domain::otp::{IssuedOtp, OtpPurpose, OtpState};
+use cardcore_domain::pin_policy::PinRules;
 use cardcore_domain::{Card, CardId, EventType, PinDecision, PinTries, RuleViolation, Timestamp, ZoneKeyId};
 use cardcore_store::{CardRecord, Tx, Verifier};
 
@@ -262,8 +263,15 @@ impl Service {
             .and_then(|c| c.date_of_birth))
     }
 
-    fn check_new_pin(&self, pin: &Pin, dob: Option<chrono::NaiveDate>, same_as_current: bool) -> ServiceResult<()> {
-        Ok(self.config.pin_policy.check(pin, dob, same_as_current)?)
+    /// The program's length and the tenant's weak-PIN rules.
+    fn check_new_pin(
+        &self,
+        rules: PinRules,
+        pin: &Pin,
+        dob: Option<chrono::NaiveDate>,
+        same_as_current: bool,
+    ) -> ServiceResult<()> {
+        Ok(self.config.pin_policy.check_with(rules, pin, dob, same_as_current)?)
     }
 
     /// Sets or resets a PIN, partner-authorised (`otp` None) or with the
@@ -274,7 +282,8 @@ impl Service {
         require_pin_settable(&rec.card)?;
         let new = self.decode_pin(ctx, &rec, pin).await?;
         let dob = self.date_of_birth(ctx, &rec.card).await?;
-        self.check_new_pin(&new, dob, false)?;
+        let rules = self.tenant_settings(ctx.tenant_id()).await?.pin_rules;
+        self.check_new_pin(rules, &new, dob, false)?;
         let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
@@ -329,7 +338,8 @@ impl Service {
         let old = self.decode_pin(ctx, &rec, old).await?;
         let new = self.decode_pin(ctx, &rec, new).await?;
         let dob = self.date_of_birth(ctx, &rec.card).await?;
-        self.check_new_pin(&new, dob, false)?;
+        let rules = self.tenant_settings(ctx.tenant_id()).await?.pin_rules;
+        self.check_new_pin(rules, &new, dob, false)?;
         let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
@@ -368,7 +378,7 @@ impl Service {
         // Both proofs passed: the caller knows the PIN, so "same as current"
         // tells them nothing new.
         let same = self.pin_matches(&rec, &new).await?;
-        if let Err(e) = self.check_new_pin(&new, dob, same) {
+        if let Err(e) = self.check_new_pin(rules, &new, dob, same) {
             if decision.changed() {
                 self.save_card(&mut *tx, &mut rec).await?;
             }

@@ -589,6 +589,30 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn tenant_settings(&self, id: TenantId) -> StoreResult<Option<String>> {
+        self.run(async {
+            sqlx::query_scalar("SELECT settings FROM tenants WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn set_tenant_settings(&self, id: TenantId, settings: &str) -> StoreResult<bool> {
+        self.run(async {
+            let r = sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
+                .bind(settings)
+                .bind(id.0)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
         self.run(async {
             let row = sqlx::query(&format!(

@@ -395,6 +395,24 @@ impl Store for SqliteStore {
         row.as_ref().map(rows::tenant).transpose()
     }
 
+    async fn tenant_settings(&self, id: TenantId) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT settings FROM tenants WHERE id = ?")
+            .bind(id_str(&id))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn set_tenant_settings(&self, id: TenantId, settings: &str) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?")
+            .bind(settings)
+            .bind(id_str(&id))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
         let row = sqlx::query(&format!(
             "SELECT {API_KEY_COLUMNS}, t.* FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \

@@ -87,6 +87,7 @@ macro_rules! contract_tests {
             service_keys_are_inserted_once_per_purpose_and_version,
             zone_keys_are_per_tenant_oldest_first,
             tenant_names_are_unique,
+            tenant_settings_start_empty_and_are_replaced,
             api_keys_are_found_by_hash_with_their_tenant,
             api_keys_are_listed_touched_and_revoked,
             transport_keys_are_one_per_tenant_and_version,
@@ -440,6 +441,24 @@ pub async fn tenant_names_are_unique(store: Arc<dyn Store>) {
     assert!(store.create_tenant(&globex, &api_key(globex.id, false)).await.unwrap());
     assert_eq!(store.tenant_count().await.unwrap(), 2);
     assert_eq!(store.tenant_by_name("globex").await.unwrap(), Some(globex));
+}
+
+/// A new tenant's settings are `{}`; a write replaces them for that tenant
+/// only; an unknown tenant has none and cannot be written.
+pub async fn tenant_settings_start_empty_and_are_replaced(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    assert!(store.create_tenant(&acme, &api_key(acme.id, true)).await.unwrap());
+    assert!(store.create_tenant(&globex, &api_key(globex.id, true)).await.unwrap());
+    assert_eq!(store.tenant_settings(acme.id).await.unwrap().as_deref(), Some("{}"));
+    let settings = r#"{"pin_rules":["common"]}"#;
+    assert!(store.set_tenant_settings(acme.id, settings).await.unwrap());
+    assert_eq!(store.tenant_settings(acme.id).await.unwrap().as_deref(), Some(settings));
+    assert_eq!(store.tenant_settings(globex.id).await.unwrap().as_deref(), Some("{}"));
+    let nobody = TenantId::new();
+    assert_eq!(store.tenant_settings(nobody).await.unwrap(), None);
+    assert!(!store.set_tenant_settings(nobody, settings).await.unwrap());
+    assert_eq!(store.tenant(acme.id).await.unwrap(), Some(acme));
 }
 
 /// An API key is found by its hash, with its own tenant.

@@ -130,6 +130,12 @@ pub trait Store: Send + Sync + 'static {
     /// A tenant by name.
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
 
+    /// A tenant's settings as stored (a JSON object), or None for no such tenant.
+    async fn tenant_settings(&self, id: TenantId) -> StoreResult<Option<String>>;
+
+    /// Replaces a tenant's settings; false when there is no such tenant.
+    async fn set_tenant_settings(&self, id: TenantId, settings: &str) -> StoreResult<bool>;
+
     /// The API key with this hash, with its tenant, unless revoked.
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>>;
 
