@@ -26,7 +26,7 @@ pub use event::{Actor, ActorKind, AuditEntry, Channel, Event, EventType};
 pub use ids::{
     AccountId, ApiKeyId, AuditId, CardId, CardholderId, EventId, ProgramId, TenantId, WebhookEndpointId, ZoneKeyId,
 };
-pub use lifecycle::{LifecycleAction, ReplaceReason, Transition};
+pub use lifecycle::{BlockFrom, LifecycleAction, ReplaceReason, Transition};
 pub use limits::{ChannelLimit, ChannelLimits, Limits};
 pub use pin_tries::{PinDecision, PinTries};
 pub use reason::{ReasonCode, StatusReason};

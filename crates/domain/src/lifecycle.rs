@@ -71,11 +71,31 @@ impl Transition {
     }
 }
 
+/// Which statuses a block may start from. The native API blocks ACTIVE and
+/// LOCKED cards; M2P: "A card must be ACTIVE to be locked or blocked".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockFrom {
+    /// ACTIVE or LOCKED (the native table).
+    #[default]
+    ActiveOrLocked,
+    /// ACTIVE only: a LOCKED card is unlocked first.
+    ActiveOnly,
+}
+
 /// Decides whether `action` may be applied to a card in `from`.
 ///
 /// The activation code and the block reason are checked by the caller; this
 /// function is the table and nothing else.
 pub fn transition(from: CardStatus, action: LifecycleAction) -> Result<Transition, RuleViolation> {
+    transition_with(from, action, BlockFrom::ActiveOrLocked)
+}
+
+/// [`transition`], with the statuses a block may start from.
+pub fn transition_with(
+    from: CardStatus,
+    action: LifecycleAction,
+    block_from: BlockFrom,
+) -> Result<Transition, RuleViolation> {
     use CardStatus::*;
     use LifecycleAction::*;
     let to = action.target();
@@ -84,7 +104,8 @@ pub fn transition(from: CardStatus, action: LifecycleAction) -> Result<Transitio
         (Activate, Inactive) => true,
         (Lock, Active) => true,
         (Unlock, Locked) => true,
-        (Block, Active | Locked) => true,
+        (Block, Active) => true,
+        (Block, Locked) => block_from == BlockFrom::ActiveOrLocked,
         (Close, Inactive | Active | Locked | Blocked) => true,
         _ => false,
     };
@@ -189,6 +210,27 @@ mod tests {
                 assert_eq!(got, expected, "{from:?} + {action:?}");
             }
         }
+    }
+
+    /// With blocks from ACTIVE only, the table loses exactly LOCKED → BLOCKED.
+    #[test]
+    fn blocks_from_active_only_refuse_a_locked_card_and_nothing_else_changes() {
+        for from in CardStatus::ALL {
+            for action in LifecycleAction::ALL {
+                let strict = transition_with(from, action, BlockFrom::ActiveOnly);
+                if (from, action) == (Locked, Block) {
+                    assert_eq!(strict, Err(RuleViolation::InvalidStatusTransition { from, action }));
+                } else {
+                    assert_eq!(strict, transition(from, action), "{from:?} + {action:?}");
+                }
+            }
+        }
+        assert_eq!(
+            transition_with(Blocked, Block, BlockFrom::ActiveOnly),
+            Ok(Transition::Unchanged)
+        );
+        assert!(transition_with(Blocked, Unlock, BlockFrom::ActiveOnly).is_err());
+        assert!(transition_with(Blocked, Lock, BlockFrom::ActiveOnly).is_err());
     }
 
     #[test]

@@ -5,8 +5,8 @@ use cardcore_crypto::{Cvv, Otp, Pan};
 use cardcore_domain::activation::{ActivationState, Attempt};
 use cardcore_domain::lifecycle::{self, LifecycleAction, ReplaceReason, Transition};
 use cardcore_domain::{
-    AccountId, Brand, Card, CardId, CardStatus, CardType, Cardholder, CardholderId, EventType, Expiry, KitNumber,
-    Limits, PinStatus, ProgramId, ReasonCode, RuleViolation, StatusReason, ValidationErrors,
+    AccountId, BlockFrom, Brand, Card, CardId, CardStatus, CardType, Cardholder, CardholderId, EventType, Expiry,
+    KitNumber, Limits, PinStatus, ProgramId, ReasonCode, RuleViolation, StatusReason, ValidationErrors,
 };
 use cardcore_store::{CardFilter, CardRecord, CardSecrets, Tx, Verifier};
 use rand::rngs::OsRng;
@@ -496,13 +496,27 @@ impl Service {
         action: LifecycleAction,
         reason: ReasonInput,
     ) -> ServiceResult<StatusChange> {
+        self.change_status_with(ctx, id, action, reason, BlockFrom::ActiveOrLocked)
+            .await
+    }
+
+    /// [`Service::change_status`], with the statuses a block may start from
+    /// (M2P blocks ACTIVE cards only).
+    pub async fn change_status_with(
+        &self,
+        ctx: &Ctx,
+        id: CardId,
+        action: LifecycleAction,
+        reason: ReasonInput,
+        block_from: BlockFrom,
+    ) -> ServiceResult<StatusChange> {
         if action == LifecycleAction::Activate {
             return Err(ServiceError::invalid("action", "activation needs the activation code"));
         }
         let reason = self.parse_reason(&reason, action == LifecycleAction::Block)?;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        let Transition::Changed { from, to } = lifecycle::transition(rec.card.status, action)? else {
+        let Transition::Changed { from, to } = lifecycle::transition_with(rec.card.status, action, block_from)? else {
             return Ok(StatusChange {
                 card: rec.card,
                 changed: false,

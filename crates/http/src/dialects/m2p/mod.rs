@@ -16,7 +16,9 @@ use axum::http::request::Parts;
 use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
-use cardcore_domain::{Card, Cardholder, Channel, LifecycleAction, ReasonCode, ValidationErrors};
+use cardcore_domain::{
+    BlockFrom, Card, Cardholder, Channel, LifecycleAction, M2pRequired, ReasonCode, ValidationErrors,
+};
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
@@ -28,7 +30,7 @@ use error::{m2p_error, M2pError, Op};
 use token::TTL_SECONDS;
 use types::{
     CardSummary, Envelope, FetchCardsRequest, MessageResult, Mobile, OtpRequest, OtpResponse, PinRequest,
-    PreferencesRequest, PreferencesView, Rule, StatusRequest, StatusWanted, TokenRequest, TokenResponse, Validity,
+    PreferencesRequest, PreferencesView, StatusRequest, StatusWanted, TokenRequest, TokenResponse, Validity,
 };
 
 use super::{all_cards, card_by_kit_of_holder, header_value, holder, parse_body, patch_limits};
@@ -302,7 +304,8 @@ struct PinParts<'a> {
 }
 
 /// Checks presence and agreement inside the body (no lookups yet).
-fn pin_parts(b: &PinRequest, op: Op) -> ServiceResult<PinParts<'_>> {
+/// `required` is the tenant's choice of M2P fields for update and set PIN.
+fn pin_parts(b: &PinRequest, op: Op, required: M2pRequired) -> ServiceResult<PinParts<'_>> {
     let mut errors = ValidationErrors::new();
     let mut need = |field: &str, present: bool| {
         if !present {
@@ -311,27 +314,43 @@ fn pin_parts(b: &PinRequest, op: Op) -> ServiceResult<PinParts<'_>> {
     };
     let needs_otp = op != Op::ValidateCardPin;
     if needs_otp {
-        need("mobile", b.mobile.is_some());
-        need("expiryDate", b.expiry_date.is_some());
-        need("otpDetails", b.otp_details.is_some());
+        need("mobile", b.mobile.is_some() || !required.mobile);
+        need("expiryDate", b.expiry_date.is_some() || !required.expiry_date);
+        need("otpDetails", b.otp_details.is_some() || !required.otp_details);
         need("newPin", b.new_pin.is_some());
     }
     if op != Op::SetCardPin {
         need("oldPin", b.old_pin.is_some());
     }
+    let rule_otp = b.rule.as_ref().and_then(|r| r.otp.as_deref());
+    let rule_trace = b.rule.as_ref().and_then(|r| r.trace_number.as_deref());
+    // The OTP proof: `otpDetails`, or else `otp` (or `rule.otp`) with
+    // `rule.traceNumber` when the product does not require `otpDetails`.
+    let proof = match &b.otp_details {
+        Some(d) => Some((d.trace_number.as_str(), d.otp.as_str())),
+        None => b
+            .otp
+            .as_deref()
+            .or(rule_otp)
+            .zip(rule_trace)
+            .map(|(otp, trace)| (trace, otp)),
+    };
     if needs_otp {
-        if let Some(d) = &b.otp_details {
-            if b.otp.as_deref().is_some_and(|o| o != d.otp) {
+        if let Some((trace, code)) = proof {
+            if b.otp.as_deref().is_some_and(|o| o != code) {
                 errors.add("otp", "does not match otpDetails.otp");
             }
-            if let Some(Rule { otp, trace_number, .. }) = &b.rule {
-                if otp.as_deref().is_some_and(|o| o != d.otp) {
-                    errors.add("rule.otp", "does not match otpDetails.otp");
-                }
-                if trace_number.as_deref().is_some_and(|t| t != d.trace_number) {
-                    errors.add("rule.traceNumber", "does not match otpDetails.traceNumber");
-                }
+            if rule_otp.is_some_and(|o| o != code) {
+                errors.add("rule.otp", "does not match otpDetails.otp");
             }
+            if rule_trace.is_some_and(|t| t != trace) {
+                errors.add("rule.traceNumber", "does not match otpDetails.traceNumber");
+            }
+        } else if b.otp_details.is_none() && !required.otp_details {
+            errors.add(
+                "otpDetails",
+                "must not be null: give otpDetails, or otp with rule.traceNumber",
+            );
         }
     }
     errors.into_result()?;
@@ -344,9 +363,9 @@ fn pin_parts(b: &PinRequest, op: Op) -> ServiceResult<PinParts<'_>> {
         },
         otp: needs_otp
             .then(|| {
-                b.otp_details.as_ref().map(|d| OtpProof {
-                    trace_number: d.trace_number.clone(),
-                    code: d.otp.clone(),
+                proof.map(|(trace, code)| OtpProof {
+                    trace_number: trace.to_owned(),
+                    code: code.to_owned(),
                 })
             })
             .flatten(),
@@ -396,7 +415,12 @@ fn pin_input(field: &'static str, value: &str) -> ServiceResult<NamedPin> {
 
 /// The card a PIN request is about, and the request's checked parts.
 async fn pin_request<'a>(s: &AppState, ctx: &Ctx, b: &'a PinRequest, op: Op) -> ServiceResult<(Card, PinParts<'a>)> {
-    let parts = pin_parts(b, op)?;
+    let required = if op == Op::ValidateCardPin {
+        M2pRequired::NONE
+    } else {
+        s.service.tenant_settings(ctx.tenant_id()).await?.m2p_required
+    };
+    let parts = pin_parts(b, op, required)?;
     let (holder, card) = card_by_kit_of_holder(&s.service, ctx, &b.entity_id, &b.kit).await?;
     if op != Op::ValidateCardPin {
         check_card(b, &holder, &card)?;
@@ -414,7 +438,7 @@ fn missing(field: &str) -> ServiceError {
     path = "/cards/update/pin",
     operation_id = "m2pUpdatePin",
     summary = "Change the PIN with an OTP",
-    description = "Needs `mobile`, `expiryDate`, `oldPin`, `newPin` and `otpDetails`, all agreeing with each other, the card and the cardholder (a disagreement spends nothing). Then the core decides: OTP lock, PIN status, the new PIN's policy except \"same as current\", the OTP (a wrong one counts), the current PIN (a wrong one counts), then \"same as current\" (nothing about the current PIN is answered before both proofs).",
+    description = "Needs `oldPin`, `newPin`, the OTP and the tenant's required fields (default `mobile`, `expiryDate` and `otpDetails`; `cardcore tenant update --m2p-required`); `rule` fields other than `expiryDate`, `otp` and `traceNumber` are ignored. All agreeing with each other, the card and the cardholder (a disagreement spends nothing). Then the core decides: OTP lock, PIN status, the new PIN's policy except \"same as current\", the OTP (a wrong one counts), the current PIN (a wrong one counts), then \"same as current\" (nothing about the current PIN is answered before both proofs).",
     request_body = PinRequest,
     responses(
         (status = 200, description = "`{\"result\": {\"message\": \"Card pin change Successfully\"}, \"pagination\": null}`.", body = Envelope<MessageResult>),
@@ -530,13 +554,13 @@ fn catalog_reason(code: &str) -> String {
     path = "/cards/status",
     operation_id = "m2pUpdateCardStatus",
     summary = "Change a card's status (assumed path)",
-    description = "`LOCKED` → lock, `UNLOCKED` → unlock, `BLOCKED` → block. The same status again answers `Card was already <STATUS>`.",
+    description = "`LOCKED` → lock and `BLOCKED` → block (both need an ACTIVE card), `UNLOCKED` → unlock (needs a LOCKED card); BLOCKED is permanent. The same status again answers `Card was already <STATUS>`.",
     request_body = StatusRequest,
     responses(
         (status = 200, description = "`{\"result\": {\"message\": \"Card LOCKED Successfully\"}, \"pagination\": null}` (or `Card was already LOCKED`).", body = Envelope<MessageResult>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, an unknown `status` or `reasonCode`."),
         (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`PPCUST_032`: the status machine refuses the move."),
+        (status = 409, description = "`PPCUST_032`: the status machine refuses the move (a lock or block of a card that is not ACTIVE, an unlock of one that is not LOCKED)."),
     )
 )]
 async fn update_status(
@@ -563,7 +587,11 @@ async fn update_status(
             code,
             message: b.reason_msg,
         };
-        let change = s.service.change_status(&ctx, card.id, action, reason).await?;
+        // M2P: "A card must be ACTIVE to be locked or blocked".
+        let change = s
+            .service
+            .change_status_with(&ctx, card.id, action, reason, BlockFrom::ActiveOnly)
+            .await?;
         let word = b.status.as_str();
         let message = if change.changed {
             format!("Card {word} Successfully")

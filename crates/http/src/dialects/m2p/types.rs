@@ -95,10 +95,12 @@ pub struct OtpDetails {
     pub otp: String,
 }
 
-/// `rule`: values the product asks to be repeated for validation; each,
-/// when given, must agree with the card or `otpDetails`.
+/// `rule`: values the product asks to be repeated for validation ("the
+/// required fields depend on the product configuration"). The fields
+/// cardcore knows must, when given, agree with the card or the OTP; any
+/// other field is accepted and ignored.
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[schema(as = M2pRule)]
 pub struct Rule {
     /// The card's `MM/YY`.
@@ -109,8 +111,10 @@ pub struct Rule {
 }
 
 /// `ChangeCardPinDto`: update PIN, set PIN and validate PIN (no `Debug`: PINs, OTP).
-/// Update PIN needs `mobile`, `expiryDate`, `oldPin`, `newPin` and
-/// `otpDetails`; set PIN the same without `oldPin`; validate PIN only
+/// Update PIN needs `oldPin`, `newPin`, the OTP (`otpDetails`, or `otp`
+/// with `rule.traceNumber`) and the tenant's required fields (by default
+/// `mobile`, `expiryDate` and `otpDetails`, as the seed sends them); set PIN
+/// the same without `oldPin`; validate PIN only
 /// `oldPin` (with `entityId` and `kit`). A PIN is 4 plain digits or the
 /// base64 RSA-OAEP-SHA256 ciphertext of the digits under the key of
 /// `GET /v1/pin-encryption-key`.
