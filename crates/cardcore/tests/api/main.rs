@@ -30,6 +30,7 @@ mod pin_block_oracle;
 mod pin_order;
 mod pins;
 mod readme;
+mod seeds;
 mod transport_keys;
 mod webhook_targets;
 mod webhooks;
