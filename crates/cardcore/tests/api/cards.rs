@@ -253,3 +253,80 @@ async fn limits_read_replace_validate_and_emit() {
         "refused updates change nothing"
     );
 }
+
+#[tokio::test]
+async fn kit_numbers_as_vendors_issue_them_unique_per_tenant() {
+    let app = spawn_app().await;
+    let holder = app.create_cardholder("kit-holder").await;
+    let new = |kit: Value| json!({"cardholder_id": holder["id"], "type": "physical", "kit_number": kit});
+
+    // Not given: 10 drawn digits. Given: the vendor's 6 to 16 digits.
+    let drawn = app.card("virtual").await;
+    let drawn_kit = drawn["kit_number"].as_str().unwrap();
+    assert!(
+        drawn_kit.len() == 10 && drawn_kit.bytes().all(|b| b.is_ascii_digit()),
+        "{drawn_kit}"
+    );
+    for kit in ["20004195", "123456", "1234567890123456"] {
+        let card = app.post("/v1/cards", new(json!(kit))).await.expect(201, "");
+        assert_eq!(card["kit_number"], kit);
+    }
+    // Named by the field, with the reason; nothing is created.
+    let count = || async {
+        app.get(&format!("/v1/cards?cardholder_id={}", holder["id"].as_str().unwrap()))
+            .await
+            .ok()["data"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = count().await;
+    for bad in [
+        json!("12345"),
+        json!("12345678901234567"),
+        json!("2000419a"),
+        json!(" 20004195"),
+        json!(""),
+    ] {
+        let p = app
+            .post("/v1/cards", new(bad.clone()))
+            .await
+            .expect(422, "validation_error");
+        assert_eq!(p["errors"][0]["field"], "kit_number", "{bad}: {p}");
+        assert_eq!(p["errors"][0]["message"], "must be 6 to 16 digits", "{bad}: {p}");
+    }
+    let p = app.post("/v1/cards", new(json!(20004195))).await;
+    assert_eq!(p.status.as_u16(), 422, "{}", p.text);
+    assert!(p.text.contains("kit_number"), "{}", p.text);
+    // Unique per tenant: taken is a conflict; another tenant may have it.
+    let p = app
+        .post("/v1/cards", new(json!("20004195")))
+        .await
+        .expect(409, "kit_number_taken");
+    assert!(!p["detail"].as_str().unwrap().contains("20004195"), "{p}");
+    let p = app.post("/v1/cards", new(json!(drawn_kit))).await;
+    p.expect(409, "kit_number_taken");
+    assert_eq!(count().await, before, "a refused card is not made");
+    let other = app.new_tenant("tenant-b").await;
+    let other_holder = app.create_cardholder_as(&other, "kit-holder").await;
+    let card = app
+        .call_as(
+            &other,
+            reqwest::Method::POST,
+            "/v1/cards",
+            Some(json!({"cardholder_id": other_holder["id"], "type": "virtual", "kit_number": "20004195"})),
+        )
+        .await
+        .expect(201, "");
+    assert_eq!(card["kit_number"], "20004195");
+    // The name defaults to the card type's; a given one is kept.
+    assert_eq!(card["card_name"], "virtual");
+    let named = app
+        .post(
+            "/v1/cards",
+            json!({"cardholder_id": holder["id"], "type": "virtual", "card_name": "ecommerce"}),
+        )
+        .await
+        .expect(201, "");
+    assert_eq!(named["card_name"], "ecommerce");
+}

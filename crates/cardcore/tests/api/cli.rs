@@ -118,3 +118,154 @@ fn serve_prints_where_it_listens_and_how_to_make_a_tenant() {
     assert!(first.starts_with("cardcore listening on http://127.0.0.1:"), "{first}");
     assert!(second.contains("cardcore tenant create --name"), "{second}");
 }
+
+/// Runs the binary; stdout on success, stderr on failure.
+fn run(dir: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let out = cardcore(dir).args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8(out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8(out.stderr).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn tenant_pin_rules_from_the_command_line_reach_the_server() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let created: serde_json::Value = serde_json::from_str(
+        &run(
+            dir.path(),
+            &["tenant", "create", "--name", "acme", "--pin-rules", "none", "--json"],
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tenant = created["tenant_id"].as_str().unwrap();
+    let key = created["api_key"].as_str().unwrap();
+
+    // Bad lists and unknown tenants are refused, naming the flag and the rule.
+    let err = run(
+        dir.path(),
+        &[
+            "tenant",
+            "update",
+            "--tenant",
+            tenant,
+            "--pin-rules",
+            "repeated,birthday",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("--pin-rules") && err.contains("\"birthday\"") && err.contains("birth_date"),
+        "{err}"
+    );
+    let err = run(
+        dir.path(),
+        &["tenant", "update", "--tenant", tenant, "--m2p-required", "phone"],
+    )
+    .unwrap_err();
+    assert!(err.contains("--m2p-required") && err.contains("expiryDate"), "{err}");
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let err = run(
+        dir.path(),
+        &["tenant", "update", "--tenant", &nobody, "--pin-rules", "none"],
+    )
+    .unwrap_err();
+    assert!(err.contains("not found"), "{err}");
+
+    let out = run(
+        dir.path(),
+        &[
+            "tenant",
+            "update",
+            "--tenant",
+            tenant,
+            "--pin-rules",
+            "common,sequential",
+            "--m2p-required",
+            "mobile",
+            "--json",
+        ],
+    )
+    .unwrap();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let settings: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        settings,
+        serde_json::json!({"tenant_id": tenant, "pin_rules": ["sequential", "common"], "m2p_required": ["mobile"]})
+    );
+    // Without --json: the settings in words; a flag not given keeps its value.
+    let out = run(dir.path(), &["tenant", "update", "--tenant", tenant]).unwrap();
+    assert!(
+        out.contains("PIN rules: sequential,common") && out.contains("M2P required fields: mobile"),
+        "{out}"
+    );
+
+    // A server on that database applies them: common and sequential PINs
+    // are refused, a repeated one (its rule is off) is not.
+    let mut child = cardcore(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let base = first
+        .strip_prefix("cardcore listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let client = crate::helpers::client();
+    let call = |path: &str, body: serde_json::Value| {
+        client
+            .request(
+                if path.ends_with("/pin") {
+                    reqwest::Method::PUT
+                } else {
+                    reqwest::Method::POST
+                },
+                format!("{base}{path}"),
+            )
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let holder: serde_json::Value = call(
+        "/v1/cardholders",
+        serde_json::json!({"external_id": "u1", "name": "Ana", "phone": {"country_code": "91", "number": "9600389470"}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let card: serde_json::Value = call(
+        "/v1/cards",
+        serde_json::json!({"cardholder_id": holder["id"], "type": "virtual"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let pin_path = format!("/v1/cards/{}/pin", card["id"].as_str().unwrap());
+    let common = call(&pin_path, serde_json::json!({"pin": "1212"})).await.unwrap();
+    let common_status = common.status().as_u16();
+    let common_body: serde_json::Value = common.json().await.unwrap();
+    let repeated = call(&pin_path, serde_json::json!({"pin": "1111"}))
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(common_status, 422, "{common_body}");
+    assert_eq!(common_body["code"], "pin_too_weak");
+    assert_eq!(repeated, 200);
+}
