@@ -475,7 +475,22 @@ async fn status_moves_are_the_same_machine_in_every_api() {
     let q = qi(&app, &key, &qi_path, json!({"status": "blocked"})).await.ok();
     assert_eq!(q["status"], "blocked");
 
-    // M2P blocks for "Card Closure": terminal everywhere.
+    // M2P blocks ACTIVE cards only (its rule, not the native API's): the
+    // locked card is unlocked first. Blocked for "Card Closure": terminal
+    // everywhere.
+    let r = m2p(
+        &app,
+        &auth,
+        "cards/status",
+        status_body("BLOCKED", Some("Card Closure")),
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 409, "{}", r.text);
+    assert_eq!(r.body["businessCode"], "PPCUST_032");
+    assert_eq!(app.get(&format!("/v1/cards/{}", c.id())).await.ok()["status"], "LOCKED");
+    m2p(&app, &auth, "cards/status", status_body("UNLOCKED", None))
+        .await
+        .ok();
     m2p(
         &app,
         &auth,
