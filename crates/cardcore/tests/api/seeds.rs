@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::dialect_cross::{m2p, m2p_login, p100, qi, M2p};
-use crate::helpers::{spawn_app, Resp, TestApp};
+use crate::helpers::{spawn_app, spawn_app_with, Resp, TestApp};
 
 /// A fixture copied from a seed page.
 fn fixture(name: &str) -> Value {
@@ -183,6 +183,32 @@ async fn qitech_change_password_as_the_seed() {
     .await;
     assert_eq!(r.status.as_u16(), 400, "{}", r.text);
     same_shape(&r.body, &fixture("qitech_change_password.4xx.json"), &["code"], &[]);
+}
+
+#[tokio::test]
+async fn qitech_cvv_rotation_interval_is_the_programs_setting() {
+    let app = spawn_app_with(&["--cvv-rotation-interval-hours", "24"]).await;
+    let card = app.active_card("virtual").await;
+    let path = format!(
+        "/wallet/{}/card/{}",
+        card["account_id"].as_str().unwrap(),
+        card["id"].as_str().unwrap()
+    );
+    let r = qi(&app, &app.key.clone(), &path, json!({"status": "active"})).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    assert_eq!(r.body["cvv_rotation_interval_hours"], 24);
+
+    // 0: the program's CVV does not rotate.
+    let app = spawn_app_with(&["--cvv-rotation-interval-hours", "0"]).await;
+    let card = app.active_card("virtual").await;
+    let path = format!(
+        "/wallet/{}/card/{}",
+        card["account_id"].as_str().unwrap(),
+        card["id"].as_str().unwrap()
+    );
+    let r = qi(&app, &app.key.clone(), &path, json!({"status": "active"})).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    assert_eq!(r.body["cvv_rotation_interval_hours"], Value::Null);
 }
 
 /// The seed's M2P cardholder and card: entityId 621643170420004195030925,
