@@ -158,6 +158,58 @@ pub struct ServeArgs {
     /// Serve /metrics on this address only (and not on --listen); keep it off the public network.
     #[arg(long, env = "CARDCORE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub sms: SmsArgs,
+}
+
+/// OTPs by SMS: the node's provider (tenants turn SMS on with `tenant sms`).
+#[derive(Debug, Clone, Args)]
+pub struct SmsArgs {
+    /// Who sends the tenants' OTPs by SMS: `none`, `twilio` or `http`.
+    #[arg(long, env = "CARDCORE_SMS_PROVIDER", value_enum, default_value_t = SmsProviderKind::None)]
+    pub sms_provider: SmsProviderKind,
+    /// `http`: the provider's URL (POSTed the JSON body).
+    #[arg(long, env = "CARDCORE_SMS_HTTP_URL")]
+    pub sms_http_url: Option<String>,
+    /// `http`: the JSON body, `{to}` (E.164), `{text}` and `{otp_id}` filled in, JSON-escaped.
+    #[arg(long, env = "CARDCORE_SMS_HTTP_BODY", default_value = cardcore_webhooks::sms::DEFAULT_HTTP_BODY)]
+    pub sms_http_body: String,
+    /// `http`: an extra request header, `Name: value` (repeatable; env: one per line).
+    #[arg(
+        long,
+        env = "CARDCORE_SMS_HTTP_HEADER",
+        value_delimiter = '\n',
+        hide_env_values = true
+    )]
+    pub sms_http_header: Vec<String>,
+    /// `twilio`: the account SID.
+    #[arg(long, env = "CARDCORE_TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// `twilio`: a file holding the auth token (or set CARDCORE_TWILIO_AUTH_TOKEN).
+    #[arg(long, env = "CARDCORE_TWILIO_AUTH_TOKEN_FILE")]
+    pub twilio_auth_token_file: Option<PathBuf>,
+    /// `twilio`: the auth token itself; prefer the file (a flag shows in `ps`).
+    #[arg(long, env = "CARDCORE_TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+    /// `twilio`: the API's base URL (tests point it at a local fake).
+    #[arg(long, env = "CARDCORE_TWILIO_BASE_URL", default_value = cardcore_webhooks::sms::TWILIO_BASE_URL)]
+    pub twilio_base_url: String,
+    /// `twilio`: the sender number (E.164) or sender id.
+    #[arg(long, env = "CARDCORE_SMS_FROM")]
+    pub sms_from: Option<String>,
+    /// Waits between SMS attempts (±20% jitter); keep them within the OTP's life.
+    #[arg(long, env = "CARDCORE_SMS_RETRY_SCHEDULE", default_value = cardcore_webhooks::SMS_SCHEDULE)]
+    pub sms_retry_schedule: String,
+    /// Waits between attempts of P100-format webhooks (P100: about 8, 16, 32 and 64 s).
+    #[arg(long, env = "CARDCORE_P100_WEBHOOK_RETRY_SCHEDULE", default_value = cardcore_webhooks::P100_SCHEDULE)]
+    pub p100_webhook_retry_schedule: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SmsProviderKind {
+    None,
+    Twilio,
+    Http,
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +255,26 @@ pub enum TenantCommand {
         #[arg(long, value_enum, default_value_t = ZoneAlgorithm::Aes)]
         algorithm: ZoneAlgorithm,
         /// Print `{"key_id", "algorithm", "key_hex", "kcv"}` and nothing else.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The tenant's OTPs by SMS: on or off, the text, the code in `otp.created` or not.
+    Sms {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Send the tenant's OTPs by SMS through the node's provider.
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// The message; `{code}` required, `{minutes}` and `{tenant}` allowed; `default` resets it.
+        #[arg(long)]
+        text: Option<String>,
+        /// Keep the code in `otp.created` events (turn off when cardcore sends the SMS).
+        #[arg(long)]
+        otp_in_events: Option<bool>,
+        /// Print the settings as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -114,6 +114,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant(TenantCommand::ApiKey(args)) => api_key_command(args).await,
+        Command::Tenant(TenantCommand::Sms {
+            tenant,
+            enabled,
+            text,
+            otp_in_events,
+            json,
+            db,
+        }) => {
+            let service = open_service(&db, ServiceConfig::default()).await?;
+            let change = cardcore_service::sms::SmsSettingsChange {
+                enabled,
+                text: text.map(|t| (t != "default").then_some(t)),
+                otp_in_events,
+            };
+            let settings = service
+                .update_sms_settings(parse_tenant(&tenant)?, change)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "enabled": settings.enabled, "text": settings.text, "otp_in_events": settings.otp_in_events })
+                );
+            } else {
+                println!(
+                    "SMS {}; text: {}; code in otp.created: {}",
+                    if settings.enabled { "on" } else { "off" },
+                    settings.text,
+                    if settings.otp_in_events { "yes" } else { "no" }
+                );
+            }
+            Ok(())
+        }
         Command::Tenant(TenantCommand::ZoneKey {
             tenant,
             algorithm,
@@ -458,6 +491,11 @@ pub fn dispatcher_config(args: &ServeArgs) -> anyhow::Result<cardcore_webhooks::
         timeout,
         lease,
         tenant_in_flight: args.webhook_tenant_in_flight.max(1),
+        p100_schedule: cardcore_webhooks::RetrySchedule::parse(&args.sms.p100_webhook_retry_schedule)
+            .map_err(|e| anyhow::anyhow!("--p100-webhook-retry-schedule: {e}"))?,
+        sms_schedule: cardcore_webhooks::RetrySchedule::parse(&args.sms.sms_retry_schedule)
+            .map_err(|e| anyhow::anyhow!("--sms-retry-schedule: {e}"))?,
+        sms: sms_provider(&args.sms)?,
         ..Default::default()
     })
 }
@@ -474,6 +512,74 @@ fn http_limits(args: &ServeArgs) -> anyhow::Result<listener::Limits> {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         max_connections: args.max_connections,
+    })
+}
+
+/// The SMS provider a `serve` command line asks for; errors name the flag.
+fn sms_provider(args: &crate::cli::SmsArgs) -> anyhow::Result<cardcore_webhooks::SmsProvider> {
+    use crate::cli::SmsProviderKind;
+    use cardcore_webhooks::sms;
+    let http_url = |flag: &str, url: &str| -> anyhow::Result<()> {
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+            _ => bail!("{flag}: must be an absolute http or https URL"),
+        }
+    };
+    Ok(match args.sms_provider {
+        SmsProviderKind::None => cardcore_webhooks::SmsProvider::None,
+        SmsProviderKind::Http => {
+            let url = args
+                .sms_http_url
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--sms-provider http needs --sms-http-url"))?;
+            http_url("--sms-http-url", &url)?;
+            sms::validate_body_template(&args.sms_http_body)?;
+            let headers = args
+                .sms_http_header
+                .iter()
+                .filter(|h| !h.trim().is_empty())
+                .map(|h| sms::parse_header(h))
+                .collect::<Result<Vec<_>, _>>()?;
+            cardcore_webhooks::SmsProvider::Http {
+                url,
+                body_template: args.sms_http_body.clone(),
+                headers,
+            }
+        }
+        SmsProviderKind::Twilio => {
+            let account_sid = args
+                .twilio_account_sid
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--sms-provider twilio needs --twilio-account-sid"))?;
+            let auth_token = match (&args.twilio_auth_token_file, &args.twilio_auth_token) {
+                (Some(path), _) => zeroize::Zeroizing::new(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("--twilio-auth-token-file {}: {e}", path.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                (None, Some(token)) => zeroize::Zeroizing::new(token.trim().to_owned()),
+                (None, None) => {
+                    bail!("--sms-provider twilio needs --twilio-auth-token-file (or CARDCORE_TWILIO_AUTH_TOKEN)")
+                }
+            };
+            if auth_token.is_empty() {
+                bail!("the Twilio auth token is empty");
+            }
+            let from = args
+                .sms_from
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--sms-provider twilio needs --sms-from"))?;
+            http_url("--twilio-base-url", &args.twilio_base_url)?;
+            cardcore_webhooks::SmsProvider::Twilio {
+                base_url: args.twilio_base_url.clone(),
+                account_sid,
+                auth_token,
+                from,
+            }
+        }
     })
 }
 

@@ -19,16 +19,20 @@ pub enum OtpPurpose {
     /// Changing or (re)setting the PIN with the cardholder's consent (native
     /// `pin/change`, M2P `cards/update/pin` and `cards/v2/set-pin`).
     PinChange,
+    /// A 3-D Secure challenge: the code the cardholder types on the
+    /// merchant's page (P100's Card 3DS Code webhook).
+    ThreeDs,
 }
 
 impl OtpPurpose {
     /// Every purpose.
-    pub const ALL: [OtpPurpose; 1] = [Self::PinChange];
+    pub const ALL: [OtpPurpose; 2] = [Self::PinChange, Self::ThreeDs];
 
     /// The API spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PinChange => "pin_change",
+            Self::ThreeDs => "three_ds",
         }
     }
 

@@ -15,6 +15,7 @@ pub mod keyring;
 pub mod pins;
 pub mod seed;
 pub mod settings;
+pub mod sms;
 mod throttle;
 pub mod webhooks;
 
@@ -241,8 +242,18 @@ impl Service {
         })
     }
 
-    /// Opens a stored event for its tenant (codes included).
+    /// Opens a stored event for its tenant (codes included, except one
+    /// the tenant keeps out of its events for the SMS alone).
     async fn open_event(&self, stored: StoredEvent) -> ServiceResult<Event> {
+        let mut event = self.open_event_raw(stored).await?;
+        if let Some(data) = event.data.as_object_mut() {
+            data.remove(sms::HIDDEN_CODE);
+        }
+        Ok(event)
+    }
+
+    /// Opens a stored event as written.
+    async fn open_event_raw(&self, stored: StoredEvent) -> ServiceResult<Event> {
         let mut event = stored.event;
         if let Some(sealed) = stored.sealed_data {
             let (_, key) = self.keys.data_key(Some(sealed.key_version)).await?;

@@ -599,14 +599,22 @@ impl Service {
             Some(serde_json::json!({ "purpose": purpose, "trace_number": trace_number, "expires_at": expires_at })),
         ))
         .await?;
-        let data = serde_json::json!({
+        // A tenant that has its OTPs sent by SMS may keep the code out of
+        // its events; the event then holds it for the SMS alone.
+        let otp_in_events = self
+            .store
+            .tenant_sms(ctx.tenant_id())
+            .await?
+            .is_none_or(|s| s.otp_in_events);
+        let code_key = if otp_in_events { "otp" } else { crate::sms::HIDDEN_CODE };
+        let mut data = serde_json::json!({
             "card_id": id,
             "purpose": purpose,
             "trace_number": trace_number,
-            "otp": code.expose(),
             "expires_at": expires_at,
             "phone": holder_phone,
         });
+        data[code_key] = serde_json::Value::String(code.expose().to_owned());
         tx.insert_event(
             &self
                 .event(ctx.tenant_id(), Some(id), EventType::OtpCreated, data)

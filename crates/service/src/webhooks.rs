@@ -5,7 +5,7 @@
 
 use cardcore_crypto::webhook::WebhookSecret;
 use cardcore_domain::{Event, EventId, EventType, Timestamp, WebhookEndpointId};
-use cardcore_store::{SealedData, StoredEvent, WebhookDelivery, WebhookEndpointRecord};
+use cardcore_store::{EndpointFormat, SealedData, StoredEvent, WebhookDelivery, WebhookEndpointRecord};
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
@@ -26,7 +26,15 @@ pub struct CreateWebhookEndpoint {
     pub url: String,
     /// `None`: every event type.
     pub events: Option<Vec<String>>,
+    /// `standard` (the default) or `p100` (never `sms`: that endpoint is
+    /// the operator's, see `update_sms_settings`).
+    pub format: EndpointFormat,
 }
+
+/// The event types a P100 endpoint can receive: those P100 has a webhook
+/// for (Card Activation Code; Card 3DS Code, from `otp.created` with the
+/// purpose `three_ds`).
+pub const P100_EVENTS: [EventType; 2] = [EventType::CardActivationCode, EventType::OtpCreated];
 
 /// An endpoint as a tenant sees it (never the secret).
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +43,7 @@ pub struct WebhookEndpoint {
     pub url: String,
     /// Event type names, or `["*"]` for every type.
     pub events: Vec<String>,
+    pub format: EndpointFormat,
     pub created_at: Timestamp,
 }
 
@@ -58,7 +67,7 @@ pub struct EventDetail {
     pub deliveries: Vec<WebhookDelivery>,
 }
 
-fn secret_aad(tenant: cardcore_domain::TenantId, id: WebhookEndpointId) -> String {
+pub(crate) fn secret_aad(tenant: cardcore_domain::TenantId, id: WebhookEndpointId) -> String {
     format!("cardcore/webhook-secret/{tenant}/{id}")
 }
 
@@ -70,12 +79,13 @@ fn view(rec: &WebhookEndpointRecord) -> WebhookEndpoint {
             None => vec![ALL_EVENTS.to_owned()],
             Some(types) => types.iter().map(|t| t.as_str().to_owned()).collect(),
         },
+        format: rec.format,
         created_at: rec.created_at,
     }
 }
 
 fn endpoint_json(e: &WebhookEndpoint) -> serde_json::Value {
-    serde_json::json!({ "id": e.id, "url": e.url, "events": e.events })
+    serde_json::json!({ "id": e.id, "url": e.url, "events": e.events, "format": e.format })
 }
 
 /// An absolute `http` or `https` URL with a host and no credentials (its
@@ -184,14 +194,36 @@ impl Service {
         input: CreateWebhookEndpoint,
     ) -> ServiceResult<NewWebhookEndpoint> {
         let url = validate_url(&input.url)?;
-        let event_types = parse_event_filter(input.events.as_deref())?;
+        let mut event_types = parse_event_filter(input.events.as_deref())?;
+        match input.format {
+            EndpointFormat::Standard => {}
+            EndpointFormat::P100 => match &event_types {
+                None => event_types = Some(P100_EVENTS.to_vec()),
+                Some(types) => {
+                    if let Some((i, _)) = types.iter().enumerate().find(|(_, t)| !P100_EVENTS.contains(t)) {
+                        return Err(ServiceError::invalid(
+                            &format!("events[{i}]"),
+                            "P100 has no webhook for this event type; a p100 endpoint takes card.activation_code \
+                             and otp.created",
+                        ));
+                    }
+                }
+            },
+            EndpointFormat::Sms => {
+                return Err(ServiceError::invalid(
+                    "format",
+                    "must be standard or p100 (SMS is the operator's setting: cardcore tenant sms)",
+                ))
+            }
+        }
         // Last of the checks on the request: it may wait for a DNS lookup.
         self.config
             .webhook_networks
             .check_url(&url)
             .await
             .map_err(|refusal| ServiceError::invalid("url", refusal.to_string()))?;
-        if self.store.webhook_endpoints(ctx.tenant_id()).await?.len() >= MAX_ENDPOINTS {
+        let live = self.store.webhook_endpoints(ctx.tenant_id()).await?;
+        if live.iter().filter(|e| e.format != EndpointFormat::Sms).count() >= MAX_ENDPOINTS {
             return Err(ServiceError::Conflict {
                 code: "webhook_endpoint_limit",
                 message: format!("a tenant has at most {MAX_ENDPOINTS} webhook endpoints; delete one first"),
@@ -214,6 +246,7 @@ impl Service {
                 ciphertext: sealed,
                 key_version: version,
             },
+            format: input.format,
             created_at: self.now(),
         };
         let endpoint = view(&record);
@@ -242,6 +275,7 @@ impl Service {
             .webhook_endpoints(ctx.tenant_id())
             .await?
             .iter()
+            .filter(|e| e.format != EndpointFormat::Sms)
             .map(view)
             .collect())
     }
@@ -253,6 +287,7 @@ impl Service {
             .store
             .webhook_endpoint(ctx.tenant_id(), id)
             .await?
+            .filter(|e| e.format != EndpointFormat::Sms)
             .ok_or(ServiceError::NotFound("webhook_endpoint"))?;
         let mut tx = self.store.begin().await?;
         if !tx.delete_webhook_endpoint(ctx.tenant_id(), id, self.now()).await? {

@@ -23,6 +23,7 @@ use cardcore_store::{
     IdempotencyStart, IdempotencyStep, IdempotentResponse, SealedData, StoreError, StoreResult, StoredEvent,
     WebhookDelivery, WebhookEndpointRecord,
 };
+use cardcore_store::{EndpointFormat, TenantSmsRecord};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Postgres, Transaction};
@@ -31,7 +32,7 @@ use uuid::Uuid;
 use crate::rows::{self, get};
 use crate::{map_err, PostgresStore};
 
-const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, event_types, secret_sealed, secret_key_version, created_at";
+const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, event_types, secret_sealed, secret_key_version, format, created_at";
 const DELIVERY_COLUMNS: &str = "seq, id, tenant_id, event_id, endpoint_id, card_id, state, attempts, \
     next_attempt_at, last_status, last_error, attempts_log, created_at";
 const IDEMPOTENCY_COLUMNS: &str = "tenant_id, key, fingerprint, token, state, status, content_type, body_sealed, \
@@ -60,6 +61,7 @@ fn endpoint(row: &PgRow) -> StoreResult<WebhookEndpointRecord> {
             ciphertext: get(row, "secret_sealed")?,
             key_version: get(row, "secret_key_version")?,
         },
+        format: EndpointFormat::parse(&get::<String>(row, "format")?).ok_or_else(|| bad("format"))?,
         created_at: get(row, "created_at")?,
     })
 }
@@ -167,6 +169,46 @@ impl PostgresStore {
             .await
             .map_err(map_err)?;
             row.as_ref().map(rows::event).transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn sms_settings(&self, tenant: TenantId) -> StoreResult<Option<TenantSmsRecord>> {
+        self.run(async {
+            let row =
+                sqlx::query("SELECT tenant_id, text, otp_in_events, updated_at FROM tenant_sms WHERE tenant_id = $1")
+                    .bind(tenant.0)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            row.map(|row| {
+                Ok(TenantSmsRecord {
+                    tenant_id: get::<Uuid>(&row, "tenant_id")?.into(),
+                    text: get(&row, "text")?,
+                    otp_in_events: get(&row, "otp_in_events")?,
+                    updated_at: get(&row, "updated_at")?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn put_sms_settings(&self, settings: &TenantSmsRecord) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query(
+                "INSERT INTO tenant_sms (tenant_id, text, otp_in_events, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET text = excluded.text, otp_in_events = excluded.otp_in_events, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(settings.tenant_id.0)
+            .bind(&settings.text)
+            .bind(settings.otp_in_events)
+            .bind(settings.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
         })
         .await
     }
@@ -311,7 +353,7 @@ impl PostgresStore {
             let card: Option<Uuid> = get(&row, "card_id")?;
             let mut n = 0;
             for ep in live_endpoints(&mut tx, tenant.0).await? {
-                if ep.receives(event_type) {
+                if ep.redelivers(event_type) {
                     insert_delivery(&mut tx, tenant.0, event.0, ep.id, card, now).await?;
                     n += 1;
                 }
@@ -588,7 +630,7 @@ pub(crate) async fn insert_endpoint(
 ) -> StoreResult<()> {
     let types: Option<Vec<&str>> = ep.event_types.as_ref().map(|t| t.iter().map(|t| t.as_str()).collect());
     sqlx::query(&format!(
-        "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     ))
     .bind(ep.id.0)
     .bind(ep.tenant_id.0)
@@ -596,6 +638,7 @@ pub(crate) async fn insert_endpoint(
     .bind(types)
     .bind(&ep.secret.ciphertext)
     .bind(ep.secret.key_version)
+    .bind(ep.format.as_str())
     .bind(ep.created_at)
     .execute(&mut **tx)
     .await

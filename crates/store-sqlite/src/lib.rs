@@ -684,6 +684,14 @@ impl Store for SqliteStore {
         self.fan_out(limit, now).await
     }
 
+    async fn tenant_sms(&self, tenant: TenantId) -> StoreResult<Option<cardcore_store::TenantSmsRecord>> {
+        self.sms_settings(tenant).await
+    }
+
+    async fn put_tenant_sms(&self, settings: &cardcore_store::TenantSmsRecord) -> StoreResult<()> {
+        self.put_sms_settings(settings).await
+    }
+
     async fn redeliver_event(&self, tenant: TenantId, event: EventId, now: Timestamp) -> StoreResult<Option<u32>> {
         self.redeliver(tenant, event, now).await
     }

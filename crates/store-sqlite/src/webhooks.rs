@@ -15,6 +15,7 @@ use cardcore_store::{
     IdempotencyStart, IdempotencyStep, IdempotentResponse, SealedData, StoreError, StoreResult, WebhookDelivery,
     WebhookEndpointRecord,
 };
+use cardcore_store::{EndpointFormat, TenantSmsRecord};
 use sqlx::sqlite::SqliteRow;
 use sqlx::SqliteConnection;
 use uuid::Uuid;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 use crate::rows::{self, parse_ts, to_json, ts};
 use crate::{id_str, map_err, SqliteStore};
 
-const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, event_types, secret_sealed, secret_key_version, created_at";
+const ENDPOINT_COLUMNS: &str = "id, tenant_id, url, event_types, secret_sealed, secret_key_version, format, created_at";
 const DELIVERY_COLUMNS: &str = "seq, id, tenant_id, event_id, endpoint_id, card_id, state, attempts, \
     next_attempt_at, lease_token, last_status, last_error, attempts_log, created_at";
 const OPEN: &str = "state IN ('pending', 'retrying')";
@@ -54,6 +55,7 @@ fn endpoint(row: &SqliteRow) -> StoreResult<WebhookEndpointRecord> {
             ciphertext: rows::get(row, "secret_sealed")?,
             key_version: rows::get::<i64>(row, "secret_key_version")? as i32,
         },
+        format: EndpointFormat::parse(&rows::get::<String>(row, "format")?).ok_or_else(|| bad("format"))?,
         created_at: parse_ts(&rows::get::<String>(row, "created_at")?)?,
     })
 }
@@ -273,7 +275,7 @@ impl SqliteStore {
         let tenant_s = id_str(&tenant);
         let mut n = 0;
         for ep in live_endpoints(&mut tx, &tenant_s).await? {
-            if ep.receives(event_type) {
+            if ep.redelivers(event_type) {
                 insert_delivery(&mut tx, &tenant_s, &id_str(&event), ep.id, card.as_deref(), &now).await?;
                 n += 1;
             }
@@ -487,6 +489,39 @@ impl SqliteStore {
         row.as_ref().map(idempotency_record).transpose()
     }
 
+    pub(crate) async fn sms_settings(&self, tenant: TenantId) -> StoreResult<Option<TenantSmsRecord>> {
+        let row = sqlx::query("SELECT tenant_id, text, otp_in_events, updated_at FROM tenant_sms WHERE tenant_id = ?")
+            .bind(id_str(&tenant))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.map(|row| {
+            Ok(TenantSmsRecord {
+                tenant_id: rows::id(&row, "tenant_id")?,
+                text: rows::get(&row, "text")?,
+                otp_in_events: rows::get::<i64>(&row, "otp_in_events")? != 0,
+                updated_at: parse_ts(&rows::get::<String>(&row, "updated_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    pub(crate) async fn put_sms_settings(&self, settings: &TenantSmsRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tenant_sms (tenant_id, text, otp_in_events, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id) DO UPDATE SET text = excluded.text, otp_in_events = excluded.otp_in_events, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(id_str(&settings.tenant_id))
+        .bind(&settings.text)
+        .bind(i64::from(settings.otp_in_events))
+        .bind(ts(&settings.updated_at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
     pub(crate) async fn purge_idem(&self, created_before: Timestamp) -> StoreResult<u64> {
         let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
             .bind(ts(&created_before))
@@ -499,7 +534,7 @@ impl SqliteStore {
 
 pub(crate) async fn insert_endpoint(conn: &mut SqliteConnection, ep: &WebhookEndpointRecord) -> StoreResult<()> {
     sqlx::query(&format!(
-        "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(id_str(&ep.id))
     .bind(id_str(&ep.tenant_id))
@@ -507,6 +542,7 @@ pub(crate) async fn insert_endpoint(conn: &mut SqliteConnection, ep: &WebhookEnd
     .bind(event_types_json(&ep.event_types)?)
     .bind(&ep.secret.ciphertext)
     .bind(ep.secret.key_version)
+    .bind(ep.format.as_str())
     .bind(ts(&ep.created_at))
     .execute(&mut *conn)
     .await

@@ -32,6 +32,7 @@ use crate::{
     DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
     WebhookDelivery, WebhookEndpointRecord,
 };
+use crate::{EndpointFormat, TenantSmsRecord};
 use cardcore_domain::WebhookEndpointId;
 
 /// A fresh, migrated, empty database for one contract test.
@@ -118,6 +119,7 @@ macro_rules! contract_tests {
             redelivery_queues_behind_the_cards_open_deliveries,
             idempotency_keys_begin_finish_replay_and_refuse,
             concurrent_idempotent_begins_start_once,
+            endpoint_formats_and_tenant_sms_settings_round_trip,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -1661,6 +1663,7 @@ fn endpoint(tenant: TenantId, types: Option<Vec<EventType>>, secs: i64) -> Webho
             ciphertext: unique_bytes(60),
             key_version: 2,
         },
+        format: EndpointFormat::Standard,
         created_at: at(secs),
     }
 }
@@ -2387,4 +2390,41 @@ pub async fn concurrent_idempotent_begins_start_once(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(started, 1);
+}
+
+/// An endpoint keeps its format; a tenant's SMS settings are absent until
+/// written, then replaced as a whole, per tenant.
+pub async fn endpoint_formats_and_tenant_sms_settings_round_trip(store: Arc<dyn Store>) {
+    let (a, _) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    let mut p100 = endpoint(a.id, Some(vec![EventType::CardActivationCode]), 10);
+    p100.format = EndpointFormat::P100;
+    let mut sms = endpoint(a.id, Some(vec![EventType::OtpCreated]), 11);
+    sms.format = EndpointFormat::Sms;
+    sms.url = String::new();
+    insert_endpoints(&*store, &[&p100, &sms]).await;
+    assert_eq!(
+        store.webhook_endpoints(a.id).await.unwrap(),
+        vec![p100.clone(), sms.clone()]
+    );
+    assert_eq!(store.webhook_endpoint(a.id, sms.id).await.unwrap(), Some(sms));
+
+    assert_eq!(store.tenant_sms(a.id).await.unwrap(), None);
+    let first = TenantSmsRecord {
+        tenant_id: a.id,
+        text: Some("Code {code}".into()),
+        otp_in_events: false,
+        updated_at: at(20),
+    };
+    store.put_tenant_sms(&first).await.unwrap();
+    assert_eq!(store.tenant_sms(a.id).await.unwrap(), Some(first));
+    let second = TenantSmsRecord {
+        tenant_id: a.id,
+        text: None,
+        otp_in_events: true,
+        updated_at: at(21),
+    };
+    store.put_tenant_sms(&second).await.unwrap();
+    assert_eq!(store.tenant_sms(a.id).await.unwrap(), Some(second));
+    assert_eq!(store.tenant_sms(b.id).await.unwrap(), None);
 }

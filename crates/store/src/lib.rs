@@ -261,6 +261,14 @@ pub trait Store: Send + Sync + 'static {
     /// The deliveries of one of the tenant's events, in the order queued.
     async fn event_deliveries(&self, tenant: TenantId, event: EventId) -> StoreResult<Vec<WebhookDelivery>>;
 
+    // --- tenant SMS settings ------------------------------------------------
+
+    /// A tenant's SMS settings; `None` when it never changed the defaults.
+    async fn tenant_sms(&self, tenant: TenantId) -> StoreResult<Option<TenantSmsRecord>>;
+
+    /// Writes a tenant's SMS settings (insert or replace).
+    async fn put_tenant_sms(&self, settings: &TenantSmsRecord) -> StoreResult<()>;
+
     // --- idempotency keys --------------------------------------------------
 
     /// Starts an idempotent request, or says why not (see [`IdempotencyBegin`]).

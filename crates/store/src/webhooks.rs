@@ -20,7 +20,52 @@ pub struct WebhookEndpointRecord {
     pub event_types: Option<Vec<EventType>>,
     /// The signing key, sealed under the data key (AAD: tenant and endpoint).
     pub secret: SealedData,
+    /// What is sent, and how.
+    pub format: EndpointFormat,
     pub created_at: Timestamp,
+}
+
+/// How an endpoint's deliveries are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointFormat {
+    /// cardcore's payload, signed per the Standard Webhooks spec.
+    #[default]
+    Standard,
+    /// P100's `{"event_type", "data"}`, the secret token in `Authorization`.
+    P100,
+    /// The tenant's OTPs, as text messages through the node's SMS provider.
+    Sms,
+}
+
+impl EndpointFormat {
+    /// The stored and API name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Standard => "standard",
+            Self::P100 => "p100",
+            Self::Sms => "sms",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Standard, Self::P100, Self::Sms]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+    }
+}
+
+/// A tenant's SMS settings as stored (no row: the defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSmsRecord {
+    pub tenant_id: TenantId,
+    /// The message template; `None`: the default.
+    pub text: Option<String>,
+    /// Whether `otp.created` events carry the code.
+    pub otp_in_events: bool,
+    pub updated_at: Timestamp,
 }
 
 impl fmt::Debug for WebhookEndpointRecord {
@@ -31,6 +76,7 @@ impl fmt::Debug for WebhookEndpointRecord {
             .field("id", &self.id)
             .field("tenant_id", &self.tenant_id)
             .field("event_types", &self.event_types)
+            .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
@@ -43,8 +89,14 @@ impl WebhookEndpointRecord {
         self.receives(event_type) && event_created_at >= self.created_at
     }
 
-    /// Whether the endpoint asked for this event type (a redelivery goes to
-    /// every endpoint that does, whatever its age).
+    /// Whether a redelivery of an event of this type goes to this endpoint:
+    /// every endpoint that asked for the type, whatever its age, except the
+    /// SMS sender (a cardholder gets an OTP's text at most once).
+    pub fn redelivers(&self, event_type: EventType) -> bool {
+        self.format != EndpointFormat::Sms && self.receives(event_type)
+    }
+
+    /// Whether the endpoint asked for this event type.
     pub fn receives(&self, event_type: EventType) -> bool {
         self.event_types
             .as_ref()

@@ -18,9 +18,18 @@
 //! Never logged here: payloads (some carry codes for the cardholder),
 //! secrets, signatures, endpoint URLs (they may carry a token).
 
+mod p100;
 mod schedule;
+pub mod sms;
 
 pub use schedule::{RetrySchedule, ScheduleError, DEFAULT_SCHEDULE, JITTER};
+pub use sms::SmsProvider;
+
+/// P100's retries: after about 8, 16, 32 and 64 s (5 attempts).
+pub const P100_SCHEDULE: &str = "8s,16s,32s,64s";
+
+/// SMS retries: within an OTP's 5 minutes (a later SMS is useless).
+pub const SMS_SCHEDULE: &str = "2s,5s,15s,30s,60s,120s";
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +38,7 @@ use std::time::{Duration, Instant};
 use cardcore_domain::TenantId;
 use cardcore_service::egress::{Refusal, WebhookNetworks};
 use cardcore_service::Service;
-use cardcore_store::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome};
+use cardcore_store::{ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, EndpointFormat};
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -53,6 +62,12 @@ pub struct DispatcherConfig {
     pub tenant_in_flight: usize,
     /// Most outbox events fanned out per transaction.
     pub fan_out_batch: u32,
+    /// Waits between attempts of P100-format endpoints.
+    pub p100_schedule: RetrySchedule,
+    /// Waits between attempts of an SMS.
+    pub sms_schedule: RetrySchedule,
+    /// The node's SMS provider.
+    pub sms: SmsProvider,
 }
 
 impl Default for DispatcherConfig {
@@ -65,6 +80,9 @@ impl Default for DispatcherConfig {
             max_in_flight: 32,
             tenant_in_flight: 8,
             fan_out_batch: 100,
+            p100_schedule: RetrySchedule::parse(P100_SCHEDULE).unwrap_or_default(),
+            sms_schedule: RetrySchedule::parse(SMS_SCHEDULE).unwrap_or_default(),
+            sms: SmsProvider::None,
         }
     }
 }
@@ -180,10 +198,12 @@ pub fn spawn(
         });
     }
     let (https, http) = guarded_clients(config.timeout, &service.config().webhook_networks)?;
+    let operator = http_client(config.timeout)?;
     let dispatcher = Arc::new(Dispatcher {
         service,
         https,
         http,
+        operator,
         config,
         tenants: std::sync::Mutex::new(HashMap::new()),
     });
@@ -196,6 +216,9 @@ struct Dispatcher {
     https: reqwest::Client,
     /// For plain `http` endpoints: admitted networks only.
     http: reqwest::Client,
+    /// For the operator's SMS provider: not subject to the tenants'
+    /// network rules (the operator chose it).
+    operator: reqwest::Client,
     config: DispatcherConfig,
     /// Attempts in flight per tenant on this node.
     tenants: std::sync::Mutex<HashMap<TenantId, usize>>,
@@ -347,11 +370,15 @@ impl Dispatcher {
         let d = &claimed.delivery;
         let at = cardcore_service::now();
         let started = Instant::now();
-        let sent = self.send(&claimed).await;
+        let (sent, format) = self.send(&claimed).await;
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let (attempt, ok) = match sent {
             Sent::Answered(status) => {
-                let ok = (200..300).contains(&status);
+                // P100 counts only a 200 as received.
+                let ok = match format {
+                    EndpointFormat::P100 => status == 200,
+                    _ => (200..300).contains(&status),
+                };
                 let error = (300..400)
                     .contains(&status)
                     .then(|| "redirects are not followed".to_owned());
@@ -374,6 +401,16 @@ impl Dispatcher {
                 },
                 false,
             ),
+            Sent::Nothing(why) => {
+                let attempt = DeliveryAttempt {
+                    at,
+                    status: None,
+                    error: Some(why.to_owned()),
+                    duration_ms,
+                };
+                self.record(&claimed, &attempt, DeliveryOutcome::Succeeded).await;
+                return;
+            }
             Sent::Gone(why) => {
                 let attempt = DeliveryAttempt {
                     at,
@@ -389,7 +426,12 @@ impl Dispatcher {
             DeliveryOutcome::Succeeded
         } else {
             let unit: f64 = rand::thread_rng().gen();
-            match self.config.schedule.next_delay(d.attempts + 1, unit) {
+            let schedule = match format {
+                EndpointFormat::Standard => &self.config.schedule,
+                EndpointFormat::P100 => &self.config.p100_schedule,
+                EndpointFormat::Sms => &self.config.sms_schedule,
+            };
+            match schedule.next_delay(d.attempts + 1, unit) {
                 Some(wait) => DeliveryOutcome::Retry(cardcore_service::now() + chrono_of(wait)),
                 None => DeliveryOutcome::Dead,
             }
@@ -432,45 +474,72 @@ impl Dispatcher {
         }
     }
 
-    async fn send(&self, claimed: &ClaimedDelivery) -> Sent {
+    /// Sends one delivery in its endpoint's format. Every request of the
+    /// dispatcher goes out here: tenants' URLs (webhooks of every format)
+    /// through the guarded clients, the operator's SMS provider through its
+    /// own client.
+    async fn send(&self, claimed: &ClaimedDelivery) -> (Sent, EndpointFormat) {
         let d = &claimed.delivery;
         let store = self.service.store();
         let endpoint = match store.webhook_endpoint(d.tenant_id, d.endpoint_id).await {
             Ok(Some(e)) => e,
-            Ok(None) => return Sent::Gone("endpoint deleted"),
+            Ok(None) => return (Sent::Gone("endpoint deleted"), EndpointFormat::Standard),
             Err(e) => {
                 tracing::warn!(cause = %e, "webhook endpoint could not be read");
-                return Sent::Failed("internal error before sending".into());
+                return (
+                    Sent::Failed("internal error before sending".into()),
+                    EndpointFormat::Standard,
+                );
             }
         };
-        let event = match store.event(d.tenant_id, d.event_id).await {
-            Ok(Some(stored)) => match self.service.open_stored_event(stored).await {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::error!(cause = %e, "webhook event could not be opened");
-                    return Sent::Failed("internal error before sending".into());
-                }
-            },
-            Ok(None) => return Sent::Gone("event not found"),
+        let format = endpoint.format;
+        let stored = match store.event(d.tenant_id, d.event_id).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return (Sent::Gone("event not found"), format),
             Err(e) => {
                 tracing::warn!(cause = %e, "webhook event could not be read");
-                return Sent::Failed("internal error before sending".into());
+                return (Sent::Failed("internal error before sending".into()), format);
+            }
+        };
+        if format == EndpointFormat::Sms {
+            let message = match self.service.sms_message(stored).await {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    return (
+                        Sent::Gone("not sent: the code expired (or the cardholder has no phone)"),
+                        format,
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(cause = %e, "SMS message could not be made");
+                    return (Sent::Failed("internal error before sending".into()), format);
+                }
+            };
+            let Some(request) = self.config.sms.request(&self.operator, &message) else {
+                return (Sent::Failed("no SMS provider on this node".into()), format);
+            };
+            let sent = match request.send().await {
+                Ok(response) => Sent::Answered(response.status().as_u16()),
+                Err(e) => Sent::Failed(describe(&e, self.config.timeout)),
+            };
+            return (sent, format);
+        }
+        let event = match self.service.open_stored_event(stored).await {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::error!(cause = %e, "webhook event could not be opened");
+                return (Sent::Failed("internal error before sending".into()), format);
             }
         };
         let secret = match self.service.webhook_secret(&endpoint).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(cause = %e, "webhook secret could not be opened");
-                return Sent::Failed("internal error before sending".into());
+                return (Sent::Failed("internal error before sending".into()), format);
             }
         };
-        // Serialized once: these exact bytes are signed and sent.
-        let body = match serde_json::to_vec(&event.webhook_payload()) {
-            Ok(b) => b,
-            Err(_) => return Sent::Failed("internal error before sending".into()),
-        };
         let Ok(url) = url::Url::parse(&endpoint.url) else {
-            return Sent::Failed("invalid endpoint URL".into());
+            return (Sent::Failed("invalid endpoint URL".into()), format);
         };
         let https = url.scheme() == "https";
         // An address in the URL is never looked up, so never reaches the
@@ -482,27 +551,58 @@ impl Dispatcher {
         };
         if let Some(ip) = literal {
             if let Err(refusal) = self.service.config().webhook_networks.check(https, ip) {
-                return Sent::Failed(refused(&refusal));
+                return (Sent::Failed(refused(&refusal)), format);
             }
         }
         let client = if https { &self.https } else { &self.http };
-        let id = event.id.to_string();
-        let timestamp = cardcore_service::now().timestamp();
-        let signature = secret.sign(&id, timestamp, &body);
-        let request = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("webhook-id", &id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body);
-        match request.send().await {
+        let request = if format == EndpointFormat::P100 {
+            let body = match p100::body(&self.service, &event).await {
+                Ok(Some(body)) => body,
+                Ok(None) => {
+                    return (
+                        Sent::Nothing("nothing to send: P100 has no webhook for this event"),
+                        format,
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(cause = %e, "P100 webhook body could not be made");
+                    return (Sent::Failed("internal error before sending".into()), format);
+                }
+            };
+            let Ok(body) = serde_json::to_vec(&body) else {
+                return (Sent::Failed("internal error before sending".into()), format);
+            };
+            let token = secret.to_whsec();
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("authorization", token.as_str())
+                .body(body)
+        } else {
+            // Serialized once: these exact bytes are signed and sent.
+            let body = match serde_json::to_vec(&event.webhook_payload()) {
+                Ok(b) => b,
+                Err(_) => return (Sent::Failed("internal error before sending".into()), format),
+            };
+            let id = event.id.to_string();
+            let timestamp = cardcore_service::now().timestamp();
+            let signature = secret.sign(&id, timestamp, &body);
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(body)
+        };
+        let sent = match request.send().await {
             Ok(response) => Sent::Answered(response.status().as_u16()),
             Err(e) => match refusal_of(&e) {
                 Some(refusal) => Sent::Failed(refused(&refusal)),
                 None => Sent::Failed(describe(&e, self.config.timeout)),
             },
-        }
+        };
+        (sent, format)
     }
 }
 
@@ -513,6 +613,8 @@ enum Sent {
     Failed(String),
     /// Nothing left to deliver to or from.
     Gone(&'static str),
+    /// Nothing to send in the endpoint's format: finished, not sent.
+    Nothing(&'static str),
 }
 
 /// The attempt log's words for a target the address rules refused: no

@@ -461,7 +461,8 @@ pub async fn unblock(
 #[serde(deny_unknown_fields)]
 #[schema(as = OtpRequest)]
 pub struct OtpBody {
-    /// `pin_change` (the default, and the only purpose today).
+    /// `pin_change` (the default) or `three_ds` (a 3-D Secure challenge
+    /// code, sent to P100-format endpoints as Card 3DS Code).
     #[serde(default = "pin_change")]
     purpose: OtpPurpose,
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use cardcore_domain::{Event, EventId, Timestamp, WebhookEndpointId};
 use cardcore_service::webhooks::{CreateWebhookEndpoint, EventDetail, WebhookEndpoint};
-use cardcore_store::{DeliveryAttempt, DeliveryState, WebhookDelivery};
+use cardcore_store::{DeliveryAttempt, DeliveryState, EndpointFormat, WebhookDelivery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -26,6 +26,22 @@ pub struct CreateBody {
     /// Event types to receive; left out, `null` or `["*"]`: every type.
     #[schema(value_type = Option<Vec<String>>, min_items = 1)]
     events: Option<Vec<String>>,
+    /// `standard` (the default): cardcore's payload, signed per Standard
+    /// Webhooks. `p100`: P100's card webhooks (`{"event_type", "data"}`, the
+    /// secret sent as is in `Authorization`), for `card.activation_code` and
+    /// `otp.created` of purpose `three_ds`.
+    #[serde(default)]
+    format: FormatBody,
+}
+
+/// The payload formats a tenant can ask for.
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = WebhookEndpointFormat)]
+pub enum FormatBody {
+    #[default]
+    Standard,
+    P100,
 }
 
 /// A webhook endpoint (never its secret).
@@ -37,6 +53,9 @@ pub struct EndpointView {
     url: String,
     /// The event types it receives, or `["*"]` for every type.
     events: Vec<String>,
+    /// `standard` or `p100`.
+    #[schema(value_type = String)]
+    format: EndpointFormat,
     #[schema(value_type = String, format = DateTime)]
     created_at: Timestamp,
 }
@@ -47,6 +66,7 @@ impl From<WebhookEndpoint> for EndpointView {
             id: e.id,
             url: e.url,
             events: e.events,
+            format: e.format,
             created_at: e.created_at,
         }
     }
@@ -92,6 +112,10 @@ pub async fn create(
             CreateWebhookEndpoint {
                 url: b.url,
                 events: b.events,
+                format: match b.format {
+                    FormatBody::Standard => EndpointFormat::Standard,
+                    FormatBody::P100 => EndpointFormat::P100,
+                },
             },
         )
         .await?;
