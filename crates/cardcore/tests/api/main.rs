@@ -31,6 +31,7 @@ mod pin_order;
 mod pins;
 mod readme;
 mod seeds;
+mod sms;
 mod transport_keys;
 mod webhook_targets;
 mod webhooks;
