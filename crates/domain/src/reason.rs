@@ -31,6 +31,9 @@ impl ReasonCode {
     pub const PIN_TRIES_EXCEEDED: &'static str = "PIN_TRIES_EXCEEDED";
     /// Card expired (used by replacement).
     pub const EXPIRED: &'static str = "EXPIRED";
+    /// Locked because its cardholder was suspended; unsuspending the
+    /// cardholder unlocks exactly the cards locked with this reason.
+    pub const USER_SUSPENDED: &'static str = "USER_SUSPENDED";
 
     /// The built-in catalog.
     pub const CATALOG: &'static [&'static str] = &[
@@ -43,6 +46,7 @@ impl ReasonCode {
         Self::CARD_CLOSURE,
         Self::PIN_TRIES_EXCEEDED,
         Self::EXPIRED,
+        Self::USER_SUSPENDED,
     ];
 
     /// Accepts a code from `catalog` (the built-ins plus a tenant's own).

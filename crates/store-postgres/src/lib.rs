@@ -1293,6 +1293,28 @@ impl Tx for PostgresTx {
         .await
     }
 
+    async fn update_cardholder(&mut self, c: &Cardholder) -> StoreResult<bool> {
+        bounded(self.deadline, async {
+            self.flush().await?;
+            let r = sqlx::query(
+                "UPDATE cardholders SET name = $1, phone_country_code = $2, phone_number = $3, email = $4, \
+                 date_of_birth = $5 WHERE tenant_id = $6 AND id = $7",
+            )
+            .bind(&c.name)
+            .bind(&c.phone.country_code)
+            .bind(&c.phone.number)
+            .bind(&c.email)
+            .bind(c.date_of_birth)
+            .bind(c.tenant_id.0)
+            .bind(c.id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(r.rows_affected() == 1)
+        })
+        .await
+    }
+
     async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState> {
         bounded(self.deadline, async {
             self.flush().await?;

@@ -910,6 +910,23 @@ impl Tx for SqliteTx {
         Ok(!self.fetch().await?.is_empty())
     }
 
+    async fn update_cardholder(&mut self, c: &Cardholder) -> StoreResult<bool> {
+        self.member
+            .batch()
+            .push(
+                "UPDATE cardholders SET name = ?, phone_country_code = ?, phone_number = ?, email = ?, \
+                 date_of_birth = ? WHERE tenant_id = ? AND id = ? RETURNING id",
+            )
+            .bind(c.name.clone())
+            .bind(c.phone.country_code.clone())
+            .bind(c.phone.number.clone())
+            .bind(c.email.clone())
+            .bind(c.date_of_birth.map(|d| d.format("%Y-%m-%d").to_string()))
+            .bind(id_str(&c.tenant_id))
+            .bind(id_str(&c.id));
+        Ok(!self.fetch().await?.is_empty())
+    }
+
     async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState> {
         self.member
             .batch()

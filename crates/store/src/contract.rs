@@ -120,6 +120,7 @@ macro_rules! contract_tests {
             idempotency_keys_begin_finish_replay_and_refuse,
             concurrent_idempotent_begins_start_once,
             endpoint_formats_and_tenant_sms_settings_round_trip,
+            cardholders_are_updated_in_their_tenant_only,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -2427,4 +2428,21 @@ pub async fn endpoint_formats_and_tenant_sms_settings_round_trip(store: Arc<dyn 
     store.put_tenant_sms(&second).await.unwrap();
     assert_eq!(store.tenant_sms(a.id).await.unwrap(), Some(second));
     assert_eq!(store.tenant_sms(b.id).await.unwrap(), None);
+}
+
+/// A cardholder's profile is rewritten; another tenant's id changes nothing.
+pub async fn cardholders_are_updated_in_their_tenant_only(store: Arc<dyn Store>) {
+    let (a, mut holder) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    holder.name = "Ana Maria Silva".into();
+    holder.email = Some("ana.maria@example.com".into());
+    holder.phone.number = "9600389471".into();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.update_cardholder(&holder).await.unwrap());
+    let mut foreign = holder.clone();
+    foreign.tenant_id = b.id;
+    foreign.name = "Mallory".into();
+    assert!(!tx.update_cardholder(&foreign).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.cardholder(a.id, holder.id).await.unwrap(), Some(holder));
 }

@@ -325,6 +325,10 @@ pub trait Tx: Send {
     /// Inserts a cardholder; false when the external id is taken.
     async fn insert_cardholder(&mut self, cardholder: &Cardholder) -> StoreResult<bool>;
 
+    /// Writes a cardholder's profile (name, phone, email, date of birth);
+    /// false when the tenant has no such cardholder.
+    async fn update_cardholder(&mut self, cardholder: &Cardholder) -> StoreResult<bool>;
+
     /// The OTP state of a card and purpose (empty when none).
     async fn otp_state(&mut self, card: CardId, purpose: OtpPurpose) -> StoreResult<OtpState>;
 

@@ -5,6 +5,7 @@
 mod error;
 pub(crate) use error::render as render_error;
 mod types;
+mod users;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -42,7 +43,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(unblock))
         .routes(routes!(get_limits))
         .routes(routes!(update_limits))
-        .routes(routes!(delete_card));
+        .routes(routes!(delete_card))
+        .routes(routes!(users::create_user))
+        .routes(routes!(users::update_user))
+        .routes(routes!(users::get_user))
+        .routes(routes!(users::suspend_user))
+        .routes(routes!(users::unsuspend_user))
+        .routes(routes!(users::delete_user));
     document(router.get_openapi_mut());
     router
 }
