@@ -25,6 +25,7 @@ mod logs;
 mod observability;
 mod openapi;
 mod otp;
+mod p100_users;
 mod pan_unique;
 mod pin_block_oracle;
 mod pin_order;
