@@ -158,8 +158,9 @@ pub struct ServeArgs {
     /// Serve /metrics on this address only (and not on --listen); keep it off the public network.
     #[arg(long, env = "CARDCORE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Boxed: the SMS flags would make `Command::Serve` much larger than the other commands.
     #[command(flatten)]
-    pub sms: SmsArgs,
+    pub sms: Box<SmsArgs>,
 }
 
 /// OTPs by SMS: the node's provider (tenants turn SMS on with `tenant sms`).

@@ -353,7 +353,7 @@ async fn suspend_unsuspend_update_and_delete_a_user() {
     let r = p100(&app, Method::DELETE, "user/u-77", None).await;
     assert_eq!(r.body, json!({"message": "User deleted successfully"}), "{}", r.text);
     for id in &cards {
-        assert_eq!(card_of(&app, &id).await["status"], "CLOSED");
+        assert_eq!(card_of(&app, id).await["status"], "CLOSED");
     }
 }
 
