@@ -164,7 +164,8 @@ pub struct ServeArgs {
 }
 
 /// OTPs by SMS: the node's provider (tenants turn SMS on with `tenant sms`).
-#[derive(Debug, Clone, Args)]
+/// Its `Debug` leaves out the token and the extra headers (they may hold keys).
+#[derive(Clone, Args)]
 pub struct SmsArgs {
     /// Who sends the tenants' OTPs by SMS: `none`, `twilio` or `http`.
     #[arg(long, env = "CARDCORE_SMS_PROVIDER", value_enum, default_value_t = SmsProviderKind::None)]
@@ -204,6 +205,17 @@ pub struct SmsArgs {
     /// Waits between attempts of P100-format webhooks (P100: about 8, 16, 32 and 64 s).
     #[arg(long, env = "CARDCORE_P100_WEBHOOK_RETRY_SCHEDULE", default_value = cardcore_webhooks::P100_SCHEDULE)]
     pub p100_webhook_retry_schedule: String,
+}
+
+impl std::fmt::Debug for SmsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmsArgs")
+            .field("sms_provider", &self.sms_provider)
+            .field("twilio_base_url", &self.twilio_base_url)
+            .field("sms_retry_schedule", &self.sms_retry_schedule)
+            .field("p100_webhook_retry_schedule", &self.p100_webhook_retry_schedule)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
