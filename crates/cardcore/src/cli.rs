@@ -253,6 +253,9 @@ pub enum TenantCommand {
         /// sends them), `all` or `none`. A field sent is checked either way.
         #[arg(long, value_parser = parse_m2p_required)]
         m2p_required: Option<M2pRequired>,
+        /// Keep the OTP code in `otp.created` events (the same setting as `tenant sms --otp-in-events`).
+        #[arg(long)]
+        otp_in_events: Option<bool>,
         /// Print the settings as `{"tenant_id", "pin_rules", "m2p_required"}` and nothing else.
         #[arg(long)]
         json: bool,

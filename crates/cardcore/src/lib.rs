@@ -81,11 +81,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
             pin_rules,
             m2p_required,
+            otp_in_events,
             json,
             db,
         }) => {
             let service = open_service(&db, ServiceConfig::default()).await?;
             let tenant = parse_tenant(&tenant)?;
+            if otp_in_events.is_some() {
+                let change = cardcore_service::sms::SmsSettingsChange {
+                    otp_in_events,
+                    ..Default::default()
+                };
+                service
+                    .update_sms_settings(tenant, change)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            }
             let settings = service
                 .update_tenant_settings(tenant, |s| {
                     if let Some(rules) = pin_rules {

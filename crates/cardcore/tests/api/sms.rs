@@ -394,6 +394,23 @@ async fn bad_settings_and_flags_are_refused_naming_them() {
         tenant_sms(&app, &[])["text"],
         "Your verification code is {code}. It expires in {minutes} minutes."
     );
+    // `tenant update --otp-in-events` is the same setting (docs/native-api.md).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cardcore"))
+        .args([
+            "tenant",
+            "update",
+            "--tenant",
+            &app.tenant_id,
+            "--otp-in-events",
+            "false",
+        ])
+        .args(["--database", &db])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let settings = tenant_sms(&app, &[]);
+    assert_eq!(settings["otp_in_events"], false);
+    assert_eq!(settings["enabled"], false);
 
     let dir = tempfile::tempdir().unwrap();
     for (flags, needle) in [
