@@ -32,6 +32,8 @@ pub enum Command {
     MasterKey(MasterKeyCommand),
     /// Development/benchmark only: a new tenant with N cards whose PIN is set, and a CSV of them.
     Seed(crate::seed::SeedArgs),
+    /// Import a vendor's cardholders and cards (JSON Lines; PINs as encrypted blocks or Visa PVVs).
+    Import(crate::import::ImportArgs),
 }
 
 /// Where the database is and how to open its keys.
@@ -267,9 +269,14 @@ pub enum TenantCommand {
         /// The tenant id.
         #[arg(long)]
         tenant: String,
-        /// `aes` (AES-128, format 4 blocks) or `tdes` (double-length TDES, formats 0 and 3).
+        /// `aes` (AES-128, format 4 blocks), `tdes` (double-length TDES, formats 0 and 3) or
+        /// `pvk` (a Visa PIN verification key, double-length TDES; imported only).
         #[arg(long, value_enum, default_value_t = ZoneAlgorithm::Aes)]
         algorithm: ZoneAlgorithm,
+        /// Import this key (a file holding 32 hex characters) instead of making one; the
+        /// answer then carries its KCV to compare, never the key.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
         /// Print `{"key_id", "algorithm", "key_hex", "kcv"}` and nothing else.
         #[arg(long)]
         json: bool,
@@ -380,6 +387,7 @@ fn parse_m2p_required(s: &str) -> Result<M2pRequired, String> {
 pub enum ZoneAlgorithm {
     Aes,
     Tdes,
+    Pvk,
 }
 
 impl ZoneAlgorithm {
@@ -388,6 +396,7 @@ impl ZoneAlgorithm {
         match self {
             Self::Aes => "aes",
             Self::Tdes => "tdes",
+            Self::Pvk => cardcore_service::keyring::PVK,
         }
     }
 }

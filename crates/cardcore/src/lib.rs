@@ -3,6 +3,7 @@
 //! [`Server::start`] to run a real server on a free port.
 
 pub mod cli;
+pub mod import;
 mod listener;
 mod master_key;
 pub mod seed;
@@ -161,6 +162,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(TenantCommand::ZoneKey {
             tenant,
             algorithm,
+            key_file,
             json,
             db,
         }) => {
@@ -169,20 +171,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .tenant(parse_tenant(&tenant)?)
                 .await
                 .map_err(anyhow::Error::msg)?;
+            let Some(path) = key_file else {
+                let key = service
+                    .keys()
+                    .create_zone_key(tenant.id, algorithm.as_str())
+                    .await
+                    .map_err(anyhow::Error::msg)
+                    .context("--algorithm pvk needs --key-file")?;
+                let key_hex = zeroize::Zeroizing::new(hex::encode_upper(key.key.expose()));
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "key_id": key.id, "algorithm": key.algorithm, "key_hex": key_hex.as_str(), "kcv": key.kcv })
+                    );
+                } else {
+                    println!("zone PIN key {} ({}) for {}", key.id, key.algorithm, tenant.name);
+                    println!("key (shown once): {}  KCV {}", key_hex.as_str(), key.kcv);
+                }
+                return Ok(());
+            };
+            // The key is read from a file, never from the command line (which `ps` shows).
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+            );
+            let raw = cardcore_crypto::SecretBytes::from_hex(text.trim())
+                .map_err(|_| anyhow::anyhow!("{} must hold the key as 32 hex characters", path.display()))?;
             let key = service
                 .keys()
-                .create_zone_key(tenant.id, algorithm.as_str())
+                .import_zone_key(tenant.id, algorithm.as_str(), raw)
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let key_hex = zeroize::Zeroizing::new(hex::encode_upper(key.key.expose()));
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "key_id": key.id, "algorithm": key.algorithm, "key_hex": key_hex.as_str(), "kcv": key.kcv })
+                    serde_json::json!({ "key_id": key.id, "algorithm": key.algorithm, "kcv": key.kcv })
                 );
             } else {
-                println!("zone PIN key {} ({}) for {}", key.id, key.algorithm, tenant.name);
-                println!("key (shown once): {}  KCV {}", key_hex.as_str(), key.kcv);
+                println!(
+                    "imported {} key {} for {}: KCV {} (compare it with the one you were given)",
+                    key.algorithm, key.id, tenant.name, key.kcv
+                );
             }
             Ok(())
         }
@@ -206,6 +234,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed(args) => seed::run(args).await,
+        Command::Import(args) => import::run(args).await,
         Command::MasterKey(MasterKeyCommand::Generate) => {
             println!(
                 "{}",

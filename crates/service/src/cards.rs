@@ -106,6 +106,11 @@ fn random_digits<const N: usize>() -> [u8; N] {
     d
 }
 
+/// A new kit number drawn from the OS CSPRNG.
+pub(crate) fn random_kit_number() -> KitNumber {
+    KitNumber::from_digits(random_digits::<{ KitNumber::LEN }>())
+}
+
 /// A 6-digit code from the OS CSPRNG (activation codes, OTPs).
 pub(crate) fn random_code() -> Otp {
     let digits = zeroize::Zeroizing::new(random_digits::<6>());
@@ -280,34 +285,20 @@ impl Service {
             ),
             kit_number: match input.kit_number.as_deref().and_then(KitNumber::parse) {
                 Some(kit) => kit,
-                None => KitNumber::from_digits(random_digits::<{ KitNumber::LEN }>()),
+                None => random_kit_number(),
             },
             replacement_for,
             limits: Limits::unlimited(&self.config.currency),
             created_at: now,
             updated_at: now,
         };
-        let (data_version, data_key) = self.keys.data_key(None).await?;
-        let (_, lookup) = self.keys.mac_key(Purpose::PanLookup, None).await?;
-        let activation_code = (input.card_type == CardType::Physical).then(random_code);
-        let activation = match &activation_code {
-            Some(code) => {
-                let (v, otp_key) = self.keys.mac_key(Purpose::Otp, None).await?;
-                Some(Verifier {
-                    value: activation_verifier(&otp_key, card.id, code).to_vec(),
-                    key_version: v,
-                })
-            }
-            None => None,
-        };
-        let secrets = CardSecrets {
-            pan_hash: pan_lookup_hash(&lookup, pan.expose_bytes()),
-            pan_sealed: data_key.seal(pan_aad(&card).as_bytes(), pan.expose_bytes(), &mut OsRng),
-            data_key_version: data_version,
-            activation_code: activation,
-            pin: None,
-            pin_failures: 0,
-        };
+        let mut secrets = self.seal_card(&card, &pan).await?;
+        let mut activation_code = None;
+        if input.card_type == CardType::Physical {
+            let (code, verifier) = self.new_activation_code(card.id).await?;
+            activation_code = Some(code);
+            secrets.activation_code = Some(verifier);
+        }
         Ok(Issued {
             record: CardRecord { card, secrets },
             activation_code,
@@ -321,6 +312,37 @@ impl Service {
             CardType::Virtual => self.config.cvv_rotation_interval_hours,
             CardType::Physical => None,
         }
+    }
+
+    /// A new activation code for a physical card, and its verifier.
+    pub(crate) async fn new_activation_code(&self, card: CardId) -> ServiceResult<(Otp, Verifier)> {
+        let code = random_code();
+        let (version, otp_key) = self.keys.mac_key(Purpose::Otp, None).await?;
+        let verifier = Verifier {
+            value: activation_verifier(&otp_key, card, &code).to_vec(),
+            key_version: version,
+        };
+        Ok((code, verifier))
+    }
+
+    /// The keyed hash a card is found by from its PAN (unique across tenants).
+    pub(crate) async fn pan_hash(&self, pan: &Pan) -> ServiceResult<Vec<u8>> {
+        let (_, lookup) = self.keys.mac_key(Purpose::PanLookup, None).await?;
+        Ok(pan_lookup_hash(&lookup, pan.expose_bytes()))
+    }
+
+    /// A new card's protected data (issued or imported): the PAN hash, and
+    /// the PAN sealed under the newest data key. No PIN, no activation code.
+    pub(crate) async fn seal_card(&self, card: &Card, pan: &Pan) -> ServiceResult<CardSecrets> {
+        let (data_version, data_key) = self.keys.data_key(None).await?;
+        Ok(CardSecrets {
+            pan_hash: self.pan_hash(pan).await?,
+            pan_sealed: data_key.seal(pan_aad(card).as_bytes(), pan.expose_bytes(), &mut OsRng),
+            data_key_version: data_version,
+            activation_code: None,
+            pin: None,
+            pin_failures: 0,
+        })
     }
 
     /// A card of the caller's tenant.

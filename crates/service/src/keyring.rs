@@ -90,6 +90,10 @@ fn transport_label(tenant: TenantId, version: i32) -> String {
     format!("cardcore/transport-key/{tenant}/v{version}")
 }
 
+/// The algorithm name of a tenant's Visa PIN verification key (double-length
+/// TDES). It is kept apart from the `tdes` zone PIN keys: one key, one use.
+pub const PVK: &str = "pvk";
+
 fn zone_label(tenant: TenantId, id: ZoneKeyId, algorithm: &str) -> String {
     format!("cardcore/zone-key/{tenant}/{id}/{algorithm}")
 }
@@ -477,11 +481,44 @@ impl Keyring {
 
     /// Makes a zone PIN key for a tenant and returns it in clear, once.
     pub async fn create_zone_key(&self, tenant: TenantId, algorithm: &str) -> Result<ZoneKey, ServiceError> {
-        let key = random_key(16, &mut OsRng);
+        if algorithm == PVK {
+            return Err(ServiceError::invalid(
+                "algorithm",
+                "a PIN verification key is imported (the PVVs were made under it), never made",
+            ));
+        }
+        self.store_zone_key(tenant, algorithm, random_key(16, &mut OsRng)).await
+    }
+
+    /// Imports a tenant's existing key (16 bytes): a zone PIN key (`aes`,
+    /// `tdes`) its PIN blocks are encrypted under, or a Visa PIN
+    /// verification key (`pvk`, double-length TDES) its PVVs were made
+    /// under. The caller compares the answered KCV with the one it was given.
+    pub async fn import_zone_key(
+        &self,
+        tenant: TenantId,
+        algorithm: &str,
+        key: SecretBytes,
+    ) -> Result<ZoneKey, ServiceError> {
+        if key.len() != 16 {
+            return Err(ServiceError::invalid(
+                "key",
+                "must be 16 bytes (32 hex characters): AES-128, or double-length TDES (K1K2)",
+            ));
+        }
+        self.store_zone_key(tenant, algorithm, key).await
+    }
+
+    async fn store_zone_key(
+        &self,
+        tenant: TenantId,
+        algorithm: &str,
+        key: SecretBytes,
+    ) -> Result<ZoneKey, ServiceError> {
         let kcv = match algorithm {
             "aes" => cardcore_crypto::kcv::aes_kcv(key.expose()),
-            "tdes" => cardcore_crypto::kcv::tdes_kcv(key.expose()),
-            _ => return Err(ServiceError::invalid("algorithm", "must be aes or tdes")),
+            "tdes" | PVK => cardcore_crypto::kcv::tdes_kcv(key.expose()),
+            _ => return Err(ServiceError::invalid("algorithm", "must be aes, tdes or pvk")),
         }
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let id = ZoneKeyId::new();

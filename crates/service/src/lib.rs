@@ -11,6 +11,7 @@ pub mod egress;
 pub mod error;
 pub mod events;
 pub mod idempotency;
+pub mod import;
 pub mod keyring;
 pub mod pins;
 pub mod seed;

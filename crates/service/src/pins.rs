@@ -11,6 +11,7 @@ use cardcore_domain::{Card, CardId, EventType, PinDecision, PinTries, RuleViolat
 use cardcore_store::{CardRecord, Tx, Verifier};
 
 use crate::cards::{random_code, StatusChange};
+use crate::import::ImportedPvv;
 use crate::keyring::Purpose;
 use crate::{Ctx, Service, ServiceError, ServiceResult};
 
@@ -178,46 +179,72 @@ impl Service {
                     })
             }
             PinInput::Block { block, format, key_id } => {
-                let zone = self
-                    .keys
-                    .zone_key(ctx.tenant_id(), key_id, format.algorithm())
-                    .await?
-                    .ok_or_else(|| {
-                        ServiceError::invalid(
-                            &field("key_id"),
-                            format!(
-                                "no {} zone PIN key of this tenant matches; make one with `cardcore tenant zone-key --algorithm {}`",
-                                format.algorithm(),
-                                format.algorithm()
-                            ),
-                        )
-                    })?;
-                if zone.algorithm != format.algorithm() {
-                    return Err(ServiceError::invalid(
-                        &field("key_id"),
-                        format!(
-                            "is a {} key; {format:?} blocks need a {} key",
-                            zone.algorithm,
-                            format.algorithm()
-                        ),
-                    ));
-                }
-                if block.len() != format.block_len() {
-                    return Err(ServiceError::invalid(
-                        &field("pin_block"),
-                        format!("must be {} hex characters for {format:?}", format.block_len() * 2),
-                    ));
-                }
                 let pan = self.open_pan(rec).await?;
-                decode_block(&block, format, zone.key.expose(), &pan).map_err(|reason| {
-                    // The reason is for the operator only: told to the
-                    // caller, it would say which PAN digits a chosen block
-                    // matched. Never the block itself.
-                    tracing::debug!(card_id = %rec.card.id, ?format, %reason, "refused a PIN block");
-                    refused_pin_block(&field("pin_block"))
-                })
+                self.decode_zone_block(
+                    ctx.tenant_id(),
+                    &block,
+                    format,
+                    key_id,
+                    &pan,
+                    &field("key_id"),
+                    &field("pin_block"),
+                )
+                .await
             }
         }
+    }
+
+    /// Decodes an ISO 9564 block under one of the tenant's zone PIN keys
+    /// (by id, or else the newest of the format's algorithm) for `pan`.
+    /// `key_field` and `block_field` name the input in errors.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn decode_zone_block(
+        &self,
+        tenant: cardcore_domain::TenantId,
+        block: &[u8],
+        format: BlockFormat,
+        key_id: Option<ZoneKeyId>,
+        pan: &Pan,
+        key_field: &str,
+        block_field: &str,
+    ) -> ServiceResult<Pin> {
+        let zone = self
+            .keys
+            .zone_key(tenant, key_id, format.algorithm())
+            .await?
+            .ok_or_else(|| {
+                ServiceError::invalid(
+                    key_field,
+                    format!(
+                        "no {} zone PIN key of this tenant matches; make one with `cardcore tenant zone-key --algorithm {}`",
+                        format.algorithm(),
+                        format.algorithm()
+                    ),
+                )
+            })?;
+        if zone.algorithm != format.algorithm() {
+            return Err(ServiceError::invalid(
+                key_field,
+                format!(
+                    "is a {} key; {format:?} blocks need a {} key",
+                    zone.algorithm,
+                    format.algorithm()
+                ),
+            ));
+        }
+        if block.len() != format.block_len() {
+            return Err(ServiceError::invalid(
+                block_field,
+                format!("must be {} hex characters for {format:?}", format.block_len() * 2),
+            ));
+        }
+        decode_block(block, format, zone.key.expose(), pan).map_err(|reason| {
+            // The reason is for the operator only: told to the caller, it
+            // would say which PAN digits a chosen block matched. Never the
+            // block itself.
+            tracing::debug!(?format, %reason, "refused a PIN block");
+            refused_pin_block(block_field)
+        })
     }
 
     fn pin_verifier(key: &cardcore_crypto::verifier::MacKey, card: CardId, pin: &Pin) -> [u8; 32] {
@@ -228,6 +255,9 @@ impl Service {
         let Some(stored) = &rec.secrets.pin else {
             return Ok(false);
         };
+        if let Some(pvv) = ImportedPvv::from_verifier(stored) {
+            return self.pvv_matches(rec.card.tenant_id, rec, &pvv, pin).await;
+        }
         let (_, key) = self.keys.mac_key(Purpose::Pin, Some(stored.key_version)).await?;
         Ok(key.verify(
             label::PIN,
@@ -467,7 +497,14 @@ impl Service {
         let decision = tries.verify(self.config.pin_max_failures, right)?;
         put_pin_tries(rec, tries);
         let (newest, _) = self.keys.mac_key(Purpose::Pin, None).await?;
-        let stale = right && rec.secrets.pin.as_ref().is_some_and(|v| v.key_version != newest);
+        // An imported PVV is replaced by the keyed verifier as a verifier
+        // under an old key is: at the first right PIN.
+        let stale = right
+            && rec
+                .secrets
+                .pin
+                .as_ref()
+                .is_some_and(|v| v.key_version != newest || ImportedPvv::from_verifier(v).is_some());
         if stale {
             rec.secrets.pin = Some(self.new_pin_verifier(rec.card.id, pin).await?);
         }

@@ -746,6 +746,21 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn card_by_pan_hash(&self, tenant: TenantId, pan_hash: &[u8]) -> StoreResult<Option<CardRecord>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND pan_hash = $2"
+            ))
+            .bind(tenant.0)
+            .bind(pan_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(rows::card).transpose()
+        })
+        .await
+    }
+
     async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>> {
         self.run(async {
             let row = sqlx::query(&format!(

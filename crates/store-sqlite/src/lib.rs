@@ -573,6 +573,13 @@ impl Store for SqliteStore {
         Ok(None)
     }
 
+    async fn card_by_pan_hash(&self, tenant: TenantId, pan_hash: &[u8]) -> StoreResult<Option<CardRecord>> {
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ? AND pan_hash = ?"));
+        self.points
+            .row(&SQL, (id_str(&tenant), pan_hash), |row| rows::card(row))
+    }
+
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
         let mut sql = format!("SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = ?");
         if filter.cardholder_id.is_some() {

@@ -170,6 +170,9 @@ pub trait Store: Send + Sync + 'static {
     /// A card by kit number.
     async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>>;
 
+    /// A card by its keyed PAN hash ([`CardSecrets::pan_hash`]).
+    async fn card_by_pan_hash(&self, tenant: TenantId, pan_hash: &[u8]) -> StoreResult<Option<CardRecord>>;
+
     /// Cards matching the filter, ordered by id (creation order).
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>>;
 
