@@ -18,6 +18,7 @@ mod dialect_qitech;
 mod events;
 mod idempotency;
 mod idempotency_secrets;
+mod import;
 mod isolation;
 mod lifecycle;
 mod limits;
