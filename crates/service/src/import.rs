@@ -766,3 +766,41 @@ fn same_card(existing: &CardRecord, holder: Option<&Cardholder>, line: &ImportCa
         )),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pvv_verifier_round_trips_and_never_reads_as_an_hmac() {
+        let pvv = ImportedPvv {
+            pvk: ZoneKeyId::new(),
+            pvki: 7,
+            pvv: Pvv::parse("8523").unwrap(),
+        };
+        let stored = pvv.to_verifier();
+        assert_eq!(stored.key_version, 7);
+        let back = ImportedPvv::from_verifier(&stored).unwrap();
+        assert_eq!((back.pvk, back.pvki, back.pvv), (pvv.pvk, 7, pvv.pvv));
+        let hmac = Verifier {
+            value: vec![0x50; 32],
+            key_version: 1,
+        };
+        assert!(ImportedPvv::from_verifier(&hmac).is_none());
+        let mut bad_pvki = stored.clone();
+        bad_pvki.key_version = 10;
+        assert!(ImportedPvv::from_verifier(&bad_pvki).is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_named_only_when_they_look_like_names() {
+        let map: Map<String, Value> = serde_json::from_str(r#"{"pan": "1", "pna": "2"}"#).unwrap();
+        let e = allow(&map, "card.", &["pan"]).unwrap_err();
+        assert_eq!(e.field, "card.pna");
+        let map: Map<String, Value> = serde_json::from_str(r#"{"pan": "1", "4242424242424242": 1}"#).unwrap();
+        let e = allow(&map, "card.", &["pan"]).unwrap_err();
+        assert_eq!(e.field, "card");
+        assert!(!e.to_string().contains("4242"), "{e}");
+    }
+}

@@ -417,10 +417,12 @@ pub async fn zone_keys_are_per_tenant_oldest_first(store: Arc<dyn Store>) {
     let newer = zone(a.id, "aes", 20);
     let older = zone(a.id, "tdes", 10);
     let other = zone(b.id, "aes", 5);
-    for z in [&newer, &older, &other] {
+    // A Visa PIN verification key, imported for PVVs (migration 0008).
+    let pvk = zone(a.id, "pvk", 30);
+    for z in [&newer, &older, &other, &pvk] {
         store.insert_zone_key(z).await.unwrap();
     }
-    assert_eq!(store.zone_keys(a.id).await.unwrap(), vec![older, newer]);
+    assert_eq!(store.zone_keys(a.id).await.unwrap(), vec![older, newer, pvk]);
     assert_eq!(store.zone_keys(b.id).await.unwrap(), vec![other]);
     assert!(store.zone_keys(TenantId::new()).await.unwrap().is_empty());
 }
@@ -644,12 +646,21 @@ pub async fn cards_round_trip_every_field(store: Arc<dyn Store>) {
             store.card_by_kit(t.id, &c.card.kit_number).await.unwrap().as_ref(),
             Some(c)
         );
+        assert_eq!(
+            store
+                .card_by_pan_hash(t.id, &c.secrets.pan_hash)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(c)
+        );
         let mut tx = store.begin().await.unwrap();
         assert_eq!(tx.lock_card(t.id, c.card.id).await.unwrap().as_ref(), Some(c));
         drop(tx);
     }
     assert_eq!(store.card(t.id, CardId::new()).await.unwrap(), None);
     assert_eq!(store.card_by_kit(t.id, &unique_kit()).await.unwrap(), None);
+    assert_eq!(store.card_by_pan_hash(t.id, &unique_bytes(32)).await.unwrap(), None);
     let mut tx = store.begin().await.unwrap();
     assert_eq!(tx.lock_card(t.id, CardId::new()).await.unwrap(), None);
 }
@@ -982,6 +993,7 @@ pub async fn tenants_are_isolated(store: Arc<dyn Store>) {
     );
     assert_eq!(store.card(b.id, c.card.id).await.unwrap(), None);
     assert_eq!(store.card_by_kit(b.id, &c.card.kit_number).await.unwrap(), None);
+    assert_eq!(store.card_by_pan_hash(b.id, &c.secrets.pan_hash).await.unwrap(), None);
     let everything = CardFilter {
         limit: 100,
         ..CardFilter::default()
