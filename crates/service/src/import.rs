@@ -288,12 +288,9 @@ impl Importer {
         let expiry = Expiry::parse_mm_yy(req_str(card, "card.", "expiry")?)
             .ok_or_else(|| LineError::new("card.expiry", "must be MM/YY"))?;
         let kit = match opt_str(card, "card.", "kit_number")? {
-            Some(k) => Some(KitNumber::parse(k).ok_or_else(|| {
-                LineError::new(
-                    "card.kit_number",
-                    "is not a valid kit number (digits, as the API accepts)",
-                )
-            })?),
+            Some(k) => {
+                Some(KitNumber::parse(k).ok_or_else(|| LineError::new("card.kit_number", "must be 6 to 16 digits"))?)
+            }
             None => None,
         };
         let card_type = CardType::parse(req_str(card, "card.", "type")?)
@@ -609,7 +606,12 @@ impl Importer {
             brand: line.brand,
             last_four: line.pan.last_four().to_owned(),
             expiry: line.expiry,
-            card_name: line.card_name.clone(),
+            // Without a name the card is called by its type, as at creation.
+            card_name: Some(
+                line.card_name
+                    .clone()
+                    .unwrap_or_else(|| line.card_type.as_str().to_owned()),
+            ),
             printed_name: Some(
                 line.printed_name
                     .clone()

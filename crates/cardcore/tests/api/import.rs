@@ -189,7 +189,7 @@ async fn a_portfolio_imports_once_and_every_pin_verifies_through_the_api() {
         line(
             "imp-a",
             "Ana Silva",
-            json!({"pan": pan0, "expiry": "11/28", "kit_number": "2000419500", "type": "physical",
+            json!({"pan": pan0, "expiry": "11/28", "kit_number": "20004195", "type": "physical",
                    "status": "ACTIVE", "limits": limits,
                    "pin": {"format": "ISO-0", "key_id": tdes["key_id"], "block": block0}}),
         ),
@@ -298,7 +298,8 @@ async fn a_portfolio_imports_once_and_every_pin_verifies_through_the_api() {
     let cp = card_of(&app, "imp-b", &pan_pvv[12..]).await;
     let cp2 = card_of(&app, "imp-c", &pan_pvv2[12..]).await;
     assert_eq!(c4["cardholder_id"], c0["cardholder_id"], "one cardholder, two cards");
-    assert_eq!(c0["kit_number"], "2000419500");
+    assert_eq!(c0["kit_number"], "20004195", "a vendor's 8-digit kit is kept");
+    assert_eq!(c4["card_name"], "virtual", "named by its type, as at creation");
     assert_eq!(c0["brand"], "mastercard");
     assert_eq!(c0["expiry"], "11/28");
     assert_eq!(cp["status"], "LOCKED");
