@@ -371,4 +371,39 @@ async fn a_portfolio_imports_once_and_every_pin_verifies_through_the_api() {
         stderr.contains("line 1: card.expiry: differs from the card already imported with this PAN"),
         "{stderr}"
     );
+
+    // A PAN is unique across tenants: another tenant's card's PAN is a failed line.
+    let b_key = app.new_tenant("tenant-b").await;
+    let b_holder = app.create_cardholder_as(&b_key, "b-1").await;
+    let b_card = app
+        .create_card_as(&b_key, b_holder["id"].as_str().unwrap(), "virtual")
+        .await;
+    let b_pan = app
+        .call_as(
+            &b_key,
+            reqwest::Method::GET,
+            &format!("/v1/cards/{}/sensitive", b_card["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .ok()["pan"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let taken = line(
+        "imp-z",
+        "Zeca Taken",
+        json!({"pan": b_pan, "expiry": "05/29", "type": "virtual"}),
+    );
+    std::fs::write(&file, taken + "\n").unwrap();
+    let (ok, stdout, stderr) = run(&[]);
+    assert!(!ok);
+    assert!(stdout.contains("imported 0, unchanged 0, failed 1"), "{stdout}");
+    assert!(
+        stderr.contains("line 1: card.pan: is already another card's PAN"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&b_pan) && !stdout.contains(&b_pan));
+    let found = app.get("/v1/cardholders?external_id=imp-z").await.ok();
+    assert_eq!(found["data"], json!([]), "the failed line left no cardholder behind");
 }
