@@ -70,7 +70,7 @@ async fn otp(app: &TestApp, auth: &M2p, c: &Owned) -> (String, String) {
     )
     .await
     .ok();
-    let trace = r["traceNumber"].as_str().unwrap().to_owned();
+    let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
     let event = app
         .card_events(c.id())
         .await
@@ -419,7 +419,8 @@ async fn otp_generate_and_its_errors() {
     let c = owned_card(&app, "virtual").await;
     let body = |mobile: &str| json!({"mobileNumber": mobile, "entityId": c.external_id, "kitNo": c.kit()});
     let r = m2p(&app, &auth, "otp/generate", body("9600389470")).await.ok();
-    assert_eq!(r["status"], "SUCCESS");
+    assert_eq!(r["result"]["status"], true);
+    assert!(r["pagination"].is_null());
     insta::assert_json_snapshot!("m2p_otp_generated", redact(&r));
     let event = app
         .card_events(c.id())
@@ -428,7 +429,7 @@ async fn otp_generate_and_its_errors() {
         .rev()
         .find(|e| e["type"] == "otp.created")
         .unwrap();
-    assert_eq!(event["data"]["trace_number"], r["traceNumber"]);
+    assert_eq!(event["data"]["trace_number"], r["result"]["traceNumber"]);
     assert!(!serde_json::to_string(&r)
         .unwrap()
         .contains(event["data"]["otp"].as_str().unwrap()));

@@ -256,7 +256,7 @@ async fn m2p_pin_update_tells_nothing_about_the_current_pin_before_both_proofs()
             )
             .await
             .ok();
-            let trace = r["traceNumber"].as_str().unwrap().to_owned();
+            let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
             let event = app
                 .card_events(&id)
                 .await

@@ -262,7 +262,7 @@ async fn m2p_otp(app: &TestApp, auth: &M2p, card_id: &str) -> (String, String) {
     )
     .await
     .ok();
-    let trace = r["traceNumber"].as_str().unwrap().to_owned();
+    let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
     let event = app
         .card_events(card_id)
         .await

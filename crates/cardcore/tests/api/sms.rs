@@ -229,7 +229,7 @@ async fn m2p_pin_change_end_to_end_with_the_code_from_a_fake_twilio() {
     )
     .await
     .ok();
-    let trace = r["traceNumber"].as_str().unwrap().to_owned();
+    let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
 
     let got = twilio.wait("the SMS", |g| !g.is_empty()).await;
     assert_eq!(got.len(), 1, "{got:#?}");

@@ -258,7 +258,7 @@ fn check_expiry(errors: &mut ValidationErrors, field: &str, card: &Card, expiry:
     description = "The code goes to the tenant's event log and webhooks as `otp.created` (for the tenant to send), never in the answer. `template` and `productId` are accepted and not used; `card` (last four digits) and `countryCode`, when given, must match.",
     request_body = OtpRequest,
     responses(
-        (status = 200, description = "The OTP's trace number.", body = OtpResponse),
+        (status = 200, description = "`{\"result\": {\"status\": true, \"traceNumber\", \"refNumber\"}, \"pagination\": null}`: the OTP's trace number.", body = Envelope<OtpResponse>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, `mobileNumber` not the cardholder's (\"Invalid contact\"), `card` or `countryCode` not matching, `otpType` not S or D."),
         (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
         (status = 409, description = "`PPCUST_042`: PIN change is locked after 3 wrong OTPs (10 minutes, with `Retry-After`); `invalid.card.status`: the card's status allows no PIN change."),
@@ -269,7 +269,7 @@ async fn generate_otp(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
     body: Body,
-) -> Result<Json<OtpResponse>, M2pError> {
+) -> Result<Json<Envelope<OtpResponse>>, M2pError> {
     let outcome = async {
         let b: OtpRequest = parse_body(body)?;
         if b.otp_type.as_deref().is_some_and(|t| t != "S" && t != "D") {
@@ -286,11 +286,11 @@ async fn generate_otp(
         }
         errors.into_result()?;
         let issued = s.service.create_otp(&ctx, card.id, OtpPurpose::PinChange).await?;
-        Ok(OtpResponse {
-            status: "SUCCESS",
+        Ok(Envelope::new(OtpResponse {
+            status: true,
             trace_number: issued.trace_number,
             ref_number: ctx.request_id.clone().unwrap_or_default(),
-        })
+        }))
     };
     answer(Op::GenerateOtp, outcome.await)
 }

@@ -30,10 +30,6 @@ fn bearer() -> utoipa::openapi::Object {
     crate::openapi::string_enum(["Bearer"])
 }
 
-fn success() -> utoipa::openapi::Object {
-    crate::openapi::string_enum(["SUCCESS"])
-}
-
 fn null() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::Null)
@@ -178,13 +174,15 @@ fn otp_type() -> utoipa::openapi::Object {
     schema
 }
 
-/// The OTP's handle; the code goes to the tenant's webhook (`otp.created`).
+/// The OTP's handle, inside M2P's `{"result": ..., "pagination": null}`
+/// (https://dev.m2p.app/docs/prepaidv2/api-library/authentication/generateOtp);
+/// the code goes to the tenant's webhook (`otp.created`) or SMS.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(as = M2pOtpResponse)]
 pub struct OtpResponse {
-    #[schema(schema_with = success)]
-    pub status: &'static str,
+    /// Always `true` on success.
+    pub status: bool,
     /// The OTP's trace number, for `otpDetails.traceNumber`.
     pub trace_number: String,
     /// The request id.
