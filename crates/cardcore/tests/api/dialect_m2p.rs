@@ -869,3 +869,63 @@ async fn errors_500_and_503_hide_their_cause() {
     assert!(!r.text.contains("version") && !r.text.contains("4821"), "{}", r.text);
     insta::assert_json_snapshot!("m2p_internal_error", b);
 }
+
+/// M2P's own example of `otp/generate`
+/// (https://dev.m2p.app/docs/prepaidv2/api-library/authentication/generateOtp)
+/// names the card by its last four digits, with no `kitNo`.
+#[tokio::test]
+async fn otp_generate_as_m2ps_own_example_names_the_card_without_a_kit() {
+    let app = spawn_app().await;
+    let auth = login(&app).await;
+    let c = owned_card(&app, "virtual").await;
+    let last_four = |card: &serde_json::Value| card["last_four"].as_str().unwrap().to_owned();
+    let example = |card: Option<&str>| {
+        let mut body = json!({
+            "mobileNumber": "9600389470", "otpType": "S", "template": "OTP",
+            "entityId": c.external_id, "productId": "HKfXwH9uph", "countryCode": 91,
+        });
+        if let Some(last4) = card {
+            body["card"] = json!(last4);
+        }
+        body
+    };
+    let events = |id: &str| {
+        let id = id.to_owned();
+        let app = &app;
+        async move {
+            app.card_events(&id)
+                .await
+                .into_iter()
+                .filter(|e| e["type"] == "otp.created")
+                .map(|e| e["data"]["trace_number"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // One card: the example as written, `card` and all.
+    let r = m2p(&app, &auth, "otp/generate", example(Some(&last_four(&c.card))))
+        .await
+        .ok();
+    assert_eq!(r["result"]["status"], true);
+    let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
+    assert_eq!(events(c.id()).await, [trace]);
+
+    // Two cards: without `card` the kit is asked for, by field; `card`
+    // picks one (unless both end alike, which a retry of the draw avoids).
+    let holder_id = c.card["cardholder_id"].as_str().unwrap().to_owned();
+    let mut second = app.create_card_as(&app.key.clone(), &holder_id, "virtual").await;
+    while last_four(&second) == last_four(&c.card) {
+        second = app.create_card_as(&app.key.clone(), &holder_id, "virtual").await;
+    }
+    let r = m2p(&app, &auth, "otp/generate", example(None)).await;
+    assert_eq!(
+        field_errors(&r, "generateOtp").first().map(|(f, _)| f.as_str()),
+        Some("kitNo")
+    );
+    let r = m2p(&app, &auth, "otp/generate", example(Some(&last_four(&second))))
+        .await
+        .ok();
+    let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
+    assert_eq!(events(second["id"].as_str().unwrap()).await, [trace]);
+    assert_eq!(events(c.id()).await.len(), 1, "the first card got no second OTP");
+}

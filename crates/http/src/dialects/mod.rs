@@ -16,7 +16,7 @@ pub(crate) mod qitech;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use cardcore_domain::{AccountId, Card, CardId, Cardholder, Limits};
+use cardcore_domain::{AccountId, Card, CardId, CardStatus, Cardholder, Limits};
 use cardcore_service::cards::ListCards;
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use serde::de::DeserializeOwned;
@@ -147,6 +147,29 @@ pub(crate) async fn card_by_kit_of_holder(
         return Err(ServiceError::NotFound("card"));
     }
     Ok((holder, card))
+}
+
+/// The cardholder `external_id`'s card that a caller names without a kit
+/// number: its only open card, or the only one whose last four digits are
+/// `last_four`. None or several: `None`, and the caller asks for the kit.
+/// An unknown cardholder answers `NotFound("card")`, as a wrong kit does.
+pub(crate) async fn only_card_of_holder(
+    service: &Service,
+    ctx: &Ctx,
+    external_id: &str,
+    last_four: Option<&str>,
+) -> ServiceResult<(Cardholder, Option<Card>)> {
+    let holder = holder(service, ctx, external_id).await.map_err(card_not_found)?;
+    let mut cards = all_cards(service, ctx, &holder)
+        .await?
+        .into_iter()
+        .filter(|c| c.status != CardStatus::Closed)
+        .filter(|c| last_four.is_none_or(|l| c.last_four == l));
+    let only = match (cards.next(), cards.next()) {
+        (Some(card), None) => Some(card),
+        _ => None,
+    };
+    Ok((holder, only))
 }
 
 /// The card `card_id` if it draws on the account `account_id` (QI's wallet).

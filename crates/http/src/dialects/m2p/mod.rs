@@ -33,7 +33,7 @@ use types::{
     PreferencesRequest, PreferencesView, StatusRequest, StatusWanted, TokenRequest, TokenResponse, Validity,
 };
 
-use super::{all_cards, card_by_kit_of_holder, header_value, holder, parse_body, patch_limits};
+use super::{all_cards, card_by_kit_of_holder, header_value, holder, only_card_of_holder, parse_body, patch_limits};
 use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::ratelimit::Gate;
@@ -255,7 +255,7 @@ fn check_expiry(errors: &mut ValidationErrors, field: &str, card: &Card, expiry:
     path = "/otp/generate",
     operation_id = "m2pGenerateOtp",
     summary = "Generate an OTP for a PIN change",
-    description = "The code goes to the tenant's event log and webhooks as `otp.created` (for the tenant to send), never in the answer. `template` and `productId` are accepted and not used; `card` (last four digits) and `countryCode`, when given, must match.",
+    description = "The code goes to the tenant's event log and webhooks as `otp.created` (for the tenant to send, or by SMS when the tenant has it on), never in the answer. `template` and `productId` are accepted and not used; `card` (last four digits) and `countryCode`, when given, must match. Without `kitNo` (as in M2P's own example) the card is the cardholder's only open card, or the only one ending in `card`; otherwise `kitNo` is a field error.",
     request_body = OtpRequest,
     responses(
         (status = 200, description = "`{\"result\": {\"status\": true, \"traceNumber\", \"refNumber\"}, \"pagination\": null}`: the OTP's trace number.", body = Envelope<OtpResponse>),
@@ -275,7 +275,16 @@ async fn generate_otp(
         if b.otp_type.as_deref().is_some_and(|t| t != "S" && t != "D") {
             return Err(ServiceError::invalid("otpType", "must be S or D"));
         }
-        let (holder, card) = card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, &b.kit_no).await?;
+        let (holder, card) = match &b.kit_no {
+            Some(kit) => card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, kit).await?,
+            None => match only_card_of_holder(&s.service, &ctx, &b.entity_id, b.card.as_deref()).await? {
+                (holder, Some(card)) => (holder, card),
+                (_, None) => return Err(ServiceError::invalid(
+                    "kitNo",
+                    "required: no single open card of this entityId (ending in card, when given) is named without it",
+                )),
+            },
+        };
         let mut errors = ValidationErrors::new();
         let cc = b.country_code.as_ref().map(|c| c.digits());
         if !same_phone(&holder, &b.mobile_number, cc.as_deref()) {

@@ -147,10 +147,12 @@ pub struct OtpRequest {
     pub mobile_number: String,
     /// The cardholder's `external_id`.
     pub entity_id: String,
-    /// The card's kit number (also accepted as `kit`).
+    /// The card's kit number (also accepted as `kit`). M2P's own example
+    /// leaves it out: then the card is the cardholder's only open card, or
+    /// the only one ending in `card`.
     #[serde(alias = "kit")]
     #[schema(pattern = "^[0-9]{6,16}$")]
-    pub kit_no: String,
+    pub kit_no: Option<String>,
     /// `S` (mobile) or `D` (mobile and email): delivery is the tenant's.
     #[schema(schema_with = otp_type)]
     pub otp_type: Option<String>,
