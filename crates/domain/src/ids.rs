@@ -99,3 +99,11 @@ id_type!(
     /// A tenant's zone PIN key.
     ZoneKeyId
 );
+id_type!(
+    /// An authorization: the issuer's decision on one payment, and its hold.
+    AuthorizationId
+);
+id_type!(
+    /// A money movement on a card: a capture (clearing) or a refund.
+    TransactionId
+);

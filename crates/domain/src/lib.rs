@@ -3,6 +3,7 @@
 //! nor sqlx). Time comes in as an argument, never from a clock.
 
 pub mod activation;
+pub mod authorization;
 pub mod card;
 pub mod cardholder;
 pub mod error;
@@ -24,7 +25,8 @@ pub use cardholder::{Cardholder, ExternalId, Phone};
 pub use error::RuleViolation;
 pub use event::{Actor, ActorKind, AuditEntry, Channel, Event, EventType};
 pub use ids::{
-    AccountId, ApiKeyId, AuditId, CardId, CardholderId, EventId, ProgramId, TenantId, WebhookEndpointId, ZoneKeyId,
+    AccountId, ApiKeyId, AuditId, AuthorizationId, CardId, CardholderId, EventId, ProgramId, TenantId, TransactionId,
+    WebhookEndpointId, ZoneKeyId,
 };
 pub use lifecycle::{BlockFrom, LifecycleAction, ReplaceReason, Transition};
 pub use limits::{ChannelLimit, ChannelLimits, Limits};

@@ -8,6 +8,9 @@ use crate::validation::ValidationErrors;
 /// Largest amount accepted (10^12 minor units), so sums never overflow.
 pub const MAX_AMOUNT: u64 = 1_000_000_000_000;
 
+/// Largest `daily_count` accepted.
+pub const MAX_DAILY_COUNT: u32 = 1_000_000;
+
 /// One channel's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -24,6 +27,10 @@ pub struct ChannelLimit {
     /// Largest total per month, in minor units; `null`: no limit.
     #[cfg_attr(feature = "openapi", schema(required = true, maximum = 1_000_000_000_000_u64))]
     pub monthly: Option<u64>,
+    /// Most approved authorizations per day; absent or `null`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 1_000_000_u32))]
+    pub daily_count: Option<u32>,
 }
 
 impl Default for ChannelLimit {
@@ -33,6 +40,7 @@ impl Default for ChannelLimit {
             per_transaction: None,
             daily: None,
             monthly: None,
+            daily_count: None,
         }
     }
 }
@@ -102,6 +110,12 @@ impl Limits {
                     );
                 }
             }
+            if ch.daily_count.is_some_and(|c| c > MAX_DAILY_COUNT) {
+                errors.add(
+                    format!("channels.{name}.daily_count"),
+                    format!("must be at most {MAX_DAILY_COUNT}"),
+                );
+            }
             if let (Some(p), Some(d)) = (ch.per_transaction, ch.daily) {
                 if p > d {
                     errors.add(format!("channels.{name}.per_transaction"), "must not exceed daily");
@@ -135,6 +149,7 @@ mod tests {
             per_transaction: Some(500),
             daily: Some(100),
             monthly: Some(50),
+            daily_count: None,
         };
         let err = l.validate().unwrap_err();
         let fields: Vec<&str> = err.0.iter().map(|e| e.field.as_str()).collect();
