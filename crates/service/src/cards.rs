@@ -300,7 +300,11 @@ impl Service {
             secrets.activation_code = Some(verifier);
         }
         Ok(Issued {
-            record: CardRecord { card, secrets },
+            record: CardRecord {
+                card,
+                secrets,
+                usage: Default::default(),
+            },
             activation_code,
         })
     }

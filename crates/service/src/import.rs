@@ -627,7 +627,11 @@ impl Importer {
             updated_at: now,
         };
         let secrets = service.seal_card(&card, &line.pan).await.map_err(fatal)?;
-        let mut rec = CardRecord { card, secrets };
+        let mut rec = CardRecord {
+            card,
+            secrets,
+            usage: Default::default(),
+        };
         let mut activation = None;
         if rec.card.status == CardStatus::Inactive {
             let (code, verifier) = service.new_activation_code(rec.card.id).await.map_err(fatal)?;

@@ -30,6 +30,7 @@
 //!
 //! Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
+mod money;
 mod queue;
 mod rows;
 mod webhooks;
@@ -42,7 +43,9 @@ use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_domain::AuthorizationId;
 use cardcore_store::PanRow;
+use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
@@ -1064,6 +1067,43 @@ impl Store for PostgresStore {
         self.idem_record(tenant, key).await
     }
 
+    async fn authorization(&self, tenant: TenantId, id: AuthorizationId) -> StoreResult<Option<AuthorizationRecord>> {
+        self.run(self.authorization_one(tenant, id)).await
+    }
+
+    async fn authorization_by_reference(
+        &self,
+        tenant: TenantId,
+        network_reference: &str,
+    ) -> StoreResult<Option<AuthorizationRecord>> {
+        self.run(self.authorization_by_ref(tenant, network_reference)).await
+    }
+
+    async fn authorizations(
+        &self,
+        tenant: TenantId,
+        card: CardId,
+        page: &MoneyPage,
+    ) -> StoreResult<Vec<AuthorizationRecord>> {
+        self.run(self.authorizations_of(tenant, card, page)).await
+    }
+
+    async fn transaction_by_reference(
+        &self,
+        tenant: TenantId,
+        network_reference: &str,
+    ) -> StoreResult<Option<TransactionRecord>> {
+        self.run(self.transaction_by_ref(tenant, network_reference)).await
+    }
+
+    async fn transactions(&self, tenant: TenantId, card: CardId, page: &MoneyPage) -> StoreResult<Vec<TransactionRecord>> {
+        self.run(self.transactions_of(tenant, card, page)).await
+    }
+
+    async fn due_authorizations(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<DueAuthorization>> {
+        self.run(self.due(now, limit)).await
+    }
+
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         self.purge_idem(created_before).await
     }
@@ -1193,7 +1233,7 @@ impl Tx for PostgresTx {
             // and the kit number, and leaves the transaction usable.
             let r = sqlx::query(&format!(
                 "INSERT INTO cards ({CARD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30) \
+                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32) \
                  ON CONFLICT DO NOTHING"
             ))
             .bind(c.id.0)
@@ -1227,6 +1267,8 @@ impl Tx for PostgresTx {
             .bind(i64::from(s.pin_failures))
             .bind(c.created_at)
             .bind(c.updated_at)
+            .bind(rec.usage.controls.as_ref().map(json))
+            .bind(json(&rec.usage.totals))
             .execute(&mut *self.tx)
             .await
             .map_err(map_err)?;
@@ -1241,8 +1283,8 @@ impl Tx for PostgresTx {
         let sql = "UPDATE cards SET status = $1, reason_code = $2, reason_message = $3, pin_status = $4, \
                    card_name = $5, printed_name = $6, limits = $7, pan_sealed = $8, cvv_sealed = $9, \
                    data_key_version = $10, activation_verifier = $11, activation_key_version = $12, \
-                   pin_verifier = $13, pin_key_version = $14, pin_failures = $15, updated_at = $16 \
-                   WHERE tenant_id = $17 AND id = $18";
+                   pin_verifier = $13, pin_key_version = $14, pin_failures = $15, updated_at = $16, \
+                   controls = $17, spend = $18 WHERE tenant_id = $19 AND id = $20";
         self.enqueue(Kind::Card, sql, |b| {
             b.bind(c.status.as_str())?
                 .bind(c.status_reason.as_ref().map(|r| r.code.as_str()))?
@@ -1260,6 +1302,8 @@ impl Tx for PostgresTx {
                 .bind(s.pin.as_ref().map(|v| v.key_version))?
                 .bind(i64::from(s.pin_failures))?
                 .bind(c.updated_at)?
+                .bind(rec.usage.controls.as_ref().map(json))?
+                .bind(json(&rec.usage.totals))?
                 .bind(c.tenant_id.0)?
                 .bind(c.id.0)?;
             Ok(())
@@ -1435,6 +1479,117 @@ impl Tx for PostgresTx {
                 .bind(e.sealed_data.as_ref().map(|s| s.key_version))?
                 .bind(ev.created_at)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn insert_authorization(&mut self, r: &AuthorizationRecord) -> StoreResult<bool> {
+        use money::sql_amount as a;
+        bounded(self.deadline, async {
+            self.flush().await?;
+            let res = sqlx::query(&format!(
+                "INSERT INTO authorizations ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) ON CONFLICT (tenant_id, network_reference) DO NOTHING",
+                money::AUTH_COLUMNS
+            ))
+            .bind(r.id.0)
+            .bind(r.tenant_id.0)
+            .bind(r.card_id.map(|c| c.0))
+            .bind(r.status.as_str())
+            .bind(r.decline_reason.map(|d| d.as_str()))
+            .bind(&r.response_code)
+            .bind(r.decided_by.as_str())
+            .bind(a(r.amount))
+            .bind(&r.currency)
+            .bind(a(r.billing_amount))
+            .bind(&r.billing_currency)
+            .bind(a(r.amounts.approved))
+            .bind(a(r.amounts.pending))
+            .bind(a(r.amounts.captured))
+            .bind(a(r.amounts.reversed))
+            .bind(json(&r.merchant))
+            .bind(r.channel.as_str())
+            .bind(&r.network_reference)
+            .bind(&r.windows.day)
+            .bind(&r.windows.month)
+            .bind(r.expires_at)
+            .bind(r.created_at)
+            .bind(r.updated_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(res.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn authorization_in_tx(
+        &mut self,
+        tenant: TenantId,
+        id: AuthorizationId,
+    ) -> StoreResult<Option<AuthorizationRecord>> {
+        bounded(self.deadline, async {
+            self.flush().await?;
+            let row = sqlx::query(&format!(
+                "SELECT {} FROM authorizations WHERE tenant_id = $1 AND id = $2",
+                money::AUTH_COLUMNS
+            ))
+            .bind(tenant.0)
+            .bind(id.0)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(money::authorization).transpose()
+        })
+        .await
+    }
+
+    async fn update_authorization(&mut self, r: &AuthorizationRecord) -> StoreResult<()> {
+        use money::sql_amount as a;
+        bounded(self.deadline, async {
+            self.flush().await?;
+            sqlx::query(
+                "UPDATE authorizations SET status = $1, approved_amount = $2, pending_amount = $3, \
+                 captured_amount = $4, reversed_amount = $5, updated_at = $6 WHERE tenant_id = $7 AND id = $8",
+            )
+            .bind(r.status.as_str())
+            .bind(a(r.amounts.approved))
+            .bind(a(r.amounts.pending))
+            .bind(a(r.amounts.captured))
+            .bind(a(r.amounts.reversed))
+            .bind(r.updated_at)
+            .bind(r.tenant_id.0)
+            .bind(r.id.0)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_transaction(&mut self, r: &TransactionRecord) -> StoreResult<bool> {
+        bounded(self.deadline, async {
+            self.flush().await?;
+            let res = sqlx::query(&format!(
+                "INSERT INTO card_transactions ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (tenant_id, network_reference) DO NOTHING",
+                money::TXN_COLUMNS
+            ))
+            .bind(r.id.0)
+            .bind(r.tenant_id.0)
+            .bind(r.card_id.0)
+            .bind(r.authorization_id.map(|x| x.0))
+            .bind(r.kind.as_str())
+            .bind(money::sql_amount(r.amount))
+            .bind(&r.currency)
+            .bind(r.merchant.as_ref().map(json))
+            .bind(&r.network_reference)
+            .bind(r.created_at)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(map_err)?;
+            Ok(res.rows_affected() == 1)
         })
         .await
     }

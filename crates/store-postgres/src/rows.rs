@@ -5,8 +5,9 @@ use cardcore_domain::{
     AuditEntry, Brand, Card, CardStatus, CardType, Cardholder, Event, EventType, Expiry, ExternalId, KitNumber, Limits,
     Phone, PinStatus, ReasonCode, StatusReason, Tenant, Timestamp,
 };
+use cardcore_domain::authorization::{SpendTotals, SpendingControls};
 use cardcore_store::{
-    ApiKeyRecord, CardRecord, CardSecrets, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
+    ApiKeyRecord, CardRecord, CardUsage, CardSecrets, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -99,7 +100,7 @@ pub fn cardholder(row: &PgRow) -> StoreResult<Cardholder> {
 pub const CARD_COLUMNS: &str = "id, tenant_id, cardholder_id, account_id, program_id, type, status, reason_code, \
     reason_message, pin_status, brand, last_four, expiry_month, expiry_year, card_name, printed_name, kit_number, \
     replacement_for, limits, pan_hash, pan_sealed, cvv_sealed, data_key_version, activation_verifier, \
-    activation_key_version, pin_verifier, pin_key_version, pin_failures, created_at, updated_at";
+    activation_key_version, pin_verifier, pin_key_version, pin_failures, created_at, updated_at, controls, spend";
 
 fn verifier(row: &PgRow, value: &str, version: &str) -> StoreResult<Option<Verifier>> {
     let v: Option<Vec<u8>> = get(row, value)?;
@@ -153,7 +154,11 @@ pub fn card(row: &PgRow) -> StoreResult<CardRecord> {
         pin: verifier(row, "pin_verifier", "pin_key_version")?,
         pin_failures: count(row, "pin_failures")?,
     };
-    Ok(CardRecord { card, secrets })
+    let usage = CardUsage {
+        controls: opt_json::<SpendingControls>(row, "controls")?,
+        totals: json::<SpendTotals>(row, "spend")?,
+    };
+    Ok(CardRecord { card, secrets, usage })
 }
 
 pub fn audit(row: &PgRow) -> StoreResult<AuditEntry> {

@@ -100,6 +100,7 @@ async fn tenant_and_card(store: &dyn Store) -> (TenantId, CardId) {
             pin: None,
             pin_failures: 0,
         },
+        usage: Default::default(),
     };
     let mut tx = store.begin().await.unwrap();
     assert!(tx.insert_cardholder(&holder).await.unwrap());

@@ -12,6 +12,7 @@
 //! COMMIT containing it returned.
 
 mod group;
+mod money;
 mod read;
 mod rows;
 mod webhooks;
@@ -25,7 +26,9 @@ use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
+use cardcore_domain::AuthorizationId;
 use cardcore_store::PanRow;
+use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
@@ -754,6 +757,43 @@ impl Store for SqliteStore {
         self.idem_record(tenant, key).await
     }
 
+    async fn authorization(&self, tenant: TenantId, id: AuthorizationId) -> StoreResult<Option<AuthorizationRecord>> {
+        self.authorization_one(tenant, id).await
+    }
+
+    async fn authorization_by_reference(
+        &self,
+        tenant: TenantId,
+        network_reference: &str,
+    ) -> StoreResult<Option<AuthorizationRecord>> {
+        self.authorization_by_ref(tenant, network_reference).await
+    }
+
+    async fn authorizations(
+        &self,
+        tenant: TenantId,
+        card: CardId,
+        page: &MoneyPage,
+    ) -> StoreResult<Vec<AuthorizationRecord>> {
+        self.authorizations_of(tenant, card, page).await
+    }
+
+    async fn transaction_by_reference(
+        &self,
+        tenant: TenantId,
+        network_reference: &str,
+    ) -> StoreResult<Option<TransactionRecord>> {
+        self.transaction_by_ref(tenant, network_reference).await
+    }
+
+    async fn transactions(&self, tenant: TenantId, card: CardId, page: &MoneyPage) -> StoreResult<Vec<TransactionRecord>> {
+        self.transactions_of(tenant, card, page).await
+    }
+
+    async fn due_authorizations(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<DueAuthorization>> {
+        self.due(now, limit).await
+    }
+
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         self.purge_idem(created_before).await
     }
@@ -818,7 +858,7 @@ impl Tx for SqliteTx {
         self.member
             .batch()
             .push(&format!(
-                "INSERT INTO cards ({CARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                "INSERT INTO cards ({CARD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT DO NOTHING RETURNING id"
             ))
             .bind(id_str(&c.id))
@@ -851,7 +891,9 @@ impl Tx for SqliteTx {
             .bind(s.pin.as_ref().map(|v| v.key_version))
             .bind(i64::from(s.pin_failures))
             .bind(ts(&c.created_at))
-            .bind(ts(&c.updated_at));
+            .bind(ts(&c.updated_at))
+            .bind(rec.usage.controls.as_ref().map(to_json).transpose()?)
+            .bind(to_json(&rec.usage.totals)?);
         Ok(!self.fetch().await?.is_empty())
     }
 
@@ -864,7 +906,7 @@ impl Tx for SqliteTx {
                 "UPDATE cards SET status = ?, reason_code = ?, reason_message = ?, pin_status = ?, card_name = ?, \
                  printed_name = ?, limits = ?, pan_sealed = ?, cvv_sealed = ?, data_key_version = ?, \
                  activation_verifier = ?, activation_key_version = ?, pin_verifier = ?, pin_key_version = ?, \
-                 pin_failures = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+                 pin_failures = ?, updated_at = ?, controls = ?, spend = ? WHERE tenant_id = ? AND id = ?",
             )
             .bind(c.status.as_str())
             .bind(c.status_reason.as_ref().map(|r| r.code.as_str().to_owned()))
@@ -882,6 +924,8 @@ impl Tx for SqliteTx {
             .bind(s.pin.as_ref().map(|v| v.key_version))
             .bind(i64::from(s.pin_failures))
             .bind(ts(&c.updated_at))
+            .bind(rec.usage.controls.as_ref().map(to_json).transpose()?)
+            .bind(to_json(&rec.usage.totals)?)
             .bind(id_str(&c.tenant_id))
             .bind(id_str(&c.id));
         Ok(())
@@ -1041,6 +1085,63 @@ impl Tx for SqliteTx {
             .bind(e.sealed_data.as_ref().map(|s| s.key_version))
             .bind(ts(&ev.created_at));
         Ok(())
+    }
+
+    async fn insert_authorization(&mut self, rec: &AuthorizationRecord) -> StoreResult<bool> {
+        let b = self.member.batch();
+        b.push(&format!(
+            "INSERT INTO authorizations ({}) VALUES ({}) ON CONFLICT (tenant_id, network_reference) DO NOTHING \
+             RETURNING id",
+            money::AUTH_COLUMNS,
+            ["?"; 23].join(", ")
+        ));
+        money::bind_authorization(b, rec)?;
+        Ok(!self.fetch().await?.is_empty())
+    }
+
+    async fn authorization_in_tx(
+        &mut self,
+        tenant: TenantId,
+        id: AuthorizationId,
+    ) -> StoreResult<Option<AuthorizationRecord>> {
+        self.member
+            .batch()
+            .push(&format!(
+                "SELECT {} FROM authorizations WHERE tenant_id = ? AND id = ?",
+                money::AUTH_COLUMNS
+            ))
+            .bind(id_str(&tenant))
+            .bind(id_str(&id));
+        self.fetch().await?.first().map(money::authorization).transpose()
+    }
+
+    async fn update_authorization(&mut self, rec: &AuthorizationRecord) -> StoreResult<()> {
+        self.member
+            .batch()
+            .push(
+                "UPDATE authorizations SET status = ?, approved_amount = ?, pending_amount = ?, captured_amount = ?, \
+                 reversed_amount = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
+            )
+            .bind(rec.status.as_str().to_owned())
+            .bind(i64::try_from(rec.amounts.approved).unwrap_or(i64::MAX))
+            .bind(i64::try_from(rec.amounts.pending).unwrap_or(i64::MAX))
+            .bind(i64::try_from(rec.amounts.captured).unwrap_or(i64::MAX))
+            .bind(i64::try_from(rec.amounts.reversed).unwrap_or(i64::MAX))
+            .bind(ts(&rec.updated_at))
+            .bind(id_str(&rec.tenant_id))
+            .bind(id_str(&rec.id));
+        Ok(())
+    }
+
+    async fn insert_transaction(&mut self, rec: &TransactionRecord) -> StoreResult<bool> {
+        let b = self.member.batch();
+        b.push(&format!(
+            "INSERT INTO card_transactions ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, network_reference) DO NOTHING RETURNING id",
+            money::TXN_COLUMNS
+        ));
+        money::bind_transaction(b, rec)?;
+        Ok(!self.fetch().await?.is_empty())
     }
 
     async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()> {

@@ -7,8 +7,9 @@ use cardcore_domain::{
     AuditEntry, Brand, Card, CardStatus, CardType, Cardholder, Event, EventType, Expiry, ExternalId, KitNumber, Limits,
     Phone, PinStatus, ReasonCode, StatusReason, Tenant, Timestamp,
 };
+use cardcore_domain::authorization::{SpendTotals, SpendingControls};
 use cardcore_store::{
-    ApiKeyRecord, CardRecord, CardSecrets, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
+    ApiKeyRecord, CardRecord, CardUsage, CardSecrets, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
 };
 use chrono::SecondsFormat;
 use sqlx::sqlite::SqliteRow;
@@ -159,7 +160,7 @@ pub(crate) fn cardholder(row: &impl Columns) -> StoreResult<Cardholder> {
 pub const CARD_COLUMNS: &str = "id, tenant_id, cardholder_id, account_id, program_id, type, status, reason_code, \
     reason_message, pin_status, brand, last_four, expiry_month, expiry_year, card_name, printed_name, kit_number, \
     replacement_for, limits, pan_hash, pan_sealed, cvv_sealed, data_key_version, activation_verifier, \
-    activation_key_version, pin_verifier, pin_key_version, pin_failures, created_at, updated_at";
+    activation_key_version, pin_verifier, pin_key_version, pin_failures, created_at, updated_at, controls, spend";
 
 fn verifier(row: &impl Columns, value: &str, version: &str) -> StoreResult<Option<Verifier>> {
     Ok(match (row.opt_blob(value)?, row.opt_int(version)?) {
@@ -211,7 +212,14 @@ pub(crate) fn card(row: &impl Columns) -> StoreResult<CardRecord> {
         pin: verifier(row, "pin_verifier", "pin_key_version")?,
         pin_failures: row.int("pin_failures")? as u32,
     };
-    Ok(CardRecord { card, secrets })
+    let usage = CardUsage {
+        controls: row
+            .opt_text("controls")?
+            .map(|c| json::<SpendingControls>(&c, "controls"))
+            .transpose()?,
+        totals: json::<SpendTotals>(&row.text("spend")?, "spend")?,
+    };
+    Ok(CardRecord { card, secrets, usage })
 }
 
 pub fn audit(row: &SqliteRow) -> StoreResult<AuditEntry> {

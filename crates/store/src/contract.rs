@@ -227,6 +227,7 @@ fn card(tenant: TenantId, holder: CardholderId) -> CardRecord {
             pin: None,
             pin_failures: 0,
         },
+        usage: Default::default(),
     }
 }
 
@@ -238,6 +239,7 @@ fn busy_limits() -> Limits {
         per_transaction: Some(500),
         daily: Some(1_000),
         monthly: Some(10_000),
+        daily_count: Some(7),
     };
     limits.channels.ecommerce.enabled = false;
     limits.channels.contactless.monthly = Some(cardcore_domain::limits::MAX_AMOUNT);
@@ -274,6 +276,20 @@ fn full_card(tenant: TenantId, holder: CardholderId, replacing: CardId) -> CardR
         key_version: 7,
     });
     s.pin_failures = 2;
+    rec.usage.controls = Some(cardcore_domain::authorization::SpendingControls {
+        allowed_mccs: Some(vec!["5411".into()]),
+        blocked_mccs: vec!["7995".into()],
+        allowed_countries: None,
+        blocked_countries: vec!["KP".into()],
+    });
+    rec.usage.totals.add(
+        cardcore_domain::authorization::PaymentChannel::Pos,
+        &cardcore_domain::authorization::Windows {
+            day: "2026-01-31".into(),
+            month: "2026-01".into(),
+        },
+        1_234,
+    );
     rec
 }
 

@@ -18,7 +18,7 @@ pub use webhooks::*;
 use async_trait::async_trait;
 use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
-use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
+use cardcore_domain::{ApiKeyId, AuthorizationId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 
 /// A storage failure. Never carries secrets; `detail` is for logs only and
@@ -299,6 +299,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the keys made before `created_before`; returns how many.
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
+
+    // --- authorizations ------------------------------------------------------
+
+    /// One authorization of the tenant.
+    async fn authorization(&self, tenant: TenantId, id: AuthorizationId) -> StoreResult<Option<AuthorizationRecord>>;
+
+    /// The tenant's authorization with this network reference.
+    async fn authorization_by_reference(
+        &self,
+        tenant: TenantId,
+        network_reference: &str,
+    ) -> StoreResult<Option<AuthorizationRecord>>;
+
+    /// A card's authorizations, newest first.
+    async fn authorizations(
+        &self,
+        tenant: TenantId,
+        card: CardId,
+        page: &MoneyPage,
+    ) -> StoreResult<Vec<AuthorizationRecord>>;
+
+    /// The tenant's transaction with this network reference.
+    async fn transaction_by_reference(
+        &self,
+        tenant: TenantId,
+        network_reference: &str,
+    ) -> StoreResult<Option<TransactionRecord>>;
+
+    /// A card's captures and refunds, newest first (`page.status` unused).
+    async fn transactions(&self, tenant: TenantId, card: CardId, page: &MoneyPage) -> StoreResult<Vec<TransactionRecord>>;
+
+    /// Approved authorizations of every tenant whose hold is due to expire
+    /// at `now`, oldest first, at most `limit`. Only candidates: the caller
+    /// decides again on the locked card.
+    async fn due_authorizations(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<DueAuthorization>>;
 }
 
 /// A write transaction. Dropping it without [`Tx::commit`] rolls back.
@@ -349,6 +384,25 @@ pub trait Tx: Send {
 
     /// Appends an outbox event.
     async fn insert_event(&mut self, event: &StoredEvent) -> StoreResult<()>;
+
+    /// Inserts an authorization; false (nothing written, the transaction
+    /// still usable) when the tenant has one with its network reference.
+    async fn insert_authorization(&mut self, rec: &AuthorizationRecord) -> StoreResult<bool>;
+
+    /// An authorization of the tenant, read in this transaction (lock its
+    /// card first: the card's lock orders every change of its money).
+    async fn authorization_in_tx(
+        &mut self,
+        tenant: TenantId,
+        id: AuthorizationId,
+    ) -> StoreResult<Option<AuthorizationRecord>>;
+
+    /// Writes an authorization's status, amounts and `updated_at`.
+    async fn update_authorization(&mut self, rec: &AuthorizationRecord) -> StoreResult<()>;
+
+    /// Inserts a capture or refund; false (nothing written) when the tenant
+    /// has a transaction with its network reference.
+    async fn insert_transaction(&mut self, rec: &TransactionRecord) -> StoreResult<bool>;
 
     /// Adds a webhook endpoint.
     async fn insert_webhook_endpoint(&mut self, endpoint: &WebhookEndpointRecord) -> StoreResult<()>;

@@ -4,13 +4,117 @@
 use std::fmt;
 
 use cardcore_domain::{ApiKeyId, Card, CardStatus, CardholderId, Event, EventId, EventType, TenantId, ZoneKeyId};
-use cardcore_domain::{AuditId, CardId, Timestamp};
+use cardcore_domain::authorization::{
+    Amounts, AuthorizationStatus, DecidedBy, DeclineReason, Merchant, PaymentChannel, SpendTotals, SpendingControls,
+    Windows,
+};
+use cardcore_domain::{AuditId, AuthorizationId, CardId, Timestamp, TransactionId};
 
 /// A card with its protected data, as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CardRecord {
     pub card: Card,
     pub secrets: CardSecrets,
+    /// Spending controls and running totals (authorizations).
+    pub usage: CardUsage,
+}
+
+/// What authorizations keep on the card row, read and written with it so a
+/// decision costs no extra round trip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardUsage {
+    /// The card's own spending controls; None: the program's defaults.
+    pub controls: Option<SpendingControls>,
+    /// Running totals of the current day and month, per limits channel.
+    pub totals: SpendTotals,
+}
+
+/// An authorization as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRecord {
+    pub id: AuthorizationId,
+    pub tenant_id: TenantId,
+    /// None when the card was not found for the tenant.
+    pub card_id: Option<CardId>,
+    pub status: AuthorizationStatus,
+    pub decline_reason: Option<DeclineReason>,
+    pub response_code: String,
+    pub decided_by: DecidedBy,
+    pub amount: u64,
+    pub currency: String,
+    pub billing_amount: u64,
+    pub billing_currency: String,
+    pub amounts: Amounts,
+    pub merchant: Merchant,
+    pub channel: PaymentChannel,
+    pub network_reference: String,
+    /// The windows the approval counted in (released there later).
+    pub windows: Windows,
+    /// When what is still held expires (approved only).
+    pub expires_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A capture or a refund.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionKind {
+    Capture,
+    Refund,
+}
+
+impl TransactionKind {
+    /// The API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Capture => "capture",
+            Self::Refund => "refund",
+        }
+    }
+
+    /// Parses the API spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "capture" => Some(Self::Capture),
+            "refund" => Some(Self::Refund),
+            _ => None,
+        }
+    }
+}
+
+/// A money movement on a card, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionRecord {
+    pub id: TransactionId,
+    pub tenant_id: TenantId,
+    pub card_id: CardId,
+    pub authorization_id: Option<AuthorizationId>,
+    pub kind: TransactionKind,
+    /// In the card's currency.
+    pub amount: u64,
+    pub currency: String,
+    pub merchant: Option<Merchant>,
+    /// Unique per tenant among transactions: a retry finds the first.
+    pub network_reference: String,
+    pub created_at: Timestamp,
+}
+
+/// A page of a card's authorizations or transactions, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct MoneyPage {
+    /// Only authorizations of this status.
+    pub status: Option<AuthorizationStatus>,
+    /// Only those older than this id (ids are time-ordered).
+    pub before: Option<uuid::Uuid>,
+    pub limit: u32,
+}
+
+/// An authorization the expiry task may release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueAuthorization {
+    pub tenant_id: TenantId,
+    pub card_id: CardId,
+    pub id: AuthorizationId,
 }
 
 /// A keyed verification value and the version of the key that made it.
