@@ -419,6 +419,68 @@ impl SpendingControls {
     }
 }
 
+/// An authorization as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Authorization {
+    pub id: crate::AuthorizationId,
+    /// `null` when no card of the tenant matched.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub card_id: Option<crate::CardId>,
+    pub status: AuthorizationStatus,
+    /// ISO 8583 field 39: `00` approved, otherwise the decline's code.
+    pub response_code: String,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub decline_reason: Option<DeclineReason>,
+    pub decided_by: DecidedBy,
+    /// In `currency`'s minor units.
+    pub amount: u64,
+    pub currency: String,
+    /// In the card's currency (`billing_currency`).
+    pub billing_amount: u64,
+    pub billing_currency: String,
+    /// The amount held when approved (0 when declined); always
+    /// `approved = pending + captured + reversed`.
+    pub approved_amount: u64,
+    /// Still held.
+    pub pending_amount: u64,
+    pub captured_amount: u64,
+    /// Released by reversals, or by the expiry (status `EXPIRED`).
+    pub reversed_amount: u64,
+    pub merchant: Merchant,
+    pub channel: PaymentChannel,
+    pub network_reference: String,
+    /// When what is still held expires (approved only).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime, required = true))]
+    pub expires_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: Timestamp,
+}
+
+/// A capture (clearing) or a refund, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Transaction {
+    pub id: crate::TransactionId,
+    pub card_id: crate::CardId,
+    /// The captured authorization; `null` for a refund.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub authorization_id: Option<crate::AuthorizationId>,
+    /// `capture` or `refund`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// In the card's currency.
+    pub amount: u64,
+    pub currency: String,
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub merchant: Option<Merchant>,
+    pub network_reference: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
 // --- windows and running totals -------------------------------------------
 
 /// Parses an IANA time zone name (`UTC`, `Europe/Lisbon`, ...).

@@ -23,11 +23,17 @@ pub enum EventType {
     CardPinBlocked,
     CardPinUnblocked,
     OtpCreated,
+    AuthorizationApproved,
+    AuthorizationDeclined,
+    AuthorizationReversed,
+    AuthorizationExpired,
+    TransactionCaptured,
+    TransactionRefunded,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 17] = [
         Self::CardCreated,
         Self::CardActivationCode,
         Self::CardActivated,
@@ -39,6 +45,12 @@ impl EventType {
         Self::CardPinBlocked,
         Self::CardPinUnblocked,
         Self::OtpCreated,
+        Self::AuthorizationApproved,
+        Self::AuthorizationDeclined,
+        Self::AuthorizationReversed,
+        Self::AuthorizationExpired,
+        Self::TransactionCaptured,
+        Self::TransactionRefunded,
     ];
 
     /// The wire name, e.g. `card.status_changed`.
@@ -55,6 +67,12 @@ impl EventType {
             Self::CardPinBlocked => "card.pin_blocked",
             Self::CardPinUnblocked => "card.pin_unblocked",
             Self::OtpCreated => "otp.created",
+            Self::AuthorizationApproved => "authorization.approved",
+            Self::AuthorizationDeclined => "authorization.declined",
+            Self::AuthorizationReversed => "authorization.reversed",
+            Self::AuthorizationExpired => "authorization.expired",
+            Self::TransactionCaptured => "transaction.captured",
+            Self::TransactionRefunded => "transaction.refunded",
         }
     }
 
@@ -105,6 +123,10 @@ pub struct Event {
     /// - `card.pin_set`, `card.pin_changed`: `{card_id, pin_status}`
     /// - `card.pin_blocked`: `{card_id, reason}`; `card.pin_unblocked`: `{card_id}`
     /// - `otp.created`: `{card_id, purpose, trace_number, otp, expires_at, phone}` (`otp`: 6 digits, for the cardholder)
+    ///
+    /// - `authorization.approved`, `authorization.declined`: the Authorization object
+    /// - `authorization.reversed`, `authorization.expired`: `{authorization, amount}` (`amount`: what was released)
+    /// - `transaction.captured`: `{transaction, authorization}`; `transaction.refunded`: `{transaction}`
     ///
     /// `card` and `replacement` are Card objects.
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::authorization::SpendingControls;
 use crate::ids::{ProgramId, TenantId};
 use crate::pin_policy::PinRules;
 use crate::Timestamp;
@@ -39,6 +40,64 @@ pub struct TenantSettings {
     pub pin_rules: PinRules,
     /// Which of M2P's PIN-change fields a request must carry.
     pub m2p_required: M2pRequired,
+    /// The program's authorization settings (a tenant is one program).
+    #[serde(skip_serializing_if = "AuthorizationSettings::is_default")]
+    pub authorizations: AuthorizationSettings,
+}
+
+/// A program's authorization settings. cardcore has one program per tenant
+/// for now, so they live in the tenant's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthorizationSettings {
+    /// IANA time zone of the calendar days and months of daily and monthly
+    /// limits, e.g. `Europe/Lisbon`.
+    pub time_zone: String,
+    /// Days after which what an approval still holds expires.
+    pub expiry_days: u32,
+    /// The spending controls of cards that have none of their own.
+    pub default_controls: SpendingControls,
+}
+
+impl Default for AuthorizationSettings {
+    fn default() -> Self {
+        Self {
+            time_zone: "UTC".into(),
+            expiry_days: 7,
+            default_controls: SpendingControls::default(),
+        }
+    }
+}
+
+impl AuthorizationSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Longest hold accepted, in days (Visa's longest, for lodging and car rental, is 30).
+    pub const MAX_EXPIRY_DAYS: u32 = 31;
+
+    /// The time zone; UTC if the stored name is unknown (it is checked when written).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        crate::authorization::parse_time_zone(&self.time_zone).unwrap_or(chrono_tz::Tz::UTC)
+    }
+
+    /// Checks the time zone, the expiry and the default controls.
+    pub fn validate(&self) -> Result<(), crate::ValidationErrors> {
+        let mut errors = crate::ValidationErrors::new();
+        if crate::authorization::parse_time_zone(&self.time_zone).is_none() {
+            errors.add("time_zone", "must be an IANA time zone name, e.g. UTC or Europe/Lisbon");
+        }
+        if !(1..=Self::MAX_EXPIRY_DAYS).contains(&self.expiry_days) {
+            errors.add("expiry_days", format!("must be from 1 to {}", Self::MAX_EXPIRY_DAYS));
+        }
+        if let Err(e) = self.default_controls.validate() {
+            for f in e.0 {
+                errors.add(format!("default_controls.{}", f.field), f.message);
+            }
+        }
+        errors.into_result()
+    }
 }
 
 /// The fields of M2P's `ChangeCardPinDto` a tenant's product requires on
@@ -162,6 +221,7 @@ mod tests {
         let s = TenantSettings {
             pin_rules: PinRules::NONE,
             m2p_required: M2pRequired::parse("mobile,otpDetails").unwrap(),
+            ..TenantSettings::default()
         };
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(

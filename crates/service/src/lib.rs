@@ -4,6 +4,7 @@
 //! audit entry and an outbox event in one transaction.
 
 pub mod auth;
+pub mod authorizations;
 mod card_order;
 pub mod cardholders;
 pub mod cards;

@@ -251,7 +251,7 @@ impl Service {
         key.compute(label::PIN, &[card.as_uuid().as_bytes(), pin.expose_bytes()])
     }
 
-    async fn pin_matches(&self, rec: &CardRecord, pin: &Pin) -> ServiceResult<bool> {
+    pub(crate) async fn pin_matches(&self, rec: &CardRecord, pin: &Pin) -> ServiceResult<bool> {
         let Some(stored) = &rec.secrets.pin else {
             return Ok(false);
         };
@@ -526,7 +526,7 @@ impl Service {
 
     /// The audit entry, event and metrics of a wrong PIN already counted on
     /// `rec`; the last allowed one blocked the PIN.
-    async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         ctx: &Ctx,
         tx: &mut dyn Tx,
