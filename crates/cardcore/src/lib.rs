@@ -688,6 +688,7 @@ impl Server {
         let background = vec![
             cardcore_webhooks::spawn(service.clone(), webhooks, rx.clone())?,
             spawn_idempotency_cleanup(service.clone(), rx.clone()),
+            spawn_authorization_expiry(service.clone(), rx.clone()),
         ];
         let limits = http_limits(args)?;
         // With its own listener, /metrics is served there only.
@@ -810,6 +811,35 @@ fn spawn_key_refresh(service: Arc<Service>, mut stop: tokio::sync::watch::Receiv
             }
         }
     });
+}
+
+/// Releases the holds of authorizations whose expiry has come, every 30
+/// seconds on every node. Each is decided again on its locked card, so
+/// nodes running this at once release each hold exactly once.
+fn spawn_authorization_expiry(
+    service: Arc<Service>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    match service.expire_authorizations(service.now(), 500).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(expired = n, "authorization holds expired"),
+                        Err(e) => tracing::warn!(cause = %e, "authorization expiry failed"),
+                    }
+                }
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Deletes expired idempotency keys: hourly (or every 24th of a shorter

@@ -1,5 +1,6 @@
 //! The native API (v1): clean JSON, snake_case, one shape for every tenant.
 
+mod authorizations;
 mod cardholders;
 pub(crate) mod cards;
 mod events;
@@ -40,4 +41,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::redeliver))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
+        .routes(routes!(authorizations::create))
+        .routes(routes!(authorizations::get))
+        .routes(routes!(authorizations::capture))
+        .routes(routes!(authorizations::reverse))
+        .routes(routes!(authorizations::list))
+        .routes(routes!(authorizations::transactions))
+        .routes(routes!(authorizations::refund))
+        .routes(routes!(authorizations::get_controls, authorizations::put_controls))
+        .routes(routes!(authorizations::spend))
 }

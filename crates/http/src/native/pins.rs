@@ -162,7 +162,7 @@ impl ToSchema for PinValueDoc {
 }
 
 /// Parses a block format: `ISO-0`, `ISO-3`, `ISO-4` (also `0`, `3`, `4`).
-fn block_format(field: &str, v: Option<&Value>) -> Result<BlockFormat, Problem> {
+pub(crate) fn block_format(field: &str, v: Option<&Value>) -> Result<BlockFormat, Problem> {
     let text = match v {
         Some(Value::String(s)) => s.to_ascii_uppercase(),
         Some(Value::Number(n)) => n.to_string(),
