@@ -283,9 +283,17 @@ impl Service {
             Some(p) => {
                 let pan = self.open_pan(&rec).await?;
                 Some(
-                    self.decode_zone_block(ctx.tenant_id(), &p.block, p.format, p.key_id, &pan, "key_id", "pin_block")
-                        .await
-                        .map_err(|_| ()),
+                    self.decode_zone_block(
+                        ctx.tenant_id(),
+                        &p.block,
+                        p.format,
+                        p.key_id,
+                        &pan,
+                        "key_id",
+                        "pin_block",
+                    )
+                    .await
+                    .map_err(|_| ()),
                 )
             }
             None => None,
@@ -318,7 +326,11 @@ impl Service {
         if pin.block.len() != pin.format.block_len() {
             return Err(ServiceError::invalid(
                 "pin_block",
-                format!("must be {} hex characters for {:?}", pin.format.block_len() * 2, pin.format),
+                format!(
+                    "must be {} hex characters for {:?}",
+                    pin.format.block_len() * 2,
+                    pin.format
+                ),
             ));
         }
         Ok(())
@@ -396,16 +408,31 @@ impl Service {
                 controls: &controls,
                 totals: &rec.usage.totals,
             };
-            decide(&state, &self.payment(&p, &rec, pin_right), &windows, now, self.config.pin_max_failures)
+            decide(
+                &state,
+                &self.payment(&p, &rec, pin_right),
+                &windows,
+                now,
+                self.config.pin_max_failures,
+            )
         };
         let (declined, decided_by) = match (decision.declined, &verdict) {
             (Some(r), _) => (Some(r), DecidedBy::Cardcore),
             (None, Verdict::Cardcore) => (None, DecidedBy::Cardcore),
-            (None, Verdict::Tenant { approved }) => {
-                (if *approved { None } else { Some(DeclineReason::DeclinedByTenant) }, DecidedBy::Tenant)
-            }
+            (None, Verdict::Tenant { approved }) => (
+                if *approved {
+                    None
+                } else {
+                    Some(DeclineReason::DeclinedByTenant)
+                },
+                DecidedBy::Tenant,
+            ),
             (None, Verdict::StandIn { approved }) => (
-                if *approved { None } else { Some(DeclineReason::TenantUnavailable) },
+                if *approved {
+                    None
+                } else {
+                    Some(DeclineReason::TenantUnavailable)
+                },
                 DecidedBy::StandIn,
             ),
         };
@@ -421,7 +448,9 @@ impl Service {
                 AuthorizationStatus::Declined
             },
             decline_reason: declined,
-            response_code: declined.map_or(authorization::APPROVED_CODE, DeclineReason::response_code).to_owned(),
+            response_code: declined
+                .map_or(authorization::APPROVED_CODE, DeclineReason::response_code)
+                .to_owned(),
             decided_by,
             amount: p.req.amount,
             currency: p.req.currency.clone(),
@@ -627,7 +656,12 @@ impl Service {
         &self,
         ctx: &Ctx,
         id: AuthorizationId,
-    ) -> ServiceResult<(Box<dyn Tx>, CardRecord, AuthorizationRecord, tokio::sync::MutexGuard<'_, ()>)> {
+    ) -> ServiceResult<(
+        Box<dyn Tx>,
+        CardRecord,
+        AuthorizationRecord,
+        tokio::sync::MutexGuard<'_, ()>,
+    )> {
         let auth = self
             .store
             .authorization(ctx.tenant_id(), id)
@@ -655,7 +689,11 @@ impl Service {
         amount: u64,
         network_reference: &str,
     ) -> ServiceResult<Authorization> {
-        if let Some(t) = self.store.transaction_by_reference(ctx.tenant_id(), network_reference).await? {
+        if let Some(t) = self
+            .store
+            .transaction_by_reference(ctx.tenant_id(), network_reference)
+            .await?
+        {
             if t.authorization_id == Some(id) && t.kind == TransactionKind::Capture {
                 return self.authorization(ctx, id).await;
             }
@@ -715,8 +753,16 @@ impl Service {
     pub async fn reverse(&self, ctx: &Ctx, id: AuthorizationId, amount: Option<u64>) -> ServiceResult<Authorization> {
         let (mut tx, mut rec, mut auth, _turn) = self.lock_authorization(ctx, id).await?;
         let mv = authorization::reverse(auth.status, auth.amounts, amount).map_err(refused)?;
-        self.release(ctx, &mut *tx, &mut rec, &mut auth, mv, "authorization.reversed", EventType::AuthorizationReversed)
-            .await?;
+        self.release(
+            ctx,
+            &mut *tx,
+            &mut rec,
+            &mut auth,
+            mv,
+            "authorization.reversed",
+            EventType::AuthorizationReversed,
+        )
+        .await?;
         tx.commit().await?;
         Ok(authorization_view(&auth))
     }
@@ -788,8 +834,16 @@ impl Service {
                 tx.rollback().await?;
                 continue;
             };
-            self.release(&ctx, &mut *tx, &mut rec, &mut auth, mv, "authorization.expired", EventType::AuthorizationExpired)
-                .await?;
+            self.release(
+                &ctx,
+                &mut *tx,
+                &mut rec,
+                &mut auth,
+                mv,
+                "authorization.expired",
+                EventType::AuthorizationExpired,
+            )
+            .await?;
             tx.commit().await?;
             done += 1;
         }
@@ -851,7 +905,12 @@ impl Service {
         .await?;
         tx.insert_event(
             &self
-                .event(ctx.tenant_id(), Some(card), EventType::TransactionRefunded, serde_json::json!({ "transaction": view }))
+                .event(
+                    ctx.tenant_id(),
+                    Some(card),
+                    EventType::TransactionRefunded,
+                    serde_json::json!({ "transaction": view }),
+                )
                 .await?,
         )
         .await?;
@@ -868,7 +927,11 @@ impl Service {
                 source: "card",
             },
             None => EffectiveControls {
-                controls: self.tenant_settings(ctx.tenant_id()).await?.authorizations.default_controls,
+                controls: self
+                    .tenant_settings(ctx.tenant_id())
+                    .await?
+                    .authorizations
+                    .default_controls,
                 source: "program",
             },
         })
@@ -889,8 +952,15 @@ impl Service {
             let before = rec.usage.controls.as_ref().map(to_json);
             rec.usage.controls = Some(controls.clone());
             self.save_card(&mut *tx, &mut rec).await?;
-            tx.insert_audit(&self.audit(ctx, Some(card), "card.controls_updated", None, before, Some(to_json(&controls))))
-                .await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(card),
+                "card.controls_updated",
+                None,
+                before,
+                Some(to_json(&controls)),
+            ))
+            .await?;
             tx.commit().await?;
         }
         Ok(EffectiveControls {

@@ -41,15 +41,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cardcore_domain::activation::ActivationState;
 use cardcore_domain::otp::{OtpPurpose, OtpState};
+use cardcore_domain::AuthorizationId;
 use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
-use cardcore_domain::AuthorizationId;
 use cardcore_store::PanRow;
-use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
     ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
     StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
+use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
@@ -1096,7 +1096,12 @@ impl Store for PostgresStore {
         self.run(self.transaction_by_ref(tenant, network_reference)).await
     }
 
-    async fn transactions(&self, tenant: TenantId, card: CardId, page: &MoneyPage) -> StoreResult<Vec<TransactionRecord>> {
+    async fn transactions(
+        &self,
+        tenant: TenantId,
+        card: CardId,
+        page: &MoneyPage,
+    ) -> StoreResult<Vec<TransactionRecord>> {
         self.run(self.transactions_of(tenant, card, page)).await
     }
 

@@ -1,13 +1,13 @@
 //! Conversions between rows and domain records.
 
+use cardcore_domain::authorization::{SpendTotals, SpendingControls};
 use cardcore_domain::event::Actor;
 use cardcore_domain::{
     AuditEntry, Brand, Card, CardStatus, CardType, Cardholder, Event, EventType, Expiry, ExternalId, KitNumber, Limits,
     Phone, PinStatus, ReasonCode, StatusReason, Tenant, Timestamp,
 };
-use cardcore_domain::authorization::{SpendTotals, SpendingControls};
 use cardcore_store::{
-    ApiKeyRecord, CardRecord, CardUsage, CardSecrets, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
+    ApiKeyRecord, CardRecord, CardSecrets, CardUsage, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
 };
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;

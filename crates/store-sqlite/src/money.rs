@@ -10,8 +10,8 @@ use cardcore_store::{
 };
 use sqlx::sqlite::SqliteRow;
 
-use crate::rows::{get, id, json, opt_id, opt_ts, parse_ts, to_json, ts};
 use crate::group::Batch;
+use crate::rows::{get, id, json, opt_id, opt_ts, parse_ts, to_json, ts};
 use crate::{id_str, map_err, SqliteStore};
 
 fn bad(col: &str) -> StoreError {

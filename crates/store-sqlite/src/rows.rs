@@ -2,14 +2,14 @@
 
 use std::str::FromStr;
 
+use cardcore_domain::authorization::{SpendTotals, SpendingControls};
 use cardcore_domain::event::Actor;
 use cardcore_domain::{
     AuditEntry, Brand, Card, CardStatus, CardType, Cardholder, Event, EventType, Expiry, ExternalId, KitNumber, Limits,
     Phone, PinStatus, ReasonCode, StatusReason, Tenant, Timestamp,
 };
-use cardcore_domain::authorization::{SpendTotals, SpendingControls};
 use cardcore_store::{
-    ApiKeyRecord, CardRecord, CardUsage, CardSecrets, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
+    ApiKeyRecord, CardRecord, CardSecrets, CardUsage, SealedData, StoreError, StoreResult, StoredEvent, Verifier,
 };
 use chrono::SecondsFormat;
 use sqlx::sqlite::SqliteRow;

@@ -328,7 +328,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<TransactionRecord>>;
 
     /// A card's captures and refunds, newest first (`page.status` unused).
-    async fn transactions(&self, tenant: TenantId, card: CardId, page: &MoneyPage) -> StoreResult<Vec<TransactionRecord>>;
+    async fn transactions(
+        &self,
+        tenant: TenantId,
+        card: CardId,
+        page: &MoneyPage,
+    ) -> StoreResult<Vec<TransactionRecord>>;
 
     /// Approved authorizations of every tenant whose hold is due to expire
     /// at `now`, oldest first, at most `limit`. Only candidates: the caller

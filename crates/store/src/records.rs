@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use cardcore_domain::{ApiKeyId, Card, CardStatus, CardholderId, Event, EventId, EventType, TenantId, ZoneKeyId};
 use cardcore_domain::authorization::{
     Amounts, AuthorizationStatus, DecidedBy, DeclineReason, Merchant, PaymentChannel, SpendTotals, SpendingControls,
     Windows,
 };
+use cardcore_domain::{ApiKeyId, Card, CardStatus, CardholderId, Event, EventId, EventType, TenantId, ZoneKeyId};
 use cardcore_domain::{AuditId, AuthorizationId, CardId, Timestamp, TransactionId};
 
 /// A card with its protected data, as stored.

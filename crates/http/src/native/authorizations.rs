@@ -8,13 +8,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use cardcore_crypto::{Cvv, Pan};
 use cardcore_domain::authorization::{
-    validate_amount, validate_currency, Authorization, AuthorizationStatus, Merchant, PaymentChannel,
-    SpendingControls, Transaction,
+    validate_amount, validate_currency, Authorization, AuthorizationStatus, Merchant, PaymentChannel, SpendingControls,
+    Transaction,
 };
 use cardcore_domain::{AuthorizationId, CardId, Expiry, TransactionId, ValidationErrors, ZoneKeyId};
-use cardcore_service::authorizations::{
-    validate_reference, AuthorizationRequest, CardRef, RefundRequest, TerminalPin,
-};
+use cardcore_service::authorizations::{validate_reference, AuthorizationRequest, CardRef, RefundRequest, TerminalPin};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -220,7 +218,11 @@ pub async fn create(
     let ApiJson(b) = body.map_err(bad_request)?;
     let req = parse_authorization(b)?;
     let d = s.service.authorize(&ctx, req).await.map_err(service)?;
-    let status = if d.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if d.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     Ok((status, Json(d.authorization)))
 }
 
