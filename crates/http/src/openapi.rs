@@ -79,6 +79,9 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
                                                  the RSA PIN encryption key."),
         (name = "Events", description = "Native API: the tenant's event log and each card's audit trail."),
         (name = "Webhooks", description = "Native API: webhook endpoints and redelivery."),
+        (name = "Authorizations", description = "Native API: the decision on a payment (checks, PIN, limits, \
+                                                  spending controls), its hold, captures, reversals, expiry, \
+                                                  refunds and the card's spend."),
         (name = "P100", description = "P100 Partner API, Virtual Cards (`/p100`): a cardcore API key in \
                                         `x-api-key`. Errors `{errorCode, errorName?, errorMessage}`."),
         (name = "QI Tech", description = "QI Tech card API (`/qitech`): a cardcore API key in `API-CLIENT-KEY`. \
