@@ -63,14 +63,14 @@ pub struct CardPath {
 #[serde(deny_unknown_fields)]
 pub struct AuthorizationBody {
     card_id: Option<CardId>,
-    /// The card number (found by its keyed hash); never echoed.
-    #[schema(pattern = "^[0-9]{12,19}$")]
+    /// The card number, 12 to 19 digits (found by its keyed hash); never echoed.
+    #[schema(min_length = 12, max_length = 19)]
     pan: Option<String>,
     /// `MM/YY`; checked when present.
     #[schema(pattern = "^[0-9]{2}/[0-9]{2}$")]
     expiry: Option<String>,
     /// Three digits; checked when present; never echoed.
-    #[schema(pattern = "^[0-9]{3}$")]
+    #[schema(min_length = 3, max_length = 3)]
     cvv2: Option<String>,
     /// Minor units of `currency`, 1 to 10^12.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
