@@ -849,3 +849,58 @@ async fn activation_lock_holds_across_nodes() {
     assert_eq!(count_type(&audit, "card.activation_failed"), 3);
     assert_eq!(count_type(&audit, "card.activation_locked"), 1);
 }
+
+/// No overspend across nodes: 30 authorizations of 3,000 fired together at
+/// two nodes on one card with a daily limit of 10,000 approve exactly 3;
+/// the card's totals, its authorizations and their events agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three() {
+    let Some(c) = cluster("thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three", &[]) else {
+        return;
+    };
+    let (a, b) = (&c.a, &c.b);
+    let card = id(&a.new_card("spender").await);
+    let open = json!({"enabled": true, "per_transaction": null, "daily": null, "monthly": null});
+    b.put(
+        &format!("/v1/cards/{card}/limits"),
+        json!({"currency": "EUR", "channels": {
+            "pos": {"enabled": true, "per_transaction": null, "daily": 10_000, "monthly": null},
+            "ecommerce": open, "atm": open, "contactless": open}}),
+    )
+    .await
+    .ok();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..30 {
+        let api = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let card = card.clone();
+        set.spawn(async move {
+            api.post(
+                "/v1/authorizations",
+                json!({"card_id": card, "amount": 3_000, "currency": "EUR", "channel": "pos",
+                       "merchant": {"mcc": "5411", "country": "PT"}, "network_reference": format!("n-{i}")}),
+            )
+            .await
+        });
+    }
+    let mut approved = 0;
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task");
+        assert_eq!(r.status, 201, "{}", r.text);
+        match r.body["status"].as_str() {
+            Some("APPROVED") => approved += 1,
+            Some("DECLINED") => assert_eq!(r.body["decline_reason"], "LIMIT_DAILY", "{}", r.text),
+            _ => panic!("unexpected answer: {}", r.text),
+        }
+    }
+    assert_eq!(approved, 3);
+    let spend = a.get(&format!("/v1/cards/{card}/spend")).await.ok();
+    assert_eq!(spend["channels"]["pos"]["daily"]["used"], 9_000);
+    assert_eq!(spend["channels"]["pos"]["daily"]["count"], 3);
+    let list = b.get(&format!("/v1/cards/{card}/authorizations?status=APPROVED")).await.ok();
+    assert_eq!(list["data"].as_array().expect("data").len(), 3);
+    let events = a
+        .events_until(&card, |e| count_type(e, "authorization.approved") + count_type(e, "authorization.declined") >= 30)
+        .await;
+    assert_eq!(count_type(&events, "authorization.approved"), 3);
+    assert_eq!(count_type(&events, "authorization.declined"), 27);
+}
