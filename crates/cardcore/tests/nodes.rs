@@ -855,7 +855,10 @@ async fn activation_lock_holds_across_nodes() {
 /// the card's totals, its authorizations and their events agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three() {
-    let Some(c) = cluster("thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three", &[]) else {
+    let Some(c) = cluster(
+        "thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three",
+        &[],
+    ) else {
         return;
     };
     let (a, b) = (&c.a, &c.b);
@@ -896,10 +899,15 @@ async fn thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three() {
     let spend = a.get(&format!("/v1/cards/{card}/spend")).await.ok();
     assert_eq!(spend["channels"]["pos"]["daily"]["used"], 9_000);
     assert_eq!(spend["channels"]["pos"]["daily"]["count"], 3);
-    let list = b.get(&format!("/v1/cards/{card}/authorizations?status=APPROVED")).await.ok();
+    let list = b
+        .get(&format!("/v1/cards/{card}/authorizations?status=APPROVED"))
+        .await
+        .ok();
     assert_eq!(list["data"].as_array().expect("data").len(), 3);
     let events = a
-        .events_until(&card, |e| count_type(e, "authorization.approved") + count_type(e, "authorization.declined") >= 30)
+        .events_until(&card, |e| {
+            count_type(e, "authorization.approved") + count_type(e, "authorization.declined") >= 30
+        })
         .await;
     assert_eq!(count_type(&events, "authorization.approved"), 3);
     assert_eq!(count_type(&events, "authorization.declined"), 27);

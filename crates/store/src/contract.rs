@@ -25,8 +25,9 @@ use cardcore_domain::{
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, AuditPage, CardFilter, CardRecord, CardSecrets, EventQuery, SealedData, Store, StoreError,
-    StoredEvent, StoredKey, TransportKeyRecord, Verifier, ZoneKeyRecord,
+    ApiKeyRecord, AuditPage, AuthorizationRecord, CardFilter, CardRecord, CardSecrets, EventQuery, MoneyPage,
+    SealedData, Store, StoreError, StoredEvent, StoredKey, TransactionKind, TransactionRecord, TransportKeyRecord,
+    Verifier, ZoneKeyRecord,
 };
 use crate::{
     DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
@@ -121,6 +122,7 @@ macro_rules! contract_tests {
             concurrent_idempotent_begins_start_once,
             endpoint_formats_and_tenant_sms_settings_round_trip,
             cardholders_are_updated_in_their_tenant_only,
+            authorizations_and_transactions_round_trip_page_and_stay_unique,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -2473,4 +2475,185 @@ pub async fn cardholders_are_updated_in_their_tenant_only(store: Arc<dyn Store>)
     assert!(!tx.update_cardholder(&foreign).await.unwrap());
     tx.commit().await.unwrap();
     assert_eq!(store.cardholder(a.id, holder.id).await.unwrap(), Some(holder));
+}
+
+// --- authorizations ------------------------------------------------------------
+
+fn authorization(tenant: TenantId, card: Option<CardId>, reference: &str, secs: i64) -> AuthorizationRecord {
+    use cardcore_domain::authorization::*;
+    AuthorizationRecord {
+        id: cardcore_domain::AuthorizationId::new(),
+        tenant_id: tenant,
+        card_id: card,
+        status: AuthorizationStatus::Approved,
+        decline_reason: None,
+        response_code: "00".into(),
+        decided_by: DecidedBy::Cardcore,
+        amount: 1_250,
+        currency: "USD".into(),
+        billing_amount: 1_180,
+        billing_currency: "EUR".into(),
+        amounts: Amounts {
+            approved: 1_180,
+            pending: 1_180,
+            captured: 0,
+            reversed: 0,
+        },
+        merchant: Merchant {
+            mcc: "5411".into(),
+            name: Some("Mercado “Central”".into()),
+            city: None,
+            country: "PT".into(),
+            id: Some("M123".into()),
+        },
+        channel: PaymentChannel::Contactless,
+        network_reference: reference.into(),
+        windows: Windows {
+            day: "2026-01-31".into(),
+            month: "2026-01".into(),
+        },
+        expires_at: Some(at(secs + 7 * 86_400)),
+        created_at: at(secs),
+        updated_at: at(secs),
+    }
+}
+
+/// Authorizations and captures/refunds: every field round-trips, a network
+/// reference is unique per tenant (false, the transaction still usable),
+/// pages are newest first with a status filter and a cursor, updates
+/// persist, and only approved holds past their expiry are due.
+pub async fn authorizations_and_transactions_round_trip_page_and_stay_unique(store: Arc<dyn Store>) {
+    use cardcore_domain::authorization::{AuthorizationStatus, DeclineReason};
+    let (t, h) = tenant_with_holder(&*store, "money").await;
+    let (t2, h2) = tenant_with_holder(&*store, "money-2").await;
+    let c = card(t.id, h.id);
+    let c2 = card(t2.id, h2.id);
+    insert_cards(&*store, &[&c]).await;
+    insert_cards(&*store, &[&c2]).await;
+    let card_id = c.card.id;
+
+    let first = authorization(t.id, Some(card_id), "ref-1", 1);
+    let mut declined = authorization(t.id, None, "ref-2", 2);
+    declined.status = AuthorizationStatus::Declined;
+    declined.decline_reason = Some(DeclineReason::CardNotFound);
+    declined.response_code = "14".into();
+    declined.amounts = cardcore_domain::authorization::Amounts {
+        approved: 0,
+        pending: 0,
+        captured: 0,
+        reversed: 0,
+    };
+    declined.expires_at = None;
+    let second = authorization(t.id, Some(card_id), "ref-3", 3);
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_authorization(&first).await.unwrap());
+    assert!(tx.insert_authorization(&declined).await.unwrap());
+    // The same reference again: false, and the transaction goes on.
+    assert!(!tx
+        .insert_authorization(&authorization(t.id, Some(card_id), "ref-1", 4))
+        .await
+        .unwrap());
+    assert!(tx.insert_authorization(&second).await.unwrap());
+    tx.commit().await.unwrap();
+    // Another tenant may use the same reference.
+    let theirs = authorization(t2.id, Some(c2.card.id), "ref-1", 5);
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_authorization(&theirs).await.unwrap());
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.authorization(t.id, first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.authorization(t2.id, first.id).await.unwrap(), None);
+    assert_eq!(
+        store.authorization(t.id, declined.id).await.unwrap(),
+        Some(declined.clone())
+    );
+    assert_eq!(
+        store.authorization_by_reference(t.id, "ref-1").await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.authorization_by_reference(t2.id, "ref-1").await.unwrap(),
+        Some(theirs.clone())
+    );
+    let page = |status, before, limit| MoneyPage { status, before, limit };
+    let all = store
+        .authorizations(t.id, card_id, &page(None, None, 10))
+        .await
+        .unwrap();
+    assert_eq!(all, [second.clone(), first.clone()]);
+    let after = store
+        .authorizations(t.id, card_id, &page(None, Some(second.id.0), 10))
+        .await
+        .unwrap();
+    assert_eq!(after, [first.clone()]);
+    assert!(store
+        .authorizations(t.id, card_id, &page(Some(AuthorizationStatus::Closed), None, 10))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Due: approved holds past their expiry, of every tenant.
+    let due = store.due_authorizations(at(3 + 7 * 86_400), 10).await.unwrap();
+    let ids: Vec<_> = due.iter().map(|d| d.id).collect();
+    assert_eq!(ids, [first.id, second.id]);
+    assert_eq!(due[0].card_id, card_id);
+
+    // An update in a transaction, read back there and after.
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.lock_card(t.id, card_id).await.unwrap().is_some());
+    let mut closed = tx.authorization_in_tx(t.id, first.id).await.unwrap().unwrap();
+    closed.status = AuthorizationStatus::Closed;
+    closed.amounts.pending = 0;
+    closed.amounts.captured = 1_000;
+    closed.amounts.reversed = 180;
+    closed.updated_at = at(9);
+    tx.update_authorization(&closed).await.unwrap();
+    assert_eq!(
+        tx.authorization_in_tx(t.id, first.id).await.unwrap(),
+        Some(closed.clone())
+    );
+    let capture = TransactionRecord {
+        id: cardcore_domain::TransactionId::new(),
+        tenant_id: t.id,
+        card_id,
+        authorization_id: Some(first.id),
+        kind: TransactionKind::Capture,
+        amount: 1_000,
+        currency: "EUR".into(),
+        merchant: Some(first.merchant.clone()),
+        network_reference: "cap-1".into(),
+        created_at: at(9),
+    };
+    assert!(tx.insert_transaction(&capture).await.unwrap());
+    let mut dup = capture.clone();
+    dup.id = cardcore_domain::TransactionId::new();
+    assert!(!tx.insert_transaction(&dup).await.unwrap());
+    let refund = TransactionRecord {
+        id: cardcore_domain::TransactionId::new(),
+        authorization_id: None,
+        kind: TransactionKind::Refund,
+        merchant: None,
+        network_reference: "refund-1".into(),
+        created_at: at(10),
+        ..capture.clone()
+    };
+    assert!(tx.insert_transaction(&refund).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.authorization(t.id, first.id).await.unwrap(), Some(closed));
+    assert_eq!(
+        store.transaction_by_reference(t.id, "cap-1").await.unwrap(),
+        Some(capture.clone())
+    );
+    assert_eq!(store.transaction_by_reference(t2.id, "cap-1").await.unwrap(), None);
+    let txns = store.transactions(t.id, card_id, &page(None, None, 10)).await.unwrap();
+    assert_eq!(txns, [refund.clone(), capture.clone()]);
+    assert_eq!(
+        store
+            .transactions(t.id, card_id, &page(None, Some(refund.id.0), 1))
+            .await
+            .unwrap(),
+        [capture]
+    );
+    let due = store.due_authorizations(at(3 + 7 * 86_400), 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [second.id]);
 }
