@@ -33,8 +33,17 @@ pub struct CreateWebhookEndpoint {
 
 /// The event types a P100 endpoint can receive: those P100 has a webhook
 /// for (Card Activation Code; Card 3DS Code, from `otp.created` with the
-/// purpose `three_ds`).
-pub const P100_EVENTS: [EventType; 2] = [EventType::CardActivationCode, EventType::OtpCreated];
+/// purpose `three_ds`; Card Transaction, from authorizations and their movements).
+pub const P100_EVENTS: [EventType; 8] = [
+    EventType::CardActivationCode,
+    EventType::OtpCreated,
+    EventType::AuthorizationApproved,
+    EventType::AuthorizationDeclined,
+    EventType::AuthorizationReversed,
+    EventType::AuthorizationExpired,
+    EventType::TransactionCaptured,
+    EventType::TransactionRefunded,
+];
 
 /// An endpoint as a tenant sees it (never the secret).
 #[derive(Debug, Clone, PartialEq)]
@@ -203,8 +212,8 @@ impl Service {
                     if let Some((i, _)) = types.iter().enumerate().find(|(_, t)| !P100_EVENTS.contains(t)) {
                         return Err(ServiceError::invalid(
                             &format!("events[{i}]"),
-                            "P100 has no webhook for this event type; a p100 endpoint takes card.activation_code \
-                             and otp.created",
+                            "P100 has no webhook for this event type; a p100 endpoint takes card.activation_code, \
+                             otp.created and the authorization.* and transaction.* events",
                         ));
                     }
                 }

@@ -135,7 +135,19 @@ async fn a_p100_app_creates_its_user_and_receives_its_activation_code_webhook() 
         .await
         .expect(201, "");
     assert_eq!(endpoint["format"], "p100");
-    assert_eq!(endpoint["events"], json!(["card.activation_code", "otp.created"]));
+    assert_eq!(
+        endpoint["events"],
+        json!([
+            "card.activation_code",
+            "otp.created",
+            "authorization.approved",
+            "authorization.declined",
+            "authorization.reversed",
+            "authorization.expired",
+            "transaction.captured",
+            "transaction.refunded"
+        ])
+    );
     let token = endpoint["secret"].as_str().unwrap().to_owned();
 
     let r = p100(
@@ -240,6 +252,79 @@ async fn a_p100_app_creates_its_user_and_receives_its_activation_code_webhook() 
         .post("/v1/webhook-endpoints", json!({"url": url, "format": "sms"}))
         .await;
     assert_eq!(r.status.as_u16(), 422, "{}", r.text);
+}
+
+/// P100's Card Transaction webhook (shape assumed, docs/authorizations.md):
+/// an approval, a capture, a reversal and a refund each reach a P100
+/// endpoint as `CARD_TRANSACTION`, in order, with the secret token.
+#[tokio::test]
+async fn a_p100_endpoint_receives_card_transactions() {
+    let (url, inner) = receiver(&[]).await;
+    let app = spawn_app_with(&FAST).await;
+    let endpoint = app
+        .post(
+            "/v1/webhook-endpoints",
+            json!({"url": url, "format": "p100", "events": ["authorization.approved", "transaction.captured", "authorization.reversed", "transaction.refunded"]}),
+        )
+        .await
+        .expect(201, "");
+    let token = endpoint["secret"].as_str().unwrap().to_owned();
+    let card = app.active_card("virtual").await;
+    let card_id = card["id"].as_str().unwrap();
+    let merchant = json!({"mcc": "5411", "name": "Mercado", "city": "Lisboa", "country": "PT"});
+    let a = app
+        .post(
+            "/v1/authorizations",
+            json!({"card_id": card_id, "amount": 1_250, "currency": "EUR", "channel": "contactless",
+                   "merchant": merchant, "network_reference": "p100-a"}),
+        )
+        .await
+        .expect(201, "");
+    let auth = a["id"].as_str().unwrap();
+    app.post(
+        &format!("/v1/authorizations/{auth}/capture"),
+        json!({"amount": 1_000, "network_reference": "p100-c"}),
+    )
+    .await
+    .ok();
+    app.post(&format!("/v1/authorizations/{auth}/reverse"), json!({}))
+        .await
+        .ok();
+    app.post(
+        &format!("/v1/cards/{card_id}/refunds"),
+        json!({"amount": 300, "currency": "EUR", "network_reference": "p100-r"}),
+    )
+    .await
+    .expect(201, "");
+    let got = wait(&inner, "four card transactions", |g| g.len() >= 4).await;
+    let kinds: Vec<(String, String, u64)> = got
+        .iter()
+        .map(|h| {
+            assert_eq!(h.body["event_type"], "CARD_TRANSACTION");
+            assert_eq!(h.authorization.as_deref(), Some(token.as_str()));
+            let d = &h.body["data"];
+            assert_eq!(d["cardId"], card_id);
+            assert_eq!(d["last4"], card["last_four"]);
+            assert_eq!(d["currency"], "EUR");
+            if d["transactionType"] != "REFUND" {
+                assert_eq!(d["merchantCategoryCode"], "5411");
+            }
+            (
+                d["transactionType"].as_str().unwrap().to_owned(),
+                d["status"].as_str().unwrap().to_owned(),
+                d["amount"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [
+        ("AUTHORIZATION", "APPROVED", 1_250),
+        ("CAPTURE", "SETTLED", 1_000),
+        ("REVERSAL", "REVERSED", 250),
+        ("REFUND", "REFUNDED", 300),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c));
+    assert_eq!(kinds, want);
+    assert!(got.iter().take(3).all(|h| h.body["data"]["authorizationId"] == auth));
 }
 
 /// Suspend locks the user's active cards with a reason, unsuspend unlocks
