@@ -258,7 +258,17 @@ pub enum TenantCommand {
         /// Keep the OTP code in `otp.created` events (the same setting as `tenant sms --otp-in-events`).
         #[arg(long)]
         otp_in_events: Option<bool>,
-        /// Print the settings as `{"tenant_id", "pin_rules", "m2p_required"}` and nothing else.
+        /// The program's time zone for daily and monthly limits (IANA, e.g. `Europe/Lisbon`; default UTC).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Days after which what an authorization still holds expires (1 to 31; default 7).
+        #[arg(long)]
+        authorization_expiry_days: Option<u32>,
+        /// The program's default spending controls, as the JSON of `PUT /v1/cards/{id}/controls`;
+        /// a card's own controls replace them.
+        #[arg(long)]
+        default_controls: Option<String>,
+        /// Print the settings as `{"tenant_id", "pin_rules", "m2p_required", "authorizations"}` and nothing else.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -83,11 +83,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             pin_rules,
             m2p_required,
             otp_in_events,
+            time_zone,
+            authorization_expiry_days,
+            default_controls,
             json,
             db,
         }) => {
             let service = open_service(&db, ServiceConfig::default()).await?;
             let tenant = parse_tenant(&tenant)?;
+            let default_controls = default_controls
+                .map(|c| serde_json::from_str::<cardcore_domain::authorization::SpendingControls>(&c))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--default-controls: {e}"))?;
+            // Checked before anything is written.
+            let mut auth = service
+                .tenant_settings(tenant)
+                .await
+                .map_err(anyhow::Error::msg)?
+                .authorizations;
+            if let Some(tz) = time_zone {
+                auth.time_zone = tz;
+            }
+            if let Some(days) = authorization_expiry_days {
+                auth.expiry_days = days;
+            }
+            if let Some(c) = default_controls {
+                auth.default_controls = c;
+            }
+            auth.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
             if otp_in_events.is_some() {
                 let change = cardcore_service::sms::SmsSettingsChange {
                     otp_in_events,
@@ -106,6 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     if let Some(required) = m2p_required {
                         s.m2p_required = required;
                     }
+                    s.authorizations = auth;
                 })
                 .await
                 .map_err(anyhow::Error::msg)?;
@@ -116,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "tenant_id": tenant,
                         "pin_rules": settings.pin_rules,
                         "m2p_required": settings.m2p_required,
+                        "authorizations": settings.authorizations,
                     })
                 );
             } else {

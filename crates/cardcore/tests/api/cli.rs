@@ -186,6 +186,12 @@ async fn tenant_pin_rules_from_the_command_line_reach_the_server() {
             "common,sequential",
             "--m2p-required",
             "mobile",
+            "--time-zone",
+            "Europe/Lisbon",
+            "--authorization-expiry-days",
+            "10",
+            "--default-controls",
+            r#"{"blocked_mccs": ["7995"]}"#,
             "--json",
         ],
     )
@@ -194,8 +200,17 @@ async fn tenant_pin_rules_from_the_command_line_reach_the_server() {
     let settings: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         settings,
-        serde_json::json!({"tenant_id": tenant, "pin_rules": ["sequential", "common"], "m2p_required": ["mobile"]})
+        serde_json::json!({"tenant_id": tenant, "pin_rules": ["sequential", "common"], "m2p_required": ["mobile"],
+            "authorizations": {"time_zone": "Europe/Lisbon", "expiry_days": 10, "default_controls":
+                {"allowed_mccs": null, "blocked_mccs": ["7995"], "allowed_countries": null, "blocked_countries": []}}})
     );
+    // An unknown time zone changes nothing.
+    let err = run(
+        dir.path(),
+        &["tenant", "update", "--tenant", tenant, "--time-zone", "Mars/Olympus"],
+    )
+    .unwrap_err();
+    assert!(err.contains("time_zone"), "{err}");
     // Without --json: the settings in words; a flag not given keeps its value.
     let out = run(dir.path(), &["tenant", "update", "--tenant", tenant]).unwrap();
     assert!(
