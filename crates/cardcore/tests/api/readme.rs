@@ -151,4 +151,25 @@ fn readme_walkthrough() {
     ]) {
         assert!(line.contains(want), "{line} should contain {want}\n{stdout}");
     }
+    // The authorization story: approve (its retry answers 200), a PIN-block
+    // purchase, capture part, reverse the rest, spend and transactions, a
+    // decline on the locked card.
+    let story = lines
+        .iter()
+        .position(|l| *l == "200")
+        .unwrap_or_else(|| panic!("the retry's 200\n{stdout}"));
+    let tail = &lines[story + 1..];
+    assert_eq!(tail[0], r#"{"status":"APPROVED","response_code":"00","pending_amount":4000}"#);
+    assert_eq!(tail[1], r#"{"status":"APPROVED","pending_amount":250,"captured_amount":1000}"#);
+    assert_eq!(
+        tail[2],
+        r#"{"status":"CLOSED","pending_amount":0,"captured_amount":1000,"reversed_amount":250}"#
+    );
+    assert!(tail[3].contains(r#""used":1000,"count":1,"limit":null"#), "{}", tail[3]);
+    assert_eq!(tail[4], r#"{"type":"capture","amount":1000}"#);
+    assert_eq!(tail[5], r#"{"status":"LOCKED"}"#);
+    assert_eq!(
+        tail[6],
+        r#"{"status":"DECLINED","decline_reason":"CARD_LOCKED","response_code":"62"}"#
+    );
 }
