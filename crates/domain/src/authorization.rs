@@ -366,6 +366,10 @@ pub struct SpendingControls {
     pub blocked_countries: Vec<String>,
 }
 
+/// A list of the controls, for checking: its name, its codes, the shape
+/// test and the shape's wording.
+type ControlList<'a> = (&'a str, Option<&'a Vec<String>>, fn(&str) -> bool, &'a str);
+
 /// Longest list accepted in the controls.
 pub const MAX_CONTROL_ENTRIES: usize = 500;
 
@@ -373,7 +377,7 @@ impl SpendingControls {
     /// Checks every code's shape and the lists' lengths.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let lists: [(&str, Option<&Vec<String>>, fn(&str) -> bool, &str); 4] = [
+        let lists: [ControlList<'_>; 4] = [
             ("allowed_mccs", self.allowed_mccs.as_ref(), is_mcc, "four digits"),
             ("blocked_mccs", Some(&self.blocked_mccs), is_mcc, "four digits"),
             (

@@ -2585,7 +2585,7 @@ pub async fn authorizations_and_transactions_round_trip_page_and_stay_unique(sto
         .authorizations(t.id, card_id, &page(None, Some(second.id.0), 10))
         .await
         .unwrap();
-    assert_eq!(after, [first.clone()]);
+    assert_eq!(after, std::slice::from_ref(&first));
     assert!(store
         .authorizations(t.id, card_id, &page(Some(AuthorizationStatus::Closed), None, 10))
         .await
