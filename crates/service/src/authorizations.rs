@@ -225,17 +225,12 @@ impl Service {
     /// Decides on a payment and holds what is approved. Always a decision
     /// for a well-formed request (also for an unknown card); a repeated
     /// `network_reference` answers the first decision and holds nothing more.
+    ///
+    /// A retry is found when its authorization is inserted (the reference
+    /// is unique per tenant): its transaction is rolled back before it
+    /// wrote anything, and the first decision is answered. No lookup comes
+    /// first, so a first request (the usual one) costs no extra statement.
     pub async fn authorize(&self, ctx: &Ctx, req: AuthorizationRequest) -> ServiceResult<Decided> {
-        if let Some(first) = self
-            .store
-            .authorization_by_reference(ctx.tenant_id(), &req.network_reference)
-            .await?
-        {
-            return Ok(Decided {
-                authorization: authorization_view(&first),
-                replayed: true,
-            });
-        }
         let prepared = self.prepare_authorization(ctx, req).await?;
         // Hook (tenant decision service): when the tenant has one, pre-decide
         // with `precheck_authorization`, ask the tenant holding nothing, and
@@ -358,7 +353,7 @@ impl Service {
         let windows = Windows::at(now, settings.tz());
         let pin_right = self.pin_right(&rec, &p.pin).await?;
         let controls = rec.usage.controls.clone().unwrap_or(settings.default_controls);
-        let payment = self.payment(p, &rec, pin_right);
+        let payment = self.payment(p, pin_right);
         let state = CardState {
             card: &rec.card,
             tries: PinTries::new(rec.card.pin_status, rec.secrets.pin_failures),
@@ -368,8 +363,7 @@ impl Service {
         Ok(decide(&state, &payment, &windows, now, self.config.pin_max_failures).declined)
     }
 
-    fn payment<'a>(&self, p: &'a Prepared, rec: &CardRecord, pin_right: Option<bool>) -> Payment<'a> {
-        let _ = rec;
+    fn payment<'a>(&self, p: &'a Prepared, pin_right: Option<bool>) -> Payment<'a> {
         Payment {
             billing_amount: p.req.billing_amount.unwrap_or(p.req.amount),
             channel: p.req.channel,
@@ -410,7 +404,7 @@ impl Service {
             };
             decide(
                 &state,
-                &self.payment(&p, &rec, pin_right),
+                &self.payment(&p, pin_right),
                 &windows,
                 now,
                 self.config.pin_max_failures,

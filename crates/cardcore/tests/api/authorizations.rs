@@ -428,6 +428,20 @@ async fn network_reference_makes_retries_safe() {
     assert_eq!(spend["channels"]["pos"]["daily"]["used"], 4_000);
     assert_eq!(spend["channels"]["pos"]["daily"]["count"], 2);
     assert_eq!(spend["channels"]["pos"]["daily"]["remaining"], 6_000);
+
+    // A retried wrong PIN counts once.
+    let id = card_with(&app, "virtual").await;
+    app.set_pin(&id, "4821").await;
+    let (wrong, key) = pin_block(&app, &id, "1111").await;
+    let mut b = body(&id, 100);
+    b["pin_block"] = json!(wrong);
+    b["format"] = json!("ISO-4");
+    b["key_id"] = json!(key);
+    let first = app.post("/v1/authorizations", b.clone()).await;
+    let again = app.post("/v1/authorizations", b).await;
+    assert_eq!((first.status.as_u16(), again.status.as_u16()), (201, 200));
+    assert_eq!(again.body, first.body);
+    assert_eq!(app.verify(&id, "2222").await.ok()["remaining_attempts"], 1);
 }
 
 /// Runs the futures together on this task.

@@ -159,8 +159,14 @@ fn readme_walkthrough() {
         .position(|l| *l == "200")
         .unwrap_or_else(|| panic!("the retry's 200\n{stdout}"));
     let tail = &lines[story + 1..];
-    assert_eq!(tail[0], r#"{"status":"APPROVED","response_code":"00","pending_amount":4000}"#);
-    assert_eq!(tail[1], r#"{"status":"APPROVED","pending_amount":250,"captured_amount":1000}"#);
+    assert_eq!(
+        tail[0],
+        r#"{"status":"APPROVED","response_code":"00","pending_amount":4000}"#
+    );
+    assert_eq!(
+        tail[1],
+        r#"{"status":"APPROVED","pending_amount":250,"captured_amount":1000}"#
+    );
     assert_eq!(
         tail[2],
         r#"{"status":"CLOSED","pending_amount":0,"captured_amount":1000,"reversed_amount":250}"#
