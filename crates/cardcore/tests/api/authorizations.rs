@@ -836,3 +836,80 @@ async fn bad_input_is_refused_naming_the_field() {
         json!([])
     );
 }
+
+/// On PostgreSQL, two nodes (two services, two pools) expiring the same
+/// holds at once release each exactly once, and a full story through both
+/// nodes adds up.
+#[tokio::test]
+async fn on_postgres_two_nodes_expire_each_hold_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = format!("cc_test_{}", uuid::Uuid::now_v7().simple());
+    let Some(args) = crate::webhooks::pg_node_args(dir.path(), &schema) else {
+        return;
+    };
+    let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
+    let node1 = cardcore::Server::start(&args, Some(bind().await)).await.unwrap();
+    let node2 = cardcore::Server::start(&args, Some(bind().await)).await.unwrap();
+    let (tenant, key) = node1.service.create_tenant("pg-money").await.unwrap();
+    let app = TestApp {
+        base: format!("http://{}", node1.addr),
+        client: crate::helpers::client(),
+        key: key.secret.to_string(),
+        tenant_id: tenant.id.to_string(),
+        dir,
+        server: None,
+    };
+    let id = app.card("virtual").await["id"].as_str().unwrap().to_owned();
+    set_limits(
+        &app,
+        &id,
+        json!({"enabled": true, "per_transaction": null, "daily": 10_000, "monthly": null}),
+    )
+    .await;
+    let mut auths = Vec::new();
+    for amount in [1_000, 2_000, 3_000] {
+        auths.push(
+            authorize(&app, body(&id, amount)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    app.post(
+        &format!("/v1/authorizations/{}/capture", auths[0]),
+        json!({"amount": 1_000, "network_reference": "pg-c"}),
+    )
+    .await
+    .ok();
+    app.post(
+        &format!("/v1/authorizations/{}/reverse", auths[1]),
+        json!({"amount": 500}),
+    )
+    .await
+    .ok();
+    let later = node1.service.now() + chrono::Duration::days(8);
+    let (x, y) = tokio::join!(
+        node1.service.expire_authorizations(later, 100),
+        node2.service.expire_authorizations(later, 100)
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 2, "the two holds still open, each once");
+    let spend = app.get(&format!("/v1/cards/{id}/spend")).await.ok();
+    assert_eq!(spend["channels"]["pos"]["daily"]["used"], 1_000);
+    assert_eq!(spend["channels"]["pos"]["daily"]["count"], 1);
+    let a1 = app.get(&format!("/v1/authorizations/{}", auths[1])).await.ok();
+    assert_eq!(
+        (a1["status"].clone(), a1["reversed_amount"].clone()),
+        (json!("EXPIRED"), json!(2_000))
+    );
+    node1.stop().await.unwrap();
+    node2.stop().await.unwrap();
+    let _ = std::process::Command::new("psql")
+        .args([
+            &crate::webhooks::pg_url(),
+            "-qc",
+            &format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}

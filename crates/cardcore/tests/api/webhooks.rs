@@ -911,13 +911,13 @@ async fn sigterm_finishes_the_attempt_in_flight_exits_zero_and_logs_no_secret() 
 }
 
 /// The PostgreSQL server the tests use (as the store tests do).
-fn pg_url() -> String {
+pub(crate) fn pg_url() -> String {
     std::env::var("CARDCORE_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// Serve arguments for a node on a fresh schema of the test server, or
 /// `None` (a skip, a failure under CI) when no server answers.
-fn pg_node_args(dir: &std::path::Path, schema: &str) -> Option<cardcore::cli::ServeArgs> {
+pub(crate) fn pg_node_args(dir: &std::path::Path, schema: &str) -> Option<cardcore::cli::ServeArgs> {
     let url = pg_url();
     let hostport = url
         .split('@')
