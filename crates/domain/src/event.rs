@@ -18,6 +18,7 @@ pub enum EventType {
     CardStatusChanged,
     CardReplaced,
     CardLimitsUpdated,
+    CardControlsUpdated,
     CardPinSet,
     CardPinChanged,
     CardPinBlocked,
@@ -33,13 +34,14 @@ pub enum EventType {
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 18] = [
         Self::CardCreated,
         Self::CardActivationCode,
         Self::CardActivated,
         Self::CardStatusChanged,
         Self::CardReplaced,
         Self::CardLimitsUpdated,
+        Self::CardControlsUpdated,
         Self::CardPinSet,
         Self::CardPinChanged,
         Self::CardPinBlocked,
@@ -62,6 +64,7 @@ impl EventType {
             Self::CardStatusChanged => "card.status_changed",
             Self::CardReplaced => "card.replaced",
             Self::CardLimitsUpdated => "card.limits_updated",
+            Self::CardControlsUpdated => "card.controls_updated",
             Self::CardPinSet => "card.pin_set",
             Self::CardPinChanged => "card.pin_changed",
             Self::CardPinBlocked => "card.pin_blocked",
@@ -119,7 +122,7 @@ pub struct Event {
     /// - `card.activation_code`: `{card_id, activation_code}` (6 digits, for the cardholder)
     /// - `card.status_changed`: `{card, previous_status}`
     /// - `card.replaced`: `{card, replacement, reason}`
-    /// - `card.limits_updated`: `{card_id, limits}`
+    /// - `card.limits_updated`: `{card_id, limits}`; `card.controls_updated`: `{card_id, controls}`
     /// - `card.pin_set`, `card.pin_changed`: `{card_id, pin_status}`
     /// - `card.pin_blocked`: `{card_id, reason}`; `card.pin_unblocked`: `{card_id}`
     /// - `otp.created`: `{card_id, purpose, trace_number, otp, expires_at, phone}` (`otp`: 6 digits, for the cardholder)

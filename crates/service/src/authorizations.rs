@@ -955,6 +955,13 @@ impl Service {
                 Some(to_json(&controls)),
             ))
             .await?;
+            let data = serde_json::json!({ "card_id": card, "controls": controls });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(card), EventType::CardControlsUpdated, data)
+                    .await?,
+            )
+            .await?;
             tx.commit().await?;
         }
         Ok(EffectiveControls {

@@ -743,6 +743,19 @@ async fn controls_default_to_the_program_and_a_card_overrides_them() {
         .await
         .ok();
     assert_eq!(c["source"], "card");
+    let changed: Vec<Value> = app
+        .card_events(&id)
+        .await
+        .into_iter()
+        .filter(|e| e["type"] == "card.controls_updated")
+        .collect();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["data"]["controls"]["allowed_mccs"], json!(["5411", "5812"]));
+    assert!(app
+        .audit(&id)
+        .await
+        .iter()
+        .any(|e| e["type"] == "card.controls_updated"));
     assert_eq!(authorize(&app, body(&id, 1)).await["status"], "APPROVED");
     let mut other = body(&id, 1);
     other["merchant"]["mcc"] = json!("7995");
