@@ -268,7 +268,15 @@ pub enum TenantCommand {
         /// a card's own controls replace them.
         #[arg(long)]
         default_controls: Option<String>,
-        /// Print the settings as `{"tenant_id", "pin_rules", "m2p_required", "authorizations"}` and nothing else.
+        /// The program the program settings below change (default: the tenant's default program).
+        #[arg(long)]
+        program: Option<String>,
+        /// Hours between CVV2 changes of the program's virtual cards (1 to 8760), 0 for a CVV2 that
+        /// does not rotate, or `default` for the server's `--cvv-rotation-interval-hours`.
+        #[arg(long, value_parser = parse_cvv_interval)]
+        cvv_rotation_interval_hours: Option<CvvInterval>,
+        /// Print the settings as `{"tenant_id", "pin_rules", "m2p_required", "authorizations", "programs"}` and
+        /// nothing else.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -387,6 +395,26 @@ pub enum ApiKeyCommand {
 
 fn parse_pin_rules(s: &str) -> Result<PinRules, String> {
     PinRules::parse(s)
+}
+
+/// A program's CVV2 interval as `tenant update` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CvvInterval {
+    /// Follow the server's `--cvv-rotation-interval-hours`.
+    Default,
+    /// Hours (0: no rotation).
+    Hours(u32),
+}
+
+fn parse_cvv_interval(s: &str) -> Result<CvvInterval, String> {
+    if s == "default" {
+        return Ok(CvvInterval::Default);
+    }
+    match s.parse::<u32>() {
+        Ok(0) => Ok(CvvInterval::Hours(0)),
+        Ok(h) if cardcore_domain::cvv_window::valid_interval(h) => Ok(CvvInterval::Hours(h)),
+        _ => Err(format!("{}; or `default`", cardcore_domain::cvv_window::INTERVAL_RULE)),
+    }
 }
 
 fn parse_m2p_required(s: &str) -> Result<M2pRequired, String> {

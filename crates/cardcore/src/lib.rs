@@ -86,6 +86,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             time_zone,
             authorization_expiry_days,
             default_controls,
+            program,
+            cvv_rotation_interval_hours,
             json,
             db,
         }) => {
@@ -111,6 +113,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 auth.default_controls = c;
             }
             auth.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let program = match program {
+                Some(p) => p
+                    .parse::<cardcore_domain::ProgramId>()
+                    .map_err(|_| anyhow::anyhow!("--program must be a program id (a UUID)"))?,
+                None => {
+                    service
+                        .tenant(tenant)
+                        .await
+                        .map_err(anyhow::Error::msg)?
+                        .default_program_id
+                }
+            };
             if otp_in_events.is_some() {
                 let change = cardcore_service::sms::SmsSettingsChange {
                     otp_in_events,
@@ -130,6 +144,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         s.m2p_required = required;
                     }
                     s.authorizations = auth;
+                    if let Some(interval) = cvv_rotation_interval_hours {
+                        let entry = s.programs.entry(program).or_default();
+                        entry.cvv_rotation_interval_hours = match interval {
+                            cli::CvvInterval::Default => None,
+                            cli::CvvInterval::Hours(h) => Some(h),
+                        };
+                        if *entry == cardcore_domain::ProgramSettings::default() {
+                            s.programs.remove(&program);
+                        }
+                    }
                 })
                 .await
                 .map_err(anyhow::Error::msg)?;
@@ -141,12 +165,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         "pin_rules": settings.pin_rules,
                         "m2p_required": settings.m2p_required,
                         "authorizations": settings.authorizations,
+                        "programs": settings.programs,
                     })
                 );
             } else {
                 println!("tenant {tenant} updated (running servers apply it within 5 s)");
                 println!("PIN rules: {}", settings.pin_rules);
                 println!("M2P required fields: {}", settings.m2p_required);
+                for (id, p) in &settings.programs {
+                    if let Some(hours) = p.cvv_rotation_interval_hours {
+                        println!("program {id}: CVV2 rotates every {hours} h (0: never)");
+                    }
+                }
             }
             Ok(())
         }

@@ -1,5 +1,6 @@
 //! Tenants: each card program operator, isolated from every other.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,10 @@ pub struct TenantSettings {
     /// The program's authorization settings (a tenant is one program).
     #[serde(skip_serializing_if = "AuthorizationSettings::is_default")]
     pub authorizations: AuthorizationSettings,
+    /// Settings of the tenant's programs (a card's `program_id`), each
+    /// falling back to the node's flags where it says nothing.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub programs: BTreeMap<ProgramId, ProgramSettings>,
 }
 
 /// A program's authorization settings. cardcore has one program per tenant
@@ -98,6 +103,25 @@ impl AuthorizationSettings {
         }
         errors.into_result()
     }
+}
+
+impl TenantSettings {
+    /// The settings of a program (empty: the node's defaults).
+    pub fn program(&self, program: ProgramId) -> ProgramSettings {
+        self.programs.get(&program).cloned().unwrap_or_default()
+    }
+}
+
+/// A program's own settings. A program is what a card's `program_id`
+/// names; a tenant's cards get its `default_program_id` unless created with
+/// another. `None` everywhere means: the node's flag decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProgramSettings {
+    /// Hours between CVV2 changes of the program's virtual cards; 0: the
+    /// CVV2 does not rotate; None: `serve --cvv-rotation-interval-hours`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cvv_rotation_interval_hours: Option<u32>,
 }
 
 /// The fields of M2P's `ChangeCardPinDto` a tenant's product requires on
@@ -229,6 +253,27 @@ mod tests {
             serde_json::json!({"pin_rules": [], "m2p_required": ["mobile", "otpDetails"]})
         );
         assert_eq!(serde_json::from_value::<TenantSettings>(json).unwrap(), s);
+    }
+
+    #[test]
+    fn program_settings_are_keyed_by_program_id() {
+        let program = ProgramId::new();
+        let mut s = TenantSettings::default();
+        assert_eq!(s.program(program).cvv_rotation_interval_hours, None);
+        s.programs.insert(
+            program,
+            ProgramSettings {
+                cvv_rotation_interval_hours: Some(24),
+            },
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            json["programs"][program.to_string()],
+            serde_json::json!({"cvv_rotation_interval_hours": 24})
+        );
+        let back: TenantSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back.program(program).cvv_rotation_interval_hours, Some(24));
+        assert_eq!(back.program(ProgramId::new()), ProgramSettings::default());
     }
 
     #[test]

@@ -23,7 +23,6 @@ use cardcore_domain::{
     AuthorizationId, CardId, EventType, Expiry, PinDecision, PinTries, Timestamp, TransactionId, ValidationErrors,
 };
 use cardcore_store::{AuthorizationRecord, CardRecord, MoneyPage, TransactionKind, TransactionRecord, Tx};
-use subtle::ConstantTimeEq;
 
 use crate::pins::BlockFormat;
 use crate::{Ctx, Service, ServiceError, ServiceResult};
@@ -214,14 +213,6 @@ pub fn validate_reference(field: &str, r: &str, errors: &mut ValidationErrors) {
 }
 
 impl Service {
-    /// Whether `cvv2` is the card's CVV2 at `now`. The one place a CVV2 is
-    /// checked (dynamic CVV2 extends it to the current and previous window).
-    pub async fn cvv2_matches(&self, rec: &CardRecord, cvv2: &Cvv, _now: Timestamp) -> ServiceResult<bool> {
-        let pan = self.open_pan(rec).await?;
-        let expected = self.cvv2(&pan, rec.card.expiry).await?;
-        Ok(expected.ct_eq(cvv2).into())
-    }
-
     /// Decides on a payment and holds what is approved. Always a decision
     /// for a well-formed request (also for an unknown card); a repeated
     /// `network_reference` answers the first decision and holds nothing more.

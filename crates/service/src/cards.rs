@@ -3,14 +3,16 @@
 use cardcore_crypto::verifier::{label, MacKey};
 use cardcore_crypto::{Cvv, Otp, Pan};
 use cardcore_domain::activation::{ActivationState, Attempt};
+use cardcore_domain::cvv_window::CvvWindow;
 use cardcore_domain::lifecycle::{self, LifecycleAction, ReplaceReason, Transition};
 use cardcore_domain::{
     AccountId, BlockFrom, Brand, Card, CardId, CardStatus, CardType, Cardholder, CardholderId, EventType, Expiry,
-    KitNumber, Limits, PinStatus, ProgramId, ReasonCode, RuleViolation, StatusReason, ValidationErrors,
+    KitNumber, Limits, PinStatus, ProgramId, ReasonCode, RuleViolation, StatusReason, Timestamp, ValidationErrors,
 };
 use cardcore_store::{CardFilter, CardRecord, CardSecrets, Tx, Verifier};
 use rand::rngs::OsRng;
 use rand::Rng;
+use subtle::ConstantTimeEq;
 
 use crate::keyring::Purpose;
 use crate::{Ctx, Service, ServiceError, ServiceResult};
@@ -46,8 +48,20 @@ pub struct ReasonInput {
 #[derive(Debug)]
 pub struct SensitiveData {
     pub pan: Pan,
+    /// The CVV2 valid now (the current window's, for a rotating one).
     pub cvv: Cvv,
+    /// When a rotating CVV2 changes (the end of its window); None for a
+    /// static one.
+    pub cvv_expires_at: Option<Timestamp>,
     pub expiry: Expiry,
+}
+
+/// A card's CVV2 at a moment.
+#[derive(Debug)]
+pub struct Cvv2 {
+    pub cvv: Cvv,
+    /// The end of its window (None: a static CVV2, never changes).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A page of cards.
@@ -309,13 +323,25 @@ impl Service {
         })
     }
 
-    /// The card's dynamic-CVV interval in hours: the program's, for virtual
-    /// cards; None for physical ones (their CVV2 is printed).
-    pub fn cvv_rotation_interval_hours(&self, card: &Card) -> Option<u32> {
-        match card.card_type {
-            CardType::Virtual => self.config.cvv_rotation_interval_hours,
-            CardType::Physical => None,
+    /// The card's dynamic-CVV2 interval in hours, for virtual cards: its
+    /// program's (`programs.<id>.cvv_rotation_interval_hours` in the
+    /// tenant's settings), else the node's `--cvv-rotation-interval-hours`;
+    /// None when it does not rotate, and always for physical cards (their
+    /// CVV2 is printed).
+    pub async fn cvv_rotation_interval_hours(&self, card: &Card) -> ServiceResult<Option<u32>> {
+        if card.card_type == CardType::Physical {
+            return Ok(None);
         }
+        let program = self
+            .tenant_settings(card.tenant_id)
+            .await?
+            .program(card.program_id)
+            .cvv_rotation_interval_hours;
+        Ok(match program {
+            Some(hours) => Some(hours),
+            None => self.config.cvv_rotation_interval_hours,
+        }
+        .filter(|h| cardcore_domain::cvv_window::valid_interval(*h)))
     }
 
     /// A new activation code for a physical card, and its verifier.
@@ -410,24 +436,74 @@ impl Service {
             |b: &cardcore_crypto::SecretBytes| std::str::from_utf8(b.expose()).map(str::to_owned).unwrap_or_default();
         let pan = Pan::parse(&zeroize::Zeroizing::new(text(&pan)))
             .map_err(|_| ServiceError::Internal("stored PAN is malformed".into()))?;
-        let cvv = self.cvv2(&pan, rec.card.expiry).await?;
+        let cvv2 = self.cvv2_at(&rec.card, &pan, self.now()).await?;
         let mut tx = self.store.begin().await?;
         tx.insert_audit(&self.audit(ctx, Some(id), "card.sensitive_revealed", None, None, None))
             .await?;
         tx.commit().await?;
         Ok(SensitiveData {
             pan,
-            cvv,
+            cvv: cvv2.cvv,
+            cvv_expires_at: cvv2.expires_at,
             expiry: rec.card.expiry,
         })
     }
 
-    /// The card's CVV2: the Visa CVV algorithm under the CVK (which never
-    /// rotates) with service code `000`; computed, never stored.
+    /// The card's static CVV2: the Visa CVV algorithm under the CVK (which
+    /// never rotates) with service code `000`; computed, never stored.
     pub(crate) async fn cvv2(&self, pan: &Pan, expiry: Expiry) -> ServiceResult<Cvv> {
         let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
         cardcore_crypto::cvv::generate_cvv(&cvk, pan, &expiry.yymm(), cardcore_crypto::cvv::SERVICE_CODE_CVV2)
             .map_err(|e| ServiceError::Internal(e.to_string()))
+    }
+
+    /// The card's CVV2 at `now`: for a virtual card of a program that
+    /// rotates it, the dynamic CVV2 of `now`'s window (see
+    /// `cardcore_crypto::cvv::generate_dynamic_cvv2`) and when it changes;
+    /// otherwise the static CVV2.
+    pub async fn cvv2_at(&self, card: &Card, pan: &Pan, now: Timestamp) -> ServiceResult<Cvv2> {
+        match self.cvv_rotation_interval_hours(card).await? {
+            Some(hours) => {
+                let window = CvvWindow::at(hours, now);
+                let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
+                Ok(Cvv2 {
+                    cvv: cardcore_crypto::cvv::generate_dynamic_cvv2(&cvk, pan, window.number),
+                    expires_at: Some(window.ends_at),
+                })
+            }
+            None => Ok(Cvv2 {
+                cvv: self.cvv2(pan, card.expiry).await?,
+                expires_at: None,
+            }),
+        }
+    }
+
+    /// True when `cvv2` is the card's CVV2 at `now`: for a rotating CVV2,
+    /// the current window's or the previous one's (a CVV2 read just before
+    /// the change still pays); otherwise the static one. Compared in
+    /// constant time, both windows always computed and compared.
+    pub async fn cvv2_matches(&self, card: &CardRecord, cvv2: &Cvv, now: Timestamp) -> ServiceResult<bool> {
+        let pan = self.open_pan(card).await?;
+        self.cvv2_matches_pan(&card.card, &pan, cvv2, now).await
+    }
+
+    /// [`Service::cvv2_matches`] with the card's PAN already opened.
+    pub async fn cvv2_matches_pan(&self, card: &Card, pan: &Pan, cvv2: &Cvv, now: Timestamp) -> ServiceResult<bool> {
+        match self.cvv_rotation_interval_hours(card).await? {
+            Some(hours) => {
+                let window = CvvWindow::at(hours, now);
+                let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
+                let current = cardcore_crypto::cvv::generate_dynamic_cvv2(&cvk, pan, window.number);
+                // Window 0 has no previous one: compare against the current twice.
+                let previous = cardcore_crypto::cvv::generate_dynamic_cvv2(
+                    &cvk,
+                    pan,
+                    window.previous().map_or(window.number, |p| p.number),
+                );
+                Ok((current.ct_eq(cvv2) | previous.ct_eq(cvv2)).into())
+            }
+            None => Ok(self.cvv2(pan, card.expiry).await?.ct_eq(cvv2).into()),
+        }
     }
 
     /// Once per database: re-hashes every card's PAN into the lookup hash

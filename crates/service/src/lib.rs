@@ -8,6 +8,7 @@ pub mod authorizations;
 mod card_order;
 pub mod cardholders;
 pub mod cards;
+pub mod clock;
 pub mod egress;
 pub mod error;
 pub mod events;
@@ -65,8 +66,9 @@ pub struct ServiceConfig {
     pub webhook_networks: egress::WebhookNetworks,
     /// Redeliveries a tenant may ask for per minute, per node (0: no limit).
     pub webhook_redeliveries_per_minute: u32,
-    /// The program's dynamic-CVV interval for virtual cards, in hours (QI's
-    /// `cvv_rotation_interval_hours`); None: the CVV does not rotate.
+    /// The default dynamic-CVV2 interval of virtual cards, in hours (QI's
+    /// `cvv_rotation_interval_hours`), for programs whose tenant settings
+    /// name none; None: the CVV2 does not rotate.
     pub cvv_rotation_interval_hours: Option<u32>,
 }
 
@@ -140,6 +142,7 @@ pub struct Service {
     /// One card's PIN decisions one after another, in this process.
     card_order: card_order::CardOrder,
     redeliver_throttle: webhooks::RedeliverThrottle,
+    clock: clock::Clock,
 }
 
 impl Service {
@@ -166,6 +169,7 @@ impl Service {
             config,
             auth_cache: auth::AuthCache::default(),
             settings_cache: settings::SettingsCache::default(),
+            clock: clock::Clock::default(),
         })
     }
 
@@ -185,9 +189,15 @@ impl Service {
     }
 
     /// Now, to the microsecond: the precision both databases keep, so an
-    /// object reads back exactly as it was answered.
+    /// object reads back exactly as it was answered. Read from the
+    /// service's [`clock::Clock`] (the system clock unless a test moved it).
     pub fn now(&self) -> Timestamp {
-        now()
+        self.clock.now()
+    }
+
+    /// The service's clock (tests set it to cross CVV2 windows, expiries).
+    pub fn clock(&self) -> &clock::Clock {
+        &self.clock
     }
 
     /// An audit entry for this request.

@@ -202,7 +202,7 @@ async fn tenant_pin_rules_from_the_command_line_reach_the_server() {
         settings,
         serde_json::json!({"tenant_id": tenant, "pin_rules": ["sequential", "common"], "m2p_required": ["mobile"],
             "authorizations": {"time_zone": "Europe/Lisbon", "expiry_days": 10, "default_controls":
-                {"allowed_mccs": null, "blocked_mccs": ["7995"], "allowed_countries": null, "blocked_countries": []}}})
+                {"allowed_mccs": null, "blocked_mccs": ["7995"], "allowed_countries": null, "blocked_countries": []}}, "programs": {}})
     );
     // An unknown time zone changes nothing.
     let err = run(
@@ -211,6 +211,77 @@ async fn tenant_pin_rules_from_the_command_line_reach_the_server() {
     )
     .unwrap_err();
     assert!(err.contains("time_zone"), "{err}");
+    // A program's CVV2 interval: the default program unless --program names one.
+    let out = run(
+        dir.path(),
+        &[
+            "tenant",
+            "update",
+            "--tenant",
+            tenant,
+            "--cvv-rotation-interval-hours",
+            "24",
+            "--json",
+        ],
+    )
+    .unwrap();
+    let settings: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let programs = settings["programs"].as_object().unwrap();
+    assert_eq!(programs.len(), 1, "{out}");
+    assert_eq!(programs.values().next().unwrap()["cvv_rotation_interval_hours"], 24);
+    let other = uuid::Uuid::new_v4().to_string();
+    let out = run(
+        dir.path(),
+        &[
+            "tenant",
+            "update",
+            "--tenant",
+            tenant,
+            "--program",
+            &other,
+            "--cvv-rotation-interval-hours",
+            "0",
+            "--json",
+        ],
+    )
+    .unwrap();
+    let settings: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(settings["programs"][&other]["cvv_rotation_interval_hours"], 0, "{out}");
+    let err = run(
+        dir.path(),
+        &[
+            "tenant",
+            "update",
+            "--tenant",
+            tenant,
+            "--cvv-rotation-interval-hours",
+            "9000",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("--cvv-rotation-interval-hours") && err.contains("8760"),
+        "{err}"
+    );
+    // `default` gives both back to the server's flag.
+    for program in [None, Some(other.as_str())] {
+        let mut args = vec![
+            "tenant",
+            "update",
+            "--tenant",
+            tenant,
+            "--cvv-rotation-interval-hours",
+            "default",
+            "--json",
+        ];
+        if let Some(p) = program {
+            args.extend(["--program", p]);
+        }
+        run(dir.path(), &args).unwrap();
+    }
+    let out = run(dir.path(), &["tenant", "update", "--tenant", tenant, "--json"]).unwrap();
+    let settings: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(settings["programs"], serde_json::json!({}), "{out}");
     // Without --json: the settings in words; a flag not given keeps its value.
     let out = run(dir.path(), &["tenant", "update", "--tenant", tenant]).unwrap();
     assert!(

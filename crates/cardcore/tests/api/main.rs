@@ -16,6 +16,7 @@ mod dialect_cross;
 mod dialect_m2p;
 mod dialect_p100;
 mod dialect_qitech;
+mod dynamic_cvv;
 mod events;
 mod idempotency;
 mod idempotency_secrets;

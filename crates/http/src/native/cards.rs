@@ -175,9 +175,15 @@ struct Sensitive<'a> {
     /// The full card number: 12 to 19 digits.
     #[schema(min_length = 12, max_length = 19)]
     pan: &'a str,
-    /// The CVV2: 3 or 4 digits.
+    /// The CVV2 valid now: 3 or 4 digits. A virtual card of a program that
+    /// rotates its CVV2 (`cvv_rotation_interval_hours`) shows the current
+    /// window's.
     #[schema(min_length = 3, max_length = 4)]
     cvv: &'a str,
+    /// When `cvv` changes (the end of its window); `null` for a CVV2 that
+    /// does not rotate (physical cards, programs without rotation).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    cvv_expires_at: Option<cardcore_domain::Timestamp>,
     /// `MM/YY`.
     #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
     expiry: String,
@@ -211,6 +217,7 @@ pub async fn sensitive(
         serde_json::to_vec(&Sensitive {
             pan: data.pan.expose(),
             cvv: data.cvv.expose(),
+            cvv_expires_at: data.cvv_expires_at,
             expiry: data.expiry.to_string(),
         })
         .unwrap_or_default(),

@@ -184,10 +184,12 @@ async fn password(
         .set_pin(&ctx, card.id, pin, None)
         .await
         .map_err(fail(&scope))?;
-    Ok(Json(CardObject::new(
-        &card,
-        s.service.cvv_rotation_interval_hours(&card),
-    )))
+    let interval = s
+        .service
+        .cvv_rotation_interval_hours(&card)
+        .await
+        .map_err(fail(&scope))?;
+    Ok(Json(CardObject::new(&card, interval)))
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}`: a status change in QI's words.
@@ -243,10 +245,12 @@ async fn update_status(
         .change_status(&ctx, card.id, action, reason)
         .await
         .map_err(fail(&scope))?;
-    Ok(Json(CardObject::new(
-        &change.card,
-        s.service.cvv_rotation_interval_hours(&change.card),
-    )))
+    let interval = s
+        .service
+        .cvv_rotation_interval_hours(&change.card)
+        .await
+        .map_err(fail(&scope))?;
+    Ok(Json(CardObject::new(&change.card, interval)))
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}/activate`: with the code issued at creation.
@@ -290,8 +294,10 @@ async fn activate(
         .activate(&ctx, card.id, &b.activation_code)
         .await
         .map_err(fail(&scope))?;
-    Ok(Json(CardObject::new(
-        &change.card,
-        s.service.cvv_rotation_interval_hours(&change.card),
-    )))
+    let interval = s
+        .service
+        .cvv_rotation_interval_hours(&change.card)
+        .await
+        .map_err(fail(&scope))?;
+    Ok(Json(CardObject::new(&change.card, interval)))
 }
