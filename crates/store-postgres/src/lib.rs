@@ -30,6 +30,7 @@
 //!
 //! Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
+mod authorization_endpoint;
 mod money;
 mod queue;
 mod rows;
@@ -1000,6 +1001,13 @@ impl Store for PostgresStore {
         self.endpoint_one(tenant, id).await
     }
 
+    async fn authorization_endpoint(
+        &self,
+        tenant: TenantId,
+    ) -> StoreResult<Option<cardcore_store::AuthorizationEndpointRecord>> {
+        self.authorization_endpoint_of(tenant).await
+    }
+
     async fn fan_out_events(&self, limit: u32, now: Timestamp) -> StoreResult<u32> {
         self.fan_out(limit, now).await
     }
@@ -1616,6 +1624,25 @@ impl Tx for PostgresTx {
         bounded(self.deadline, async {
             self.flush().await?;
             webhooks::delete_endpoint(&mut self.tx, tenant, id, now).await
+        })
+        .await
+    }
+
+    async fn put_authorization_endpoint(
+        &mut self,
+        endpoint: &cardcore_store::AuthorizationEndpointRecord,
+    ) -> StoreResult<()> {
+        bounded(self.deadline, async {
+            self.flush().await?;
+            authorization_endpoint::put(&mut self.tx, endpoint).await
+        })
+        .await
+    }
+
+    async fn delete_authorization_endpoint(&mut self, tenant: TenantId) -> StoreResult<bool> {
+        bounded(self.deadline, async {
+            self.flush().await?;
+            authorization_endpoint::delete(&mut self.tx, tenant).await
         })
         .await
     }

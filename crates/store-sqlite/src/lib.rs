@@ -11,6 +11,7 @@
 //! in the writer's open transaction, and none is acknowledged before the
 //! COMMIT containing it returned.
 
+mod authorization_endpoint;
 mod group;
 mod money;
 mod read;
@@ -690,6 +691,13 @@ impl Store for SqliteStore {
         self.endpoint_one(tenant, id).await
     }
 
+    async fn authorization_endpoint(
+        &self,
+        tenant: TenantId,
+    ) -> StoreResult<Option<cardcore_store::AuthorizationEndpointRecord>> {
+        self.authorization_endpoint_of(tenant).await
+    }
+
     async fn fan_out_events(&self, limit: u32, now: Timestamp) -> StoreResult<u32> {
         self.fan_out(limit, now).await
     }
@@ -1160,6 +1168,17 @@ impl Tx for SqliteTx {
         now: Timestamp,
     ) -> StoreResult<bool> {
         webhooks::delete_endpoint(self.member.conn().await?, tenant, id, now).await
+    }
+
+    async fn put_authorization_endpoint(
+        &mut self,
+        endpoint: &cardcore_store::AuthorizationEndpointRecord,
+    ) -> StoreResult<()> {
+        authorization_endpoint::put(self.member.conn().await?, endpoint).await
+    }
+
+    async fn delete_authorization_endpoint(&mut self, tenant: TenantId) -> StoreResult<bool> {
+        authorization_endpoint::delete(self.member.conn().await?, tenant).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -25,9 +25,9 @@ use cardcore_domain::{
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, AuditPage, AuthorizationRecord, CardFilter, CardRecord, CardSecrets, EventQuery, MoneyPage,
-    SealedData, Store, StoreError, StoredEvent, StoredKey, TransactionKind, TransactionRecord, TransportKeyRecord,
-    Verifier, ZoneKeyRecord,
+    ApiKeyRecord, AuditPage, AuthorizationEndpointRecord, AuthorizationRecord, CardFilter, CardRecord, CardSecrets,
+    EventQuery, MoneyPage, OnTimeout, SealedData, Store, StoreError, StoredEvent, StoredKey, TransactionKind,
+    TransactionRecord, TransportKeyRecord, Verifier, ZoneKeyRecord,
 };
 use crate::{
     DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
@@ -123,6 +123,7 @@ macro_rules! contract_tests {
             endpoint_formats_and_tenant_sms_settings_round_trip,
             cardholders_are_updated_in_their_tenant_only,
             authorizations_and_transactions_round_trip_page_and_stay_unique,
+            authorization_endpoints_are_one_per_tenant,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -2656,4 +2657,67 @@ pub async fn authorizations_and_transactions_round_trip_page_and_stay_unique(sto
     );
     let due = store.due_authorizations(at(3 + 7 * 86_400), 10).await.unwrap();
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [second.id]);
+}
+
+/// A tenant has at most one authorization endpoint: absent until put, then
+/// replaced as a whole (keeping its creation time), deleted once; a rolled
+/// back put leaves nothing; tenants never see each other's.
+pub async fn authorization_endpoints_are_one_per_tenant(store: Arc<dyn Store>) {
+    let (a, _) = tenant_with_holder(&*store, "acme").await;
+    let (b, _) = tenant_with_holder(&*store, "globex").await;
+    assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), None);
+    let first = AuthorizationEndpointRecord {
+        tenant_id: a.id,
+        url: "https://decide.acme.example/authorize".into(),
+        timeout_ms: 800,
+        on_timeout: OnTimeout::Decline,
+        secret: SealedData {
+            ciphertext: vec![1, 2, 3, 4],
+            key_version: 1,
+        },
+        created_at: at(30),
+        updated_at: at(30),
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.put_authorization_endpoint(&first).await.unwrap();
+    drop(tx);
+    assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), None, "rolled back");
+
+    let mut tx = store.begin().await.unwrap();
+    tx.put_authorization_endpoint(&first).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(store.authorization_endpoint(b.id).await.unwrap(), None);
+
+    let second = AuthorizationEndpointRecord {
+        url: "http://10.0.0.7:8080/decide".into(),
+        timeout_ms: 1500,
+        on_timeout: OnTimeout::Approve,
+        secret: SealedData {
+            ciphertext: vec![9; 40],
+            key_version: 2,
+        },
+        created_at: at(31),
+        updated_at: at(31),
+        ..first.clone()
+    };
+    let mut tx = store.begin().await.unwrap();
+    tx.put_authorization_endpoint(&second).await.unwrap();
+    tx.commit().await.unwrap();
+    let stored = store.authorization_endpoint(a.id).await.unwrap().unwrap();
+    assert_eq!(stored.created_at, first.created_at, "the first creation time is kept");
+    assert_eq!(
+        stored,
+        AuthorizationEndpointRecord {
+            created_at: first.created_at,
+            ..second
+        }
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.delete_authorization_endpoint(b.id).await.unwrap());
+    assert!(tx.delete_authorization_endpoint(a.id).await.unwrap());
+    assert!(!tx.delete_authorization_endpoint(a.id).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), None);
 }

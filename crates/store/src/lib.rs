@@ -7,11 +7,13 @@
 //! Architecture Invariant: no business rule lives here. A backend stores and
 //! loads; it never decides whether a move is allowed.
 
+mod authorization_endpoint;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod records;
 mod webhooks;
 
+pub use authorization_endpoint::*;
 pub use records::*;
 pub use webhooks::*;
 
@@ -205,6 +207,9 @@ pub trait Store: Send + Sync + 'static {
         tenant: TenantId,
         id: WebhookEndpointId,
     ) -> StoreResult<Option<WebhookEndpointRecord>>;
+
+    /// The tenant's authorization endpoint, if it set one.
+    async fn authorization_endpoint(&self, tenant: TenantId) -> StoreResult<Option<AuthorizationEndpointRecord>>;
 
     /// Fans the next outbox events (at most `limit`, every tenant, in outbox
     /// order) out into pending deliveries, one per endpoint that
@@ -420,6 +425,12 @@ pub trait Tx: Send {
         id: WebhookEndpointId,
         now: Timestamp,
     ) -> StoreResult<bool>;
+
+    /// Sets the tenant's authorization endpoint (replacing the one it had).
+    async fn put_authorization_endpoint(&mut self, endpoint: &AuthorizationEndpointRecord) -> StoreResult<()>;
+
+    /// Removes the tenant's authorization endpoint; false when it had none.
+    async fn delete_authorization_endpoint(&mut self, tenant: TenantId) -> StoreResult<bool>;
 
     /// Makes everything durable. A returned `Ok` means the change survives a
     /// crash or a power cut.
