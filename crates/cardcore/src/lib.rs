@@ -738,6 +738,9 @@ impl Server {
                 say!("no tenant yet: create one with `cardcore tenant create --name acme` (add --json for a script)");
             }
         }
+        service.set_decision_transport(Arc::new(cardcore_webhooks::decision::DecisionClient::new(
+            &service.config().webhook_networks,
+        )?));
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
         spawn_key_refresh(service.clone(), rx.clone());
         let background = vec![

@@ -82,6 +82,8 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "Authorizations", description = "Native API: the decision on a payment (checks, PIN, limits, \
                                                   spending controls), its hold, captures, reversals, expiry, \
                                                   refunds and the card's spend."),
+        (name = "Authorization endpoint", description = "Native API: the tenant's own decision service, asked \
+                                                          after cardcore's checks passed, signed as webhooks are."),
         (name = "P100", description = "P100 Partner API, Virtual Cards (`/p100`): a cardcore API key in \
                                         `x-api-key`. Errors `{errorCode, errorName?, errorMessage}`."),
         (name = "QI Tech", description = "QI Tech card API (`/qitech`): a cardcore API key in `API-CLIENT-KEY`. \

@@ -4,6 +4,7 @@
 //! audit entry and an outbox event in one transaction.
 
 pub mod auth;
+pub mod authorization_endpoint;
 pub mod authorizations;
 mod card_order;
 pub mod cardholders;
@@ -143,6 +144,9 @@ pub struct Service {
     card_order: card_order::CardOrder,
     redeliver_throttle: webhooks::RedeliverThrottle,
     clock: clock::Clock,
+    /// Where tenant decision requests go out (the webhooks crate's client).
+    decision_transport: std::sync::OnceLock<Arc<dyn authorization_endpoint::DecisionTransport>>,
+    endpoint_cache: authorization_endpoint::EndpointCache,
 }
 
 impl Service {
@@ -170,6 +174,8 @@ impl Service {
             auth_cache: auth::AuthCache::default(),
             settings_cache: settings::SettingsCache::default(),
             clock: clock::Clock::default(),
+            decision_transport: std::sync::OnceLock::new(),
+            endpoint_cache: authorization_endpoint::EndpointCache::default(),
         })
     }
 

@@ -18,6 +18,7 @@
 //! Never logged here: payloads (some carry codes for the cardholder),
 //! secrets, signatures, endpoint URLs (they may carry a token).
 
+pub mod decision;
 mod p100;
 mod schedule;
 pub mod sms;

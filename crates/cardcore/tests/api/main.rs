@@ -7,6 +7,7 @@ mod helpers;
 
 mod activation;
 mod api_keys;
+mod authorization_endpoint;
 mod authorizations;
 mod bad_input;
 mod cardholders;

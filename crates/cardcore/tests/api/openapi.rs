@@ -362,6 +362,7 @@ async fn the_document_is_valid_openapi_3_1_and_says_what_the_api_does() {
         ("Events", 3),
         ("Webhooks", 4),
         ("Authorizations", 10),
+        ("Authorization endpoint", 3),
         ("P100", 15),
         ("QI Tech", 3),
         ("M2P", 8),

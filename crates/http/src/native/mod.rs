@@ -1,5 +1,6 @@
 //! The native API (v1): clean JSON, snake_case, one shape for every tenant.
 
+mod authorization_endpoint;
 mod authorizations;
 mod cardholders;
 pub(crate) mod cards;
@@ -50,4 +51,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(authorizations::refund))
         .routes(routes!(authorizations::get_controls, authorizations::put_controls))
         .routes(routes!(authorizations::spend))
+        .routes(routes!(
+            authorization_endpoint::put,
+            authorization_endpoint::get,
+            authorization_endpoint::delete
+        ))
 }
