@@ -70,6 +70,9 @@ pub enum Verdict {
 
 /// What the request carries, checked against the card found (outside card order).
 pub struct Prepared {
+    /// The authorization's id, made before the tenant is asked so that the
+    /// request and the authorization written carry the same one.
+    id: AuthorizationId,
     req: AuthorizationRequest,
     card_id: Option<CardId>,
     /// Whether the CVV2 sent is the card's.
@@ -223,10 +226,63 @@ impl Service {
     /// first, so a first request (the usual one) costs no extra statement.
     pub async fn authorize(&self, ctx: &Ctx, req: AuthorizationRequest) -> ServiceResult<Decided> {
         let prepared = self.prepare_authorization(ctx, req).await?;
-        // Hook (tenant decision service): when the tenant has one, pre-decide
-        // with `precheck_authorization`, ask the tenant holding nothing, and
-        // pass its verdict here; the checks run again in card order.
-        self.decide_and_write(ctx, prepared, Verdict::Cardcore).await
+        let verdict = self.tenant_verdict(ctx, &prepared).await?;
+        // cardcore's checks run again in card order, on the committed totals
+        // of the moment the answer came.
+        self.decide_and_write(ctx, prepared, verdict).await
+    }
+
+    /// The tenant's say (docs/authorizations.md, "Asking the tenant"):
+    /// none without an endpoint or for a payment cardcore's own checks
+    /// decline (on a plain read: nothing held, nothing counted); otherwise
+    /// its answer, or the stand-in. The card is not held while waiting.
+    async fn tenant_verdict(&self, ctx: &Ctx, p: &Prepared) -> ServiceResult<Verdict> {
+        let Some(card_id) = p.card_id else {
+            return Ok(Verdict::Cardcore);
+        };
+        if !self.has_authorization_endpoint(ctx.tenant_id()).await? {
+            return Ok(Verdict::Cardcore);
+        }
+        if self.precheck_authorization(ctx, p).await?.is_some() {
+            return Ok(Verdict::Cardcore);
+        }
+        let Some(rec) = self.store.card(ctx.tenant_id(), card_id).await? else {
+            return Ok(Verdict::Cardcore);
+        };
+        let pending = self.pending_view(p, &rec);
+        use crate::authorization_endpoint::TenantDecision;
+        Ok(match self.ask_tenant(ctx.tenant_id(), &pending).await? {
+            None => Verdict::Cardcore,
+            Some(TenantDecision::Approved) => Verdict::Tenant { approved: true },
+            Some(TenantDecision::Declined { .. }) => Verdict::Tenant { approved: false },
+            Some(TenantDecision::StandIn { approved }) => Verdict::StandIn { approved },
+        })
+    }
+
+    /// The authorization as the tenant is asked about it: status `PENDING`,
+    /// no decision yet, the amounts cardcore would hold.
+    fn pending_view(&self, p: &Prepared, rec: &CardRecord) -> serde_json::Value {
+        let billing = p.req.billing_amount.unwrap_or(p.req.amount);
+        serde_json::json!({
+            "id": p.id,
+            "card_id": rec.card.id,
+            "status": "PENDING",
+            "response_code": null,
+            "decline_reason": null,
+            "decided_by": null,
+            "amount": p.req.amount,
+            "currency": p.req.currency,
+            "billing_amount": billing,
+            "billing_currency": rec.card.limits.currency,
+            "approved_amount": billing,
+            "pending_amount": billing,
+            "captured_amount": 0,
+            "reversed_amount": 0,
+            "merchant": p.req.merchant,
+            "channel": p.req.channel,
+            "network_reference": p.req.network_reference,
+            "created_at": self.now(),
+        })
     }
 
     /// Finds the card and checks what needs no card order: the CVV2, the
@@ -248,6 +304,7 @@ impl Service {
         };
         let Some(rec) = rec else {
             return Ok(Prepared {
+                id: AuthorizationId::new(),
                 req,
                 card_id: None,
                 cvv2_matches: None,
@@ -285,6 +342,7 @@ impl Service {
             None => None,
         };
         Ok(Prepared {
+            id: AuthorizationId::new(),
             card_id: Some(rec.card.id),
             req,
             cvv2_matches,
@@ -424,7 +482,7 @@ impl Service {
         let billing = p.req.billing_amount.unwrap_or(p.req.amount);
         let approved = declined.is_none();
         let rec_auth = AuthorizationRecord {
-            id: AuthorizationId::new(),
+            id: p.id,
             tenant_id: ctx.tenant_id(),
             card_id: Some(id),
             status: if approved {

@@ -37,6 +37,9 @@ pub enum Mode {
     WrongShape,
     /// 500 with an approving body.
     ServerError,
+    /// The first request waits until [`Decider::release`], then approves;
+    /// later ones approve at once.
+    GateFirst,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +51,8 @@ pub struct Hit {
 
 #[derive(Default)]
 pub struct Inner {
+    gate: Arc<tokio::sync::Notify>,
+    gated: bool,
     secret: Option<String>,
     modes: HashMap<String, Mode>,
     hits: Vec<Hit>,
@@ -101,15 +106,20 @@ async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (mode, verified) = {
+    let (mode, verified, gate, first) = {
         let mut g = inner.lock().unwrap();
+        let first = !g.gated;
         let verified = g.secret.as_deref().is_some_and(|s| verify_per_spec(s, &headers, &body));
         g.hits.push(Hit {
             path: path.clone(),
             verified,
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         });
-        (g.modes.get(&path).copied().unwrap_or(Mode::Approve), verified)
+        let mode = g.modes.get(&path).copied().unwrap_or(Mode::Approve);
+        if matches!(mode, Mode::GateFirst) {
+            g.gated = true;
+        }
+        (mode, verified, g.gate.clone(), first)
     };
     if !verified {
         return (StatusCode::UNAUTHORIZED, "bad signature").into_response();
@@ -125,6 +135,12 @@ async fn decide(
         Mode::Late(ms, approved) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             json(json!({"approved": approved}))
+        }
+        Mode::GateFirst => {
+            if first {
+                gate.notified().await;
+            }
+            json(json!({"approved": true}))
         }
         Mode::Garbage => (StatusCode::OK, "<html>approved</html>").into_response(),
         Mode::WrongShape => json(json!({"decision": "APPROVE"})),
@@ -160,6 +176,11 @@ impl Decider {
 
     pub fn set(&self, path: &str, mode: Mode) {
         self.inner.lock().unwrap().modes.insert(path.to_owned(), mode);
+    }
+
+    /// Lets the gated first request answer.
+    pub fn release(&self) {
+        self.inner.lock().unwrap().gate.notify_one();
     }
 
     pub fn secret(&self, secret: &str) {

@@ -8,6 +8,7 @@ mod helpers;
 mod activation;
 mod api_keys;
 mod authorization_endpoint;
+mod authorization_tenant;
 mod authorizations;
 mod bad_input;
 mod cardholders;
