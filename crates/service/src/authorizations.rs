@@ -243,6 +243,16 @@ impl Service {
         if !self.has_authorization_endpoint(ctx.tenant_id()).await? {
             return Ok(Verdict::Cardcore);
         }
+        // A retry is answered the first decision (at the insert): the
+        // tenant is not asked twice about one payment.
+        if self
+            .store
+            .authorization_by_reference(ctx.tenant_id(), &p.req.network_reference)
+            .await?
+            .is_some()
+        {
+            return Ok(Verdict::Cardcore);
+        }
         if self.precheck_authorization(ctx, p).await?.is_some() {
             return Ok(Verdict::Cardcore);
         }

@@ -80,6 +80,13 @@ async fn the_tenants_answer_decides_and_is_recorded() {
         .await
         .ok();
     assert_eq!(again["decided_by"], "tenant");
+    // A retry gets the first answer; the tenant is not asked again.
+    let mut retry = body(&id, 1250);
+    retry["network_reference"] = a["network_reference"].clone();
+    let r = app.post("/v1/authorizations", retry).await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text);
+    assert_eq!(r.body["id"], a["id"]);
+    assert_eq!(decider.hits("approve").len(), 1, "asked once");
 
     // It declines: 05, nothing held.
     decider.set("approve", Mode::Decline);

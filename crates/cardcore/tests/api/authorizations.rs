@@ -214,12 +214,29 @@ async fn the_contract_table_of_checks() {
                 act("close", json!({"reason_code": "CUST_REQ"})).await;
             }
             "cvv2" => {
-                let real = app.get(&format!("/v1/cards/{id}/sensitive")).await.ok()["cvv"]
-                    .as_str()
+                // Neither this window's CVV2 nor the previous one's (a
+                // virtual card's CVV2 rotates; both of those pay).
+                let service = app.service();
+                let rec = service
+                    .store()
+                    .card(app.tenant_id.parse().unwrap(), id.parse().unwrap())
+                    .await
                     .unwrap()
-                    .to_owned();
-                let wrong = format!("{:03}", (real.parse::<u32>().unwrap() + 1) % 1000);
-                b["cvv2"] = json!(wrong);
+                    .unwrap();
+                let now = service.now();
+                let mut wrong = None;
+                for n in 0..1000 {
+                    let c = format!("{n:03}");
+                    if !service
+                        .cvv2_matches(&rec, &cardcore_crypto::Cvv::parse(&c).unwrap(), now)
+                        .await
+                        .unwrap()
+                    {
+                        wrong = Some(c);
+                        break;
+                    }
+                }
+                b["cvv2"] = json!(wrong.unwrap());
             }
             "pin blocked" | "pin wrong" => {
                 app.set_pin(&id, "4821").await;
