@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
             let tenant = service.tenant(tenant.parse()?).await.map_err(anyhow::Error::msg)?;
             let ctx = Arc::new(Ctx::new(
                 cli_principal(tenant),
-                Channel::Cli,
+                Channel::CLI,
                 Some("import-check".into()),
             ));
             let started = std::time::Instant::now();

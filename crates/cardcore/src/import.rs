@@ -87,7 +87,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     };
     let service = crate::open_service(&args.db, config).await?;
     let tenant = service.tenant(tenant_id).await.map_err(anyhow::Error::msg)?;
-    let ctx = Ctx::new(cli_principal(tenant), Channel::Cli, Some("import".into()));
+    let ctx = Ctx::new(cli_principal(tenant), Channel::CLI, Some("import".into()));
     let importer = Arc::new(Importer::new(service, ctx, args.dry_run));
 
     let progress = std::io::stderr().is_terminal();

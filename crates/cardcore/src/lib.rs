@@ -696,6 +696,17 @@ impl Server {
     /// Opens everything and starts serving. `listener` overrides `--listen`
     /// (tests bind port 0 themselves).
     pub async fn start(args: &ServeArgs, listener: Option<TcpListener>) -> anyhow::Result<Self> {
+        Self::start_with(args, listener, cardcore_http::dialects::all()).await
+    }
+
+    /// [`Server::start`] serving `dialects` beside the native API (the
+    /// built-in ones are `cardcore_http::dialects::all()`; a test or an
+    /// embedding program may add its own).
+    pub async fn start_with(
+        args: &ServeArgs,
+        listener: Option<TcpListener>,
+        dialects: Vec<cardcore_http::dialects::Dialect>,
+    ) -> anyhow::Result<Self> {
         let webhooks = dispatcher_config(args)?;
         let db_lock = match sqlite_path(&database_url(&args.db)) {
             Some(path) => {
@@ -768,6 +779,7 @@ impl Server {
                     auth_failures_per_minute: args.auth_failures_per_minute,
                     auth_failures_burst: args.auth_failures_burst,
                 }),
+                dialects,
             },
         );
         let main_task = tokio::spawn(listener::serve(listener, app, limits, rx.clone()));

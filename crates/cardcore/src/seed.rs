@@ -83,7 +83,7 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     )?;
     let ctx = Arc::new(Ctx::new(
         cli_principal(tenant.clone()),
-        Channel::Cli,
+        Channel::CLI,
         Some("seed".into()),
     ));
     let pin = Arc::new(pin);

@@ -189,17 +189,83 @@ pub enum ActorKind {
     System,
 }
 
-/// Through which API a request came.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Native,
-    P100,
-    Qitech,
-    M2p,
-    Cli,
-    System,
+/// Through which API a request came: `native`, `cli`, `system`, or the
+/// name of the HTTP dialect (API shape) that served it. The domain does
+/// not know the dialects: their names come from the HTTP layer's list.
+/// A name is 1 to 32 of `a-z`, `0-9` and `_`, starting with a letter, and
+/// serializes as that string (audit rows keep it as written).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Channel(std::borrow::Cow<'static, str>);
+
+impl Channel {
+    /// The native API.
+    pub const NATIVE: Self = Self::api("native");
+    /// An operator at the command line.
+    pub const CLI: Self = Self::api("cli");
+    /// cardcore itself.
+    pub const SYSTEM: Self = Self::api("system");
+    /// The longest name.
+    pub const MAX_LEN: usize = 32;
+    /// The pattern of a name.
+    pub const PATTERN: &'static str = "^[a-z][a-z0-9_]{0,31}$";
+
+    /// The channel of the API `name`. Panics (at compile time in a `const`)
+    /// when `name` is not a valid name: names are written in the code.
+    pub const fn api(name: &'static str) -> Self {
+        assert!(Self::valid(name), "an API name is 1 to 32 of a-z, 0-9, _ starting with a letter");
+        Self(std::borrow::Cow::Borrowed(name))
+    }
+
+    /// A name read back (e.g. from an audit row).
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if Self::valid(name) {
+            Ok(Self(std::borrow::Cow::Owned(name.to_owned())))
+        } else {
+            Err(format!(
+                "an API name is 1 to {} of a-z, 0-9, _ starting with a letter",
+                Self::MAX_LEN
+            ))
+        }
+    }
+
+    const fn valid(name: &str) -> bool {
+        let b = name.as_bytes();
+        if b.is_empty() || b.len() > Self::MAX_LEN || !b[0].is_ascii_lowercase() {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            if !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit() || b[i] == b'_') {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Self::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The actor of an audit entry: kind, the API key id (never the key), and
@@ -229,7 +295,7 @@ impl Actor {
         Self {
             kind: ActorKind::Cli,
             api_key_id: None,
-            channel: Channel::Cli,
+            channel: Channel::CLI,
         }
     }
 
@@ -238,7 +304,7 @@ impl Actor {
         Self {
             kind: ActorKind::System,
             api_key_id: None,
-            channel: Channel::System,
+            channel: Channel::SYSTEM,
         }
     }
 }

@@ -10,7 +10,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::card::{Expiry, KitNumber};
 use crate::cardholder::ExternalId;
-use crate::event::EventType;
+use crate::event::{Channel, EventType};
 use crate::reason::ReasonCode;
 
 /// `Expiry` serializes with `Display`: `MM/YY`.
@@ -76,6 +76,20 @@ impl PartialSchema for EventType {
 }
 
 impl ToSchema for EventType {}
+
+impl PartialSchema for Channel {
+    fn schema() -> RefOr<Schema> {
+        string(
+            "The API the request came through: `native`, a dialect's name (`p100`, `qitech`, `m2p`), `cli` or \
+             `system`.",
+        )
+        .pattern(Some(Channel::PATTERN))
+        .examples(["native"])
+        .into()
+    }
+}
+
+impl ToSchema for Channel {}
 
 #[cfg(test)]
 mod tests {

@@ -41,13 +41,13 @@ impl FromRequestParts<AppState> for Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = api_key_of(parts).ok_or(ServiceError::Unauthorized)?;
         let principal = authenticate(parts, &state.service, key).await?;
-        Ok(Auth(Ctx::new(principal, Channel::Native, request_id_of(parts))))
+        Ok(Auth(Ctx::new(principal, Channel::NATIVE, request_id_of(parts))))
     }
 }
 
 /// The caller behind an API key, counted against the key's rate limit
 /// (every API's authentication goes through here or [`crate::ratelimit::admit`]).
-pub(crate) async fn authenticate(parts: &Parts, service: &Service, secret: &str) -> ServiceResult<Principal> {
+pub async fn authenticate(parts: &Parts, service: &Service, secret: &str) -> ServiceResult<Principal> {
     let principal = service.authenticate(secret).await.inspect_err(|e| {
         crate::ratelimit::note_failure(parts, e);
     })?;

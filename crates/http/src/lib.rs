@@ -20,7 +20,7 @@ pub mod ratelimit;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::{Extension, Json, Router};
 use cardcore_service::Service;
@@ -44,6 +44,10 @@ pub struct AppState {
 pub struct HttpOptions {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub rate_limits: Arc<ratelimit::RateLimits>,
+    /// The vendor dialects served beside the native API (default:
+    /// [`dialects::all`]); their prefixes must differ from each other and
+    /// from `/v1`.
+    pub dialects: Vec<dialects::Dialect>,
 }
 
 impl Default for HttpOptions {
@@ -51,6 +55,7 @@ impl Default for HttpOptions {
         Self {
             metrics: None,
             rate_limits: ratelimit::RateLimits::off(),
+            dialects: dialects::all(),
         }
     }
 }
@@ -61,15 +66,20 @@ pub fn app(service: Arc<Service>, options: HttpOptions) -> Router {
         service,
         metrics: options.metrics,
     };
-    let (router, api) = routes(&state).split_for_parts();
+    let dialects: Arc<[dialects::Dialect]> = options.dialects.into();
+    let (router, api) = routes(&state, &dialects).split_for_parts();
     let document = openapi::Document::new(&openapi::finish(api));
+    let unknown = dialects.clone();
     router
-        .fallback(not_found)
+        .fallback(move |uri: Uri| not_found(unknown, uri))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(document))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
-            options.rate_limits,
+            ratelimit::Edge {
+                limits: options.rate_limits,
+                dialects,
+            },
             ratelimit::limit,
         ))
         .layer(axum::middleware::from_fn(middleware::request_id))
@@ -86,17 +96,19 @@ pub fn metrics_app(service: Arc<Service>, metrics: metrics_exporter_prometheus::
     let (router, _) = OpenApiRouter::<AppState>::new()
         .routes(routes!(metrics::render))
         .split_for_parts();
-    router.fallback(not_found).with_state(state)
+    router.fallback(|| async { route_not_found() }).with_state(state)
 }
 
 /// Every route, each with its documentation: routes come only through
 /// `utoipa_axum::routes!` (the `openapi` test scans this crate for any other
 /// way to add one). Each front door's part of the document is decorated where
 /// its middleware is applied.
-fn routes(state: &AppState) -> OpenApiRouter<AppState> {
+fn routes(state: &AppState, vendors: &[dialects::Dialect]) -> OpenApiRouter<AppState> {
     let mut native = native::routes();
     openapi::native(native.get_openapi_mut());
-    OpenApiRouter::with_openapi(openapi::base())
+    let mut base = openapi::base();
+    openapi::dialects(&mut base, vendors);
+    OpenApiRouter::with_openapi(base)
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::render))
@@ -104,7 +116,7 @@ fn routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::docs))
         .routes(routes!(openapi::docs_asset))
         .merge(native.route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer)))
-        .merge(dialects::routes())
+        .merge(dialects::routes(vendors))
 }
 
 /// `{"status": "ok"}`.
@@ -181,7 +193,17 @@ async fn readyz(State(s): State<AppState>) -> axum::response::Response {
     }
 }
 
-async fn not_found() -> Problem {
+/// No route matches: under a dialect's prefix the vendor's 404, else the
+/// native problem.
+async fn not_found(dialects: Arc<[dialects::Dialect]>, uri: Uri) -> axum::response::Response {
+    let unknown = cardcore_service::ServiceError::NotFound(dialects::ROUTE);
+    if let Some(res) = dialects::render_for_path(&dialects, uri.path(), unknown) {
+        return res;
+    }
+    route_not_found().into_response()
+}
+
+fn route_not_found() -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         "route_not_found",

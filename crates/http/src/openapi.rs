@@ -33,30 +33,17 @@ use utoipa::{IntoParams, Modify, PartialSchema, ToSchema};
 use crate::extract::ApiPath;
 use crate::problem::Problem;
 
-/// Security scheme names.
+/// The native API's security scheme names (each dialect names its own in
+/// its descriptor, `dialects::Dialect::security_schemes`).
 pub mod scheme {
     /// Native: `Authorization: Bearer <API key>`.
     pub const NATIVE_BEARER: &str = "apiKeyBearer";
     /// Native: `x-api-key: <API key>`.
     pub const NATIVE_HEADER: &str = "apiKeyHeader";
-    /// P100: `x-api-key`.
-    pub const P100: &str = "p100ApiKey";
-    /// QI Tech: `API-CLIENT-KEY`.
-    pub const QITECH: &str = "qitechApiClientKey";
-    /// M2P: `Authorization: Bearer <JWT from /m2p/auth/token>`.
-    pub const M2P_TOKEN: &str = "m2pBearerJwt";
-    /// M2P: `X-TENANT-ID`, with the token.
-    pub const M2P_TENANT: &str = "m2pTenantId";
 }
 
-/// The dialects' tags (set on each of their operations by their decoration;
-/// native and system operations name theirs in `#[utoipa::path]`). Every tag
-/// is declared with a description in [`ApiDoc`]; the `openapi` test checks it.
-pub mod tag {
-    pub const P100: &str = "P100";
-    pub const QITECH: &str = "QI Tech";
-    pub const M2P: &str = "M2P";
-}
+/// The tag of health, readiness, metrics and documentation.
+const SYSTEM_TAG: &str = "System";
 
 /// The media type of native problems.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -84,13 +71,6 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
                                                   refunds and the card's spend."),
         (name = "Authorization endpoint", description = "Native API: the tenant's own decision service, asked \
                                                           after cardcore's checks passed, signed as webhooks are."),
-        (name = "P100", description = "P100 Partner API, Virtual Cards (`/p100`): a cardcore API key in \
-                                        `x-api-key`. Errors `{errorCode, errorName?, errorMessage}`."),
-        (name = "QI Tech", description = "QI Tech card API (`/qitech`): a cardcore API key in `API-CLIENT-KEY`. \
-                                           Errors `{title, description, translation, code}`."),
-        (name = "M2P", description = "M2P prepaid API (`/m2p`): a JWT from `POST /m2p/auth/token` as \
-                                       `Authorization: Bearer` plus `X-TENANT-ID`. Errors are problem+json \
-                                       with `businessCode` or `fieldErrors`."),
         (name = "System", description = "Health, readiness, metrics and this documentation."),
     ),
     components(schemas(Problem)),
@@ -103,18 +83,6 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, api: &mut OpenApi) {
         let components = api.components.get_or_insert_with(Default::default);
-        let bearer = |format: &str, description: &str| {
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format(format)
-                    .description(Some(description))
-                    .build(),
-            )
-        };
-        let header = |name: &str, description: &str| {
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, description)))
-        };
         for (name, s) in [
             (
                 scheme::NATIVE_BEARER,
@@ -125,35 +93,55 @@ impl Modify for SecuritySchemes {
             ),
             (
                 scheme::NATIVE_HEADER,
-                header(
+                api_key_header(
                     "x-api-key",
                     "Native API: the API key in `x-api-key` instead of `Authorization`.",
                 ),
             ),
-            (
-                scheme::P100,
-                header("x-api-key", "P100: a cardcore API key in `x-api-key`."),
-            ),
-            (
-                scheme::QITECH,
-                header("API-CLIENT-KEY", "QI Tech: a cardcore API key in `API-CLIENT-KEY`."),
-            ),
-            (
-                scheme::M2P_TOKEN,
-                bearer(
-                    "JWT",
-                    "M2P: the `access_token` of `POST /m2p/auth/token` (HS256, valid one hour).",
-                ),
-            ),
-            (
-                scheme::M2P_TENANT,
-                header(
-                    "X-TENANT-ID",
-                    "M2P: the tenant's id (or name); must be the token's tenant. Sent with the token.",
-                ),
-            ),
         ] {
             components.add_security_scheme(name, s);
+        }
+    }
+}
+
+/// A bearer security scheme with its token's format.
+pub fn bearer(format: &str, description: &str) -> SecurityScheme {
+    SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format(format)
+            .description(Some(description))
+            .build(),
+    )
+}
+
+/// A security scheme of a credential in the header `name`.
+pub fn api_key_header(name: &str, description: &str) -> SecurityScheme {
+    SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, description)))
+}
+
+/// The dialects' part of the base document: each one's tag (before
+/// `System`) and security schemes, from its descriptor.
+pub fn dialects(api: &mut OpenApi, dialects: &[crate::dialects::Dialect]) {
+    let tags = api.tags.get_or_insert_with(Vec::new);
+    let at = tags
+        .iter()
+        .position(|t| t.name == SYSTEM_TAG)
+        .unwrap_or(tags.len());
+    for (i, d) in dialects.iter().enumerate() {
+        let (name, description) = d.tag;
+        tags.insert(
+            at + i,
+            utoipa::openapi::tag::TagBuilder::new()
+                .name(name)
+                .description(Some(description))
+                .build(),
+        );
+    }
+    let components = api.components.get_or_insert_with(Default::default);
+    for d in dialects {
+        for (name, scheme) in (d.security_schemes)() {
+            components.add_security_scheme(name, scheme);
         }
     }
 }

@@ -43,6 +43,8 @@ use sha2::{Digest, Sha256};
 
 use cardcore_service::{Principal, ServiceError, ServiceResult};
 
+use crate::dialects::Dialect;
+
 type KeyedLimiter = RateLimiter<ApiKeyId, DashMapStateStore<ApiKeyId>, DefaultClock, StateInformationMiddleware>;
 type AddressLimiter = RateLimiter<IpAddr, DashMapStateStore<IpAddr>, DefaultClock>;
 
@@ -296,11 +298,20 @@ fn hash(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// Every credential a request carries in a header, whatever the API
-/// (`Authorization` with its scheme stripped, `x-api-key`,
-/// `API-CLIENT-KEY`), hashed: the limiter never holds one in clear.
-fn credentials(headers: &HeaderMap) -> Vec<[u8; 32]> {
-    ["authorization", "x-api-key", "api-client-key"]
+/// The native API's credential headers.
+const NATIVE_CREDENTIALS: [&str; 2] = ["authorization", "x-api-key"];
+
+/// Every credential a request carries in a header, whatever the API (the
+/// native ones and those `dialects` name: `Authorization` with its scheme
+/// stripped, `x-api-key`, ...), hashed: the limiter never holds one in clear.
+fn credentials(headers: &HeaderMap, dialects: &[Dialect]) -> Vec<[u8; 32]> {
+    let mut names: Vec<&str> = NATIVE_CREDENTIALS.to_vec();
+    for name in dialects.iter().flat_map(|d| d.credential_headers.iter()) {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
         .iter()
         .flat_map(|h| headers.get_all(*h))
         .map(|v| {
@@ -329,11 +340,10 @@ fn budget_of(address: IpAddr) -> IpAddr {
     }
 }
 
-/// Routes that need a credential (the system routes, health and docs, do not).
-fn is_api(path: &str) -> bool {
-    ["/v1/", "/p100/", "/qitech/", "/m2p/"]
-        .iter()
-        .any(|p| path.starts_with(p))
+/// Routes that need a credential: the native API's and every dialect's
+/// (the system routes, health and docs, do not).
+fn is_api(path: &str, dialects: &[Dialect]) -> bool {
+    path.starts_with("/v1/") || crate::dialects::of_path(dialects, path).is_some()
 }
 
 fn header(res: &mut Response, name: &'static str, value: u64) {
@@ -343,18 +353,27 @@ fn header(res: &mut Response, name: &'static str, value: u64) {
 }
 
 /// A refusal in the shape of the API `path` belongs to.
-fn refusal(path: &str, e: ServiceError) -> Response {
-    match crate::dialects::render_for_path(path, e.clone()) {
-        Some(res) => res,
+fn refusal(dialects: &[Dialect], path: &str, e: ServiceError) -> Response {
+    match crate::dialects::of_path(dialects, path) {
+        Some(d) => (d.render_error)(e),
         None => crate::error::problem_of(e).into_response(),
     }
 }
 
+/// The middleware's state: the limits, and the dialects whose shapes its
+/// refusals take.
+#[derive(Clone)]
+pub struct Edge {
+    pub limits: Arc<RateLimits>,
+    pub dialects: Arc<[Dialect]>,
+}
+
 /// The middleware: refuses addresses that failed to authenticate too often,
 /// leaves a [`Gate`] for [`admit`], and adds the `RateLimit-*` headers.
-pub async fn limit(State(limits): State<Arc<RateLimits>>, mut req: Request, next: Next) -> Response {
+pub async fn limit(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
+    let Edge { limits, dialects } = edge;
     let path = req.uri().path().to_owned();
-    if !is_api(&path) {
+    if !is_api(&path, &dialects) {
         return next.run(req).await;
     }
     let address = req
@@ -364,9 +383,10 @@ pub async fn limit(State(limits): State<Arc<RateLimits>>, mut req: Request, next
         .filter(|_| limits.failures.is_some());
     if let Some(address) = address {
         if let Some(secs) = limits.refused_for(address) {
-            let presented = credentials(req.headers());
+            let presented = credentials(req.headers(), &dialects);
             if presented.is_empty() || !presented.iter().all(|c| limits.is_known(c)) {
                 let mut res = refusal(
+                    &dialects,
                     &path,
                     ServiceError::RateLimited {
                         limit: limits.failures_per_minute,
@@ -441,10 +461,13 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Basic junk"));
         h.insert("x-api-key", HeaderValue::from_static("cc_real"));
-        let c = credentials(&h);
+        let all = crate::dialects::all();
+        let c = credentials(&h, &all);
         assert_eq!(c, vec![hash(b"junk"), hash(b"cc_real")]);
         h.insert("authorization", HeaderValue::from_static("Bearer cc_real"));
-        assert_eq!(credentials(&h), vec![hash(b"cc_real"), hash(b"cc_real")]);
+        assert_eq!(credentials(&h, &all), vec![hash(b"cc_real"), hash(b"cc_real")]);
+        h.insert("api-client-key", HeaderValue::from_static("cc_qi"));
+        assert_eq!(credentials(&h, &all).len(), 3, "a dialect's own header counts");
     }
 
     #[test]

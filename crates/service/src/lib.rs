@@ -125,8 +125,8 @@ impl Ctx {
     /// The audit actor.
     pub fn actor(&self) -> Actor {
         match self.principal.api_key_id {
-            Some(id) => Actor::api_key(id, self.channel),
-            None if self.channel == Channel::Cli => Actor::cli(),
+            Some(id) => Actor::api_key(id, self.channel.clone()),
+            None if self.channel == Channel::CLI => Actor::cli(),
             None => Actor::system(),
         }
     }

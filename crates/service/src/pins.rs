@@ -731,15 +731,8 @@ fn otp_verifier(
     )
 }
 
-fn channel_label(ctx: &Ctx) -> &'static str {
-    match ctx.channel {
-        cardcore_domain::Channel::Native => "native",
-        cardcore_domain::Channel::P100 => "p100",
-        cardcore_domain::Channel::Qitech => "qitech",
-        cardcore_domain::Channel::M2p => "m2p",
-        cardcore_domain::Channel::Cli => "cli",
-        cardcore_domain::Channel::System => "system",
-    }
+fn channel_label(ctx: &Ctx) -> String {
+    ctx.channel.as_str().to_owned()
 }
 
 /// The card's try counter as stored.

@@ -1191,7 +1191,7 @@ pub async fn audit_entries_are_newest_first_with_a_cursor(store: Arc<dyn Store>)
     insert_cards(&*store, &[&c, &other]).await;
 
     let mut full = audit(t.id, Some(c.card.id), "card.lock", 10);
-    full.actor = Actor::api_key(ApiKeyId::new(), Channel::Qitech);
+    full.actor = Actor::api_key(ApiKeyId::new(), Channel::api("qitech"));
     full.request_id = Some("req-42".into());
     full.reason = Some(StatusReason {
         code: ReasonCode::builtin(ReasonCode::FRAUD_SUSPECTED),

@@ -31,7 +31,7 @@ async fn expected(app: &TestApp, pan: &str, window: u64) -> String {
 async fn matches(app: &TestApp, card_id: &str, cvv: &str, at: Timestamp) -> bool {
     let ctx = cardcore_service::Ctx::new(
         cardcore_service::cli_principal(app.service().tenant(app.tenant_id.parse().unwrap()).await.unwrap()),
-        cardcore_domain::Channel::Cli,
+        cardcore_domain::Channel::CLI,
         None,
     );
     let rec = app

@@ -18,6 +18,7 @@ mod dialect_cross;
 mod dialect_m2p;
 mod dialect_p100;
 mod dialect_qitech;
+mod dialect_toy;
 mod dynamic_cvv;
 mod events;
 mod idempotency;

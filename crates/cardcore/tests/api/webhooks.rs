@@ -687,7 +687,7 @@ async fn events_accepted_while_the_receiver_or_every_node_is_down_arrive_after_a
             .await
             .unwrap();
         let tenant = service.tenant(app.tenant_id.parse().unwrap()).await.unwrap();
-        let ctx = cardcore_service::Ctx::new(cardcore_service::cli_principal(tenant), Channel::Cli, None);
+        let ctx = cardcore_service::Ctx::new(cardcore_service::cli_principal(tenant), Channel::CLI, None);
         service
             .change_status(
                 &ctx,

@@ -16,37 +16,101 @@ pub(crate) mod qitech;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use cardcore_domain::{AccountId, Card, CardId, CardStatus, Cardholder, Limits};
+use axum::response::Response;
+use cardcore_domain::{AccountId, Card, CardId, CardStatus, Cardholder, Channel, Limits};
 use cardcore_service::cards::ListCards;
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use utoipa::openapi::security::SecurityScheme;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 
-/// The three dialects, each under its base path (each documents its own
-/// routes, security and error shapes).
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .nest("/p100", p100::routes())
-        .nest("/qitech", qitech::routes())
-        .nest("/m2p", m2p::routes())
+/// A vendor API on cardcore's core: everything the rest of the HTTP crate
+/// knows about it. The router nests [`Dialect::routes`] under
+/// [`Dialect::prefix`]; the per-key and per-address rate limits and the
+/// fallback for unknown routes answer paths under the prefix with
+/// [`Dialect::render_error`]; the OpenAPI document declares its tag and its
+/// security schemes. A new vendor is a folder with one `pub const DIALECT`
+/// and one line in [`all`] (ARCHITECTURE.md, "Adding a vendor dialect").
+#[derive(Clone, Copy)]
+pub struct Dialect {
+    /// The API's name, lowercase: the audit entries' `channel` of its
+    /// requests (`"p100"`), so it must never change once data exists.
+    pub name: &'static str,
+    /// Where its routes live, e.g. `"/p100"` (no trailing slash): every
+    /// path under it belongs to this dialect.
+    pub prefix: &'static str,
+    /// Its routes, each through `routes!` with its `#[utoipa::path]`, their
+    /// document decorated with the dialect's tag, security and error shapes.
+    pub routes: fn() -> OpenApiRouter<AppState>,
+    /// A service error in the vendor's shape. Rate-limit refusals (before
+    /// any handler runs) and unknown routes under the prefix
+    /// (`ServiceError::NotFound(ROUTE)`) are answered through it.
+    pub render_error: fn(ServiceError) -> Response,
+    /// Its tag in the OpenAPI document, and the tag's description.
+    pub tag: (&'static str, &'static str),
+    /// Its security schemes, by name (the names its routes' `security` use).
+    pub security_schemes: fn() -> Vec<(&'static str, SecurityScheme)>,
+    /// The request headers that carry its credentials (lowercase); the
+    /// per-address limit on failed authentications looks at them.
+    pub credential_headers: &'static [&'static str],
+}
+
+impl Dialect {
+    /// The audit channel of its requests.
+    pub fn channel(&self) -> Channel {
+        Channel::api(self.name)
+    }
+
+    /// True when `path` is one of its routes' (or would be).
+    pub fn owns(&self, path: &str) -> bool {
+        path.strip_prefix(self.prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+impl std::fmt::Debug for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialect")
+            .field("name", &self.name)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `ServiceError::NotFound` names for a path under a dialect's prefix
+/// that no route serves; each renderer answers it as the vendor's 404.
+pub const ROUTE: &str = "route";
+
+/// Every vendor dialect cardcore serves: the ONE list.
+pub fn all() -> Vec<Dialect> {
+    vec![p100::DIALECT, qitech::DIALECT, m2p::DIALECT]
+}
+
+/// The dialects, each under its base path, every operation under its tag
+/// (each documents its own security and error shapes).
+pub fn routes(dialects: &[Dialect]) -> OpenApiRouter<AppState> {
+    dialects.iter().fold(OpenApiRouter::new(), |router, d| {
+        let mut routes = (d.routes)();
+        crate::openapi::for_each_operation(routes.get_openapi_mut(), |_, _, op| {
+            crate::openapi::set_tag(op, d.tag.0);
+        });
+        router.nest(d.prefix, routes)
+    })
+}
+
+/// The dialect `path` belongs to, if any.
+pub fn of_path<'a>(dialects: &'a [Dialect], path: &str) -> Option<&'a Dialect> {
+    dialects.iter().find(|d| d.owns(path))
 }
 
 /// A service error in the shape of the vendor API `path` belongs to, or
-/// `None` for the native API (the per-key rate limiter answers before any
-/// handler runs, so it asks here which shape to use).
-pub(crate) fn render_for_path(path: &str, e: ServiceError) -> Option<axum::response::Response> {
-    if path.starts_with("/p100/") {
-        Some(p100::render_error(e))
-    } else if path.starts_with("/qitech/") {
-        Some(qitech::render_error(e))
-    } else if path.starts_with("/m2p/") {
-        Some(m2p::render_error(e))
-    } else {
-        None
-    }
+/// `None` for the native API (the rate limiter answers before any handler
+/// runs and the fallback after none matched, so they ask here).
+pub(crate) fn render_for_path(dialects: &[Dialect], path: &str, e: ServiceError) -> Option<Response> {
+    of_path(dialects, path).map(|d| (d.render_error)(e))
 }
 
 /// The service error code of a body that is not JSON at all (each dialect

@@ -121,6 +121,7 @@ impl M2pError {
         let message = match status.as_u16() {
             400 => "error.http.400",
             401 => "error.http.401",
+            404 => "error.http.404",
             500 => "error.http.500",
             _ => "error.http.503",
         };
@@ -190,7 +191,7 @@ fn target(action: LifecycleAction) -> &'static str {
 /// A service error as M2P renders it (used by the per-key rate limiter,
 /// which answers before any handler runs; the operation only names fields,
 /// which a 429 has none of).
-pub(crate) fn render(e: ServiceError) -> Response {
+pub fn render(e: ServiceError) -> Response {
     m2p_error(e, Op::Auth).into_response()
 }
 
@@ -220,6 +221,9 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
             ..
         } => M2pError::http(S::BAD_REQUEST, "Unable to convert http message"),
         ServiceError::Invalid { errors, .. } => fields(errors.0.into_iter().map(|f| (f.field, f.message)).collect()),
+        ServiceError::NotFound(super::super::ROUTE) => {
+            M2pError::http(S::NOT_FOUND, "No such route; see /openapi.json")
+        }
         ServiceError::NotFound("cardholder") => M2pError::business(
             S::NOT_FOUND,
             "entity.not.found",

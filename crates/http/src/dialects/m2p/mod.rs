@@ -5,7 +5,7 @@
 //! kit number, `mobile` the cardholder's phone, `expiryDate` the card's MM/YY.
 
 mod error;
-pub(crate) use error::render as render_error;
+use error::render as render_error;
 mod token;
 mod types;
 
@@ -17,7 +17,7 @@ use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
 use cardcore_domain::{
-    BlockFrom, Card, Cardholder, Channel, LifecycleAction, M2pRequired, ReasonCode, ValidationErrors,
+    BlockFrom, Card, Cardholder, LifecycleAction, M2pRequired, ReasonCode, ValidationErrors,
 };
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
@@ -38,6 +38,47 @@ use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::ratelimit::Gate;
 use crate::AppState;
+
+/// M2P's descriptor (registered in `dialects::all`).
+pub const DIALECT: super::Dialect = super::Dialect {
+    name: "m2p",
+    prefix: "/m2p",
+    routes,
+    render_error,
+    tag: (
+        TAG,
+        "M2P prepaid API (`/m2p`): a JWT from `POST /m2p/auth/token` as `Authorization: Bearer` plus \
+         `X-TENANT-ID`. Errors are problem+json with `businessCode` or `fieldErrors`.",
+    ),
+    security_schemes,
+    credential_headers: &["authorization"],
+};
+
+/// Its tag in the document.
+const TAG: &str = "M2P";
+/// `Authorization: Bearer <JWT from /m2p/auth/token>`.
+const SCHEME_TOKEN: &str = "m2pBearerJwt";
+/// `X-TENANT-ID`, with the token.
+const SCHEME_TENANT: &str = "m2pTenantId";
+
+fn security_schemes() -> Vec<(&'static str, utoipa::openapi::security::SecurityScheme)> {
+    vec![
+        (
+            SCHEME_TOKEN,
+            oa::bearer(
+                "JWT",
+                "M2P: the `access_token` of `POST /m2p/auth/token` (HS256, valid one hour).",
+            ),
+        ),
+        (
+            SCHEME_TENANT,
+            oa::api_key_header(
+                "X-TENANT-ID",
+                "M2P: the tenant's id (or name); must be the token's tenant. Sent with the token.",
+            ),
+        ),
+    ]
+}
 
 /// Routes under `/m2p`, with their documentation.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -82,10 +123,9 @@ fn document(api: &mut OpenApi) {
             .into()
     };
     oa::for_each_operation(api, |_, _, op| {
-        oa::set_tag(op, oa::tag::M2P);
         let token = op.operation_id.as_deref() == Some(TOKEN_OPERATION);
         if !token {
-            oa::secure(op, &[&[oa::scheme::M2P_TOKEN, oa::scheme::M2P_TENANT]]);
+            oa::secure(op, &[&[SCHEME_TOKEN, SCHEME_TENANT]]);
         }
         oa::append(
             op,
@@ -170,7 +210,7 @@ async fn authenticate(parts: &Parts, service: &Service) -> ServiceResult<Ctx> {
         return Err(ServiceError::Unauthorized);
     }
     crate::ratelimit::admit(parts, bearer, &principal)?;
-    Ok(Ctx::new(principal, Channel::M2p, request_id_of(parts)))
+    Ok(Ctx::new(principal, DIALECT.channel(), request_id_of(parts)))
 }
 
 type Body = Result<Bytes, BytesRejection>;

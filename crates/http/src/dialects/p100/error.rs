@@ -9,6 +9,7 @@
 //! | 400 | `P459` User not verified | an `externalUserId` cardcore does not know (create, list) |
 //! | 400 | `P500` Unknown exception | a bug or corrupt data (logged, never shown) |
 //! | 400 | `P501` Service temporarily unavailable | the database is down |
+//! | 404 | `P404` (`NOT_FOUND`, assumed) | a path under `/p100` that no route serves |
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -113,6 +114,12 @@ pub fn p100_error(e: ServiceError) -> P100Error {
                 .collect();
             P100Error::coded("P403", None, parts.join("; "))
         }
+        // Assumed (P100 documents no code for it): a path under `/p100`
+        // that no route serves is HTTP 404 in the coded shape.
+        ServiceError::NotFound(super::super::ROUTE) => P100Error {
+            status: StatusCode::NOT_FOUND,
+            ..P100Error::coded("P404", Some("NOT_FOUND"), "No such route; see /openapi.json")
+        },
         ServiceError::NotFound("cardholder") => {
             P100Error::coded("P459", Some("USER_NOT_VERIFIED"), "User not verified")
         }
@@ -148,7 +155,7 @@ pub fn p100_error(e: ServiceError) -> P100Error {
 
 /// A service error as P100 renders it (used by the per-key rate limiter,
 /// which answers before any handler runs).
-pub(crate) fn render(e: ServiceError) -> Response {
+pub fn render(e: ServiceError) -> Response {
     p100_error(e).into_response()
 }
 

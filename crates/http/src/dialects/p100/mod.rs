@@ -3,7 +3,7 @@
 //! cardholder's `external_id`; `cardId` is the card id.
 
 mod error;
-pub(crate) use error::render as render_error;
+use error::render as render_error;
 mod types;
 mod users;
 
@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use axum::Json;
 use cardcore_crypto::Pin;
-use cardcore_domain::{CardId, CardType, Channel, LifecycleAction};
+use cardcore_domain::{CardId, CardType, LifecycleAction};
 use cardcore_service::cards::{CreateCard, ReasonInput};
 use cardcore_service::pins::{NamedPin, PinInput};
 use cardcore_service::{Ctx, ServiceError};
@@ -31,6 +31,30 @@ use super::{all_cards, card_of_holder, header_value, holder, parse_body, parse_i
 use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::AppState;
+
+/// P100's descriptor (registered in `dialects::all`).
+pub const DIALECT: super::Dialect = super::Dialect {
+    name: "p100",
+    prefix: "/p100",
+    routes,
+    render_error,
+    tag: (
+        TAG,
+        "P100 Partner API, Virtual Cards (`/p100`): a cardcore API key in `x-api-key`. Errors \
+         `{errorCode, errorName?, errorMessage}`.",
+    ),
+    security_schemes,
+    credential_headers: &["x-api-key"],
+};
+
+/// Its tag in the document.
+const TAG: &str = "P100";
+/// Its security scheme: `x-api-key`.
+const SCHEME: &str = "p100ApiKey";
+
+fn security_schemes() -> Vec<(&'static str, utoipa::openapi::security::SecurityScheme)> {
+    vec![(SCHEME, oa::api_key_header("x-api-key", "P100: a cardcore API key in `x-api-key`."))]
+}
 
 /// Routes under `/p100`, with their documentation.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -70,8 +94,7 @@ fn document(api: &mut OpenApi) {
     );
     oa::add_schema(api, "P100Error", coded, "P100's coded error: `errorCode` (`P403`, `P434`, `P459`, `P429`, `P500`, `P501`), `errorName` (absent for `P403`), `errorMessage`.");
     oa::for_each_operation(api, |_, _, op| {
-        oa::set_tag(op, oa::tag::P100);
-        oa::secure(op, &[&[oa::scheme::P100]]);
+        oa::secure(op, &[&[SCHEME]]);
         oa::append(
             op,
             "400",
@@ -109,7 +132,7 @@ impl FromRequestParts<AppState> for P100Auth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let key = header_value(parts, "x-api-key").ok_or_else(P100Error::missing_key)?;
         let principal = crate::auth::authenticate(parts, &state.service, key).await?;
-        Ok(Self(Ctx::new(principal, Channel::P100, request_id_of(parts))))
+        Ok(Self(Ctx::new(principal, DIALECT.channel(), request_id_of(parts))))
     }
 }
 

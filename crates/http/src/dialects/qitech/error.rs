@@ -11,6 +11,7 @@
 //! | CARD000017 | 406 | activation is not valid for the card's status |
 //! | CARD000020 | 406 | wrong activation code |
 //! | QIT000409 | 409 | activation locked after 3 wrong codes, with `Retry-After` (cardcore's code) |
+//! | QIT000404 | 404 | a path under `/qitech` that no route serves (cardcore's code) |
 //! | CARD000023 | 406 | a password for a card that is not plastic |
 //! | CARD000024 | 400 | the password could not be updated (weak PIN: the reason is in `description`) |
 //! | CARD000025 | 406 | the card's status does not allow the operation |
@@ -99,6 +100,12 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             "QIT000001",
             format!("Invalid Json schema. {errors}"),
             format!("Schema JSON inválido. {errors}"),
+        ),
+        ServiceError::NotFound(super::super::ROUTE) => QiError::new(
+            S::NOT_FOUND,
+            "QIT000404",
+            "No such route; see /openapi.json.",
+            "Rota inexistente; veja /openapi.json.",
         ),
         ServiceError::NotFound(_) => QiError::new(
             S::NOT_FOUND,
@@ -224,7 +231,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
 
 /// A service error as QI Tech renders it (used by the per-key rate limiter,
 /// which answers before any handler runs).
-pub(crate) fn render(e: ServiceError) -> Response {
+pub fn render(e: ServiceError) -> Response {
     qi_error(e, &Scope::default()).into_response()
 }
 

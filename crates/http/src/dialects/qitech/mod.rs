@@ -3,7 +3,7 @@
 //! `CARD_KEY` the card id; a card outside the wallet is not found.
 
 mod error;
-pub(crate) use error::render as render_error;
+use error::render as render_error;
 mod types;
 
 use axum::body::Bytes;
@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::Json;
 use cardcore_crypto::Pin;
-use cardcore_domain::{AccountId, CardId, CardType, Channel, LifecycleAction, ReasonCode, RuleViolation};
+use cardcore_domain::{AccountId, CardId, CardType, LifecycleAction, ReasonCode, RuleViolation};
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, PinInput};
 use cardcore_service::{Ctx, ServiceError};
@@ -27,6 +27,33 @@ use super::{card_in_account, header_value, parse_body, parse_id};
 use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::AppState;
+
+/// QI Tech's descriptor (registered in `dialects::all`).
+pub const DIALECT: super::Dialect = super::Dialect {
+    name: "qitech",
+    prefix: "/qitech",
+    routes,
+    render_error,
+    tag: (
+        TAG,
+        "QI Tech card API (`/qitech`): a cardcore API key in `API-CLIENT-KEY`. Errors \
+         `{title, description, translation, code}`.",
+    ),
+    security_schemes,
+    credential_headers: &["api-client-key"],
+};
+
+/// Its tag in the document.
+const TAG: &str = "QI Tech";
+/// Its security scheme: `API-CLIENT-KEY`.
+const SCHEME: &str = "qitechApiClientKey";
+
+fn security_schemes() -> Vec<(&'static str, utoipa::openapi::security::SecurityScheme)> {
+    vec![(
+        SCHEME,
+        oa::api_key_header("API-CLIENT-KEY", "QI Tech: a cardcore API key in `API-CLIENT-KEY`."),
+    )]
+}
 
 /// Routes under `/qitech`, with their documentation.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -43,8 +70,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 fn document(api: &mut OpenApi) {
     oa::register::<QiError>(api);
     oa::for_each_operation(api, |_, _, op| {
-        oa::set_tag(op, oa::tag::QITECH);
-        oa::secure(op, &[&[oa::scheme::QITECH]]);
+        oa::secure(op, &[&[SCHEME]]);
         oa::append(op, "400", "`GDF000003`: no `API-CLIENT-KEY`.");
         oa::append(
             op,
@@ -88,7 +114,7 @@ impl FromRequestParts<AppState> for QiAuth {
         let principal = crate::auth::authenticate(parts, &state.service, key)
             .await
             .map_err(|e| qi_error(e, &Scope::default()))?;
-        Ok(Self(Ctx::new(principal, Channel::Qitech, request_id_of(parts))))
+        Ok(Self(Ctx::new(principal, DIALECT.channel(), request_id_of(parts))))
     }
 }
 
