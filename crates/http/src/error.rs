@@ -1,5 +1,6 @@
 //! The one place where service errors become native problems. A 5xx is
-//! logged with its cause and answered with a generic body.
+//! logged with its cause's whole source chain ([`log_internal`]) and
+//! answered with a generic body.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -89,6 +90,12 @@ pub fn rule_problem(rule: &RuleViolation) -> Problem {
     }
 }
 
+/// Logs a 5xx's cause with its whole source chain (`a: b: c`), under the
+/// request's span (so with its request id). The answer stays generic.
+pub fn log_internal(e: &ServiceError) {
+    tracing::error!(cause = %cardcore_service::chain(e), "internal error");
+}
+
 /// The native problem for any service error.
 pub fn problem_of(e: ServiceError) -> Problem {
     match e {
@@ -124,8 +131,8 @@ pub fn problem_of(e: ServiceError) -> Problem {
             )
             .retry_after(1)
         }
-        ServiceError::Startup(cause) | ServiceError::Internal(cause) => {
-            tracing::error!(%cause, "internal error");
+        e @ (ServiceError::Startup(_) | ServiceError::Internal(_)) => {
+            crate::error::log_internal(&e);
             Problem::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

@@ -324,7 +324,7 @@ impl Service {
             .and_then(|v| v.as_str())
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
         let body = serde_json::to_vec(&serde_json::json!({ "type": REQUEST_TYPE, "data": data }))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            .map_err(|e| ServiceError::caused("encoding an authorization request", e))?;
         let secret = self.authorization_endpoint_secret(&endpoint).await?;
         // Wall-clock time: the receiver checks it against its own clock.
         let timestamp = crate::now().timestamp();
@@ -391,13 +391,16 @@ impl Service {
         let raw = key
             .open(secret_aad(endpoint.tenant_id).as_bytes(), &endpoint.secret.ciphertext)
             .map_err(|_| {
-                ServiceError::Internal(format!(
+                ServiceError::internal(format!(
                     "the authorization endpoint secret of tenant {} does not open with its data key",
                     endpoint.tenant_id
                 ))
             })?;
         WebhookSecret::from_bytes(raw.expose()).map_err(|e| {
-            ServiceError::Internal(format!("authorization endpoint of tenant {}: {e}", endpoint.tenant_id))
+            ServiceError::caused(
+                format!("the authorization endpoint secret of tenant {}", endpoint.tenant_id),
+                e,
+            )
         })
     }
 }

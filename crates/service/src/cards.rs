@@ -218,7 +218,7 @@ impl Service {
             }
         }
         let issued =
-            issued.ok_or_else(|| ServiceError::Internal("could not draw a unique PAN and kit number".into()))?;
+            issued.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
         let card = issued.record.card.clone();
         tx.insert_audit(&self.audit(ctx, Some(card.id), "card.created", None, None, Some(card.snapshot())))
             .await?;
@@ -265,9 +265,9 @@ impl Service {
     ) -> ServiceResult<Issued> {
         let now = self.now();
         let pan = cardcore_crypto::luhn::generate_pan(&self.config.bin, self.config.pan_length, &mut OsRng)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            .map_err(|e| ServiceError::caused("PAN generation", e))?;
         let expiry = Expiry::years_after(now, self.config.card_validity_years);
-        let brand = Brand::of_bin(&self.config.bin).ok_or_else(|| ServiceError::Internal("BIN has no brand".into()))?;
+        let brand = Brand::of_bin(&self.config.bin).ok_or_else(|| ServiceError::internal("BIN has no brand"))?;
         let card = Card {
             id: CardId::new(),
             tenant_id: ctx.tenant_id(),
@@ -431,11 +431,11 @@ impl Service {
         let (_, key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
         let pan = key
             .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
-            .map_err(|_| ServiceError::Internal(format!("PAN of card {id} does not open")))?;
+            .map_err(|_| ServiceError::internal(format!("PAN of card {id} does not open")))?;
         let text =
             |b: &cardcore_crypto::SecretBytes| std::str::from_utf8(b.expose()).map(str::to_owned).unwrap_or_default();
         let pan = Pan::parse(&zeroize::Zeroizing::new(text(&pan)))
-            .map_err(|_| ServiceError::Internal("stored PAN is malformed".into()))?;
+            .map_err(|_| ServiceError::internal("stored PAN is malformed"))?;
         let cvv2 = self.cvv2_at(&rec.card, &pan, self.now()).await?;
         let mut tx = self.store.begin().await?;
         tx.insert_audit(&self.audit(ctx, Some(id), "card.sensitive_revealed", None, None, None))
@@ -454,7 +454,7 @@ impl Service {
     pub(crate) async fn cvv2(&self, pan: &Pan, expiry: Expiry) -> ServiceResult<Cvv> {
         let cvk = zeroize::Zeroizing::new(self.keys.cvk().await?);
         cardcore_crypto::cvv::generate_cvv(&cvk, pan, &expiry.yymm(), cardcore_crypto::cvv::SERVICE_CODE_CVV2)
-            .map_err(|e| ServiceError::Internal(e.to_string()))
+            .map_err(|e| ServiceError::caused("CVV2 computation", e))
     }
 
     /// The card's CVV2 at `now`: for a virtual card of a program that
@@ -555,9 +555,9 @@ impl Service {
         let (_, key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
         let pan = key
             .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
-            .map_err(|_| ServiceError::Internal(format!("PAN of card {} does not open", rec.card.id)))?;
+            .map_err(|_| ServiceError::internal(format!("PAN of card {} does not open", rec.card.id)))?;
         let text = zeroize::Zeroizing::new(std::str::from_utf8(pan.expose()).map(str::to_owned).unwrap_or_default());
-        Pan::parse(&text).map_err(|_| ServiceError::Internal("stored PAN is malformed".into()))
+        Pan::parse(&text).map_err(|_| ServiceError::internal("stored PAN is malformed"))
     }
 
     /// Re-seals PAN and CVV under the newest data key when an older one made
@@ -570,7 +570,7 @@ impl Service {
         let (_, old_key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
         let pan = old_key
             .open(pan_aad(&rec.card).as_bytes(), &rec.secrets.pan_sealed)
-            .map_err(|_| ServiceError::Internal("PAN does not open".into()))?;
+            .map_err(|_| ServiceError::internal("PAN does not open"))?;
         rec.secrets.pan_sealed = new_key.seal(pan_aad(&rec.card).as_bytes(), pan.expose(), &mut OsRng);
         rec.secrets.data_key_version = newest;
         Ok(())
@@ -765,7 +765,7 @@ impl Service {
             .store
             .cardholder(ctx.tenant_id(), old.card.cardholder_id)
             .await?
-            .ok_or_else(|| ServiceError::Internal("card without cardholder".into()))?;
+            .ok_or_else(|| ServiceError::internal("card without cardholder"))?;
         let input = CreateCard {
             cardholder_id: holder.id,
             card_type: old.card.card_type,

@@ -2,6 +2,7 @@
 //! layer maps each to a status and a stable code, in one place per API.
 
 use cardcore_domain::{RuleViolation, ValidationErrors};
+pub use cardcore_store::{chain, Failure};
 use cardcore_store::StoreError;
 
 /// Why an operation did not succeed.
@@ -45,12 +46,24 @@ pub enum ServiceError {
     /// A configuration or key problem found at start.
     #[error("{0}")]
     Startup(String),
-    /// A bug or corrupt data; the detail is logged, never answered.
+    /// A bug or corrupt data; the detail (with its source chain) is
+    /// logged, never answered.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Failure),
 }
 
 impl ServiceError {
+    /// A bug or corrupt data, said in `what`.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal(Failure::new(what))
+    }
+
+    /// `what` went wrong because of `cause` (kept as the source, logged
+    /// with the whole chain).
+    pub fn caused(what: impl Into<String>, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(Failure::caused(what, cause))
+    }
+
     /// One invalid field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid {
@@ -82,10 +95,33 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Unavailable(m) => Self::Unavailable(m),
             StoreError::NotFound(what) => Self::invalid(what, "does not name an existing item"),
-            StoreError::Internal(m) => Self::Internal(m),
+            e @ StoreError::Internal(_) => Self::Internal(Failure::caused(e.to_string(), e)),
         }
     }
 }
 
 /// Result of a service operation.
 pub type ServiceResult<T> = Result<T, ServiceError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 5xx's log line (`chain`) names every cause down to the driver's
+    /// error, each once.
+    #[test]
+    fn internal_errors_keep_their_source_chain() {
+        let driver = std::io::Error::other("disk says no");
+        let store = StoreError::caused("column pin_failures", driver);
+        let e = ServiceError::from(store);
+        assert!(matches!(e, ServiceError::Internal(_)));
+        let line = chain(&e);
+        assert_eq!(line, "internal error: database error: column pin_failures: disk says no");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert!(std::error::Error::source(source).is_some(), "the store error keeps the driver's");
+        assert_eq!(
+            chain(&ServiceError::internal("card without cardholder")),
+            "internal error: card without cardholder"
+        );
+    }
+}

@@ -137,7 +137,7 @@ impl Service {
                 let (_, data_key) = self.keys.data_key(Some(stored.body.key_version)).await?;
                 let body = data_key
                     .open(body_aad(tenant, key).as_bytes(), &stored.body.ciphertext)
-                    .map_err(|_| ServiceError::Internal("a stored idempotent answer does not open".into()))?;
+                    .map_err(|_| ServiceError::internal("a stored idempotent answer does not open"))?;
                 Idempotency::Replay(ReplayedResponse {
                     status: stored.status,
                     content_type: stored.content_type,

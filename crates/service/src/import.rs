@@ -153,16 +153,16 @@ impl Service {
             .zone_key(ctx_tenant, Some(stored.pvk), PVK)
             .await?
             .filter(|k| k.algorithm == PVK)
-            .ok_or_else(|| ServiceError::Internal(format!("card {} has a PVV under a missing PVK", rec.card.id)))?;
+            .ok_or_else(|| ServiceError::internal(format!("card {} has a PVV under a missing PVK", rec.card.id)))?;
         let key: [u8; 16] = pvk
             .key
             .expose()
             .try_into()
-            .map_err(|_| ServiceError::Internal("a PVK must be 16 bytes".into()))?;
+            .map_err(|_| ServiceError::internal("a PVK must be 16 bytes"))?;
         let key = zeroize::Zeroizing::new(key);
         let pan = self.open_pan(rec).await?;
         pvv::verify_visa_pvv(&key, stored.pvki, pin, &pan, &stored.pvv)
-            .map_err(|e| ServiceError::Internal(e.to_string()))
+            .map_err(|e| ServiceError::caused("PVV verification", e))
     }
 }
 

@@ -161,7 +161,7 @@ impl Keyring {
         match store.meta(MASTER_CHECK_META).await? {
             Some(check) => {
                 let wrapped = hex::decode(check)
-                    .map_err(|_| ServiceError::Internal("master key check value is corrupt".into()))?;
+                    .map_err(|_| ServiceError::internal("master key check value is corrupt"))?;
                 master.unwrap(MASTER_CHECK_LABEL, &wrapped).map_err(|_| {
                     ServiceError::Startup(
                         "the master key does not match this database: it was created with another master key \
@@ -261,10 +261,10 @@ impl Keyring {
                 })?;
             let key = match purpose {
                 Purpose::Data => Key::Data(Arc::new(
-                    DataKey::from_bytes(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                    DataKey::from_bytes(&raw).map_err(|e| ServiceError::caused("data key", e))?,
                 )),
                 Purpose::Pin | Purpose::Otp | Purpose::PanLookup | Purpose::Jwt | Purpose::Idempotency => {
-                    Key::Mac(MacKey::new(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?)
+                    Key::Mac(MacKey::new(&raw).map_err(|e| ServiceError::caused("MAC key", e))?)
                 }
                 Purpose::Cvk => Key::Cvk(Arc::new(raw)),
             };
@@ -314,14 +314,14 @@ impl Keyring {
         }
         self.reload().await?;
         self.get(purpose, version)?
-            .ok_or_else(|| ServiceError::Internal(format!("no {} key version {version:?}", purpose.as_str())))
+            .ok_or_else(|| ServiceError::internal(format!("no {} key version {version:?}", purpose.as_str())))
     }
 
     /// The newest data key.
     pub async fn data_key(&self, version: Option<i32>) -> Result<(i32, Arc<DataKey>), ServiceError> {
         match self.key(Purpose::Data, version).await? {
             (v, Key::Data(k)) => Ok((v, k)),
-            _ => Err(ServiceError::Internal("data key has the wrong type".into())),
+            _ => Err(ServiceError::internal("data key has the wrong type")),
         }
     }
 
@@ -329,7 +329,7 @@ impl Keyring {
     pub async fn mac_key(&self, purpose: Purpose, version: Option<i32>) -> Result<(i32, MacKey), ServiceError> {
         match self.key(purpose, version).await? {
             (v, Key::Mac(k)) => Ok((v, k)),
-            _ => Err(ServiceError::Internal(format!(
+            _ => Err(ServiceError::internal(format!(
                 "{} key has the wrong type",
                 purpose.as_str()
             ))),
@@ -342,8 +342,8 @@ impl Keyring {
             (_, Key::Cvk(k)) => k
                 .expose()
                 .try_into()
-                .map_err(|_| ServiceError::Internal("CVK must be 16 bytes".into())),
-            _ => Err(ServiceError::Internal("CVK has the wrong type".into())),
+                .map_err(|_| ServiceError::internal("CVK must be 16 bytes")),
+            _ => Err(ServiceError::internal("CVK has the wrong type")),
         }
     }
 
@@ -376,7 +376,7 @@ impl Keyring {
         self.tenant_transport_keys(tenant)
             .await?
             .pop()
-            .ok_or_else(|| ServiceError::Internal("no transport key after making one".into()))
+            .ok_or_else(|| ServiceError::internal("no transport key after making one"))
     }
 
     /// The tenant's transport key versions that decrypt at `now`, newest
@@ -426,8 +426,8 @@ impl Keyring {
         // this worker thread.
         let key = tokio::task::spawn_blocking(TransportKey::generate_pkcs8)
             .await
-            .map_err(|e| ServiceError::Internal(format!("transport key generation stopped: {e}")))?
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            .map_err(|e| ServiceError::caused("transport key generation stopped", e))?
+            .map_err(|e| ServiceError::caused("transport key generation", e))?;
         let wrapped = self.master.wrap(&transport_label(tenant, version), &key, &mut OsRng);
         Ok(self
             .store
@@ -461,9 +461,9 @@ impl Keyring {
                         .master
                         .unwrap(&transport_label(tenant, r.version), &r.wrapped)
                         .map_err(|_| {
-                            ServiceError::Internal("transport key does not open with the master key".into())
+                            ServiceError::internal("transport key does not open with the master key")
                         })?;
-                    Arc::new(TransportKey::from_pkcs8(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?)
+                    Arc::new(TransportKey::from_pkcs8(&raw).map_err(|e| ServiceError::caused("transport key", e))?)
                 }
             };
             keys.push(TenantTransportKey {
@@ -520,7 +520,7 @@ impl Keyring {
             "tdes" | PVK => cardcore_crypto::kcv::tdes_kcv(key.expose()),
             _ => return Err(ServiceError::invalid("algorithm", "must be aes, tdes or pvk")),
         }
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        .map_err(|e| ServiceError::caused("key check value", e))?;
         let id = ZoneKeyId::new();
         let wrapped = self.master.wrap(&zone_label(tenant, id, algorithm), &key, &mut OsRng);
         self.store
@@ -571,7 +571,7 @@ impl Keyring {
             let raw = self
                 .master
                 .unwrap(&zone_label(tenant, r.id, &r.algorithm), &r.wrapped)
-                .map_err(|_| ServiceError::Internal("zone key does not open with the master key".into()))?;
+                .map_err(|_| ServiceError::internal("zone key does not open with the master key"))?;
             keys.push(ZoneKey {
                 id: r.id,
                 algorithm: r.algorithm,
@@ -586,5 +586,5 @@ impl Keyring {
 }
 
 fn poisoned() -> ServiceError {
-    ServiceError::Internal("key cache lock poisoned".into())
+    ServiceError::internal("key cache lock poisoned")
 }

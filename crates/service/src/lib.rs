@@ -35,7 +35,7 @@ use cardcore_store::{SealedData, Store, StoredEvent};
 use rand::rngs::OsRng;
 
 pub use auth::Principal;
-pub use error::{ServiceError, ServiceResult};
+pub use error::{chain, Failure, ServiceError, ServiceResult};
 pub use keyring::Keyring;
 
 /// Settings of the service (one program's worth for now: see ARCHITECTURE.md).
@@ -247,7 +247,7 @@ impl Service {
         }
         let (version, key) = self.keys.data_key(None).await?;
         let plain = zeroize::Zeroizing::new(
-            serde_json::to_vec(&event.data).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            serde_json::to_vec(&event.data).map_err(|e| ServiceError::caused("encoding event data", e))?,
         );
         let ciphertext = key.seal(event_aad(&event).as_bytes(), &plain, &mut OsRng);
         event.data = serde_json::Value::Null;
@@ -277,8 +277,8 @@ impl Service {
             let (_, key) = self.keys.data_key(Some(sealed.key_version)).await?;
             let plain = key
                 .open(event_aad(&event).as_bytes(), &sealed.ciphertext)
-                .map_err(|_| ServiceError::Internal(format!("event {} does not open with its data key", event.id)))?;
-            event.data = serde_json::from_slice(plain.expose()).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                .map_err(|_| ServiceError::internal(format!("event {} does not open with its data key", event.id)))?;
+            event.data = serde_json::from_slice(plain.expose()).map_err(|e| ServiceError::caused("decoding event data", e))?;
         }
         Ok(event)
     }

@@ -42,7 +42,7 @@ impl Service {
             .tenant_settings(tenant)
             .await?
             .ok_or(ServiceError::NotFound("tenant"))?;
-        serde_json::from_str(&raw).map_err(|e| ServiceError::Internal(format!("tenant settings: {e}")))
+        serde_json::from_str(&raw).map_err(|e| ServiceError::caused("tenant settings", e))
     }
 
     /// Changes a tenant's settings and answers them as stored. Servers
@@ -54,7 +54,7 @@ impl Service {
     ) -> ServiceResult<TenantSettings> {
         let mut settings = self.load_settings(tenant).await?;
         change(&mut settings);
-        let raw = serde_json::to_string(&settings).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let raw = serde_json::to_string(&settings).map_err(|e| ServiceError::caused("encoding tenant settings", e))?;
         if !self.store.set_tenant_settings(tenant, &raw).await? {
             return Err(ServiceError::NotFound("tenant"));
         }

@@ -347,13 +347,13 @@ impl Service {
                 &endpoint.secret.ciphertext,
             )
             .map_err(|_| {
-                ServiceError::Internal(format!(
+                ServiceError::internal(format!(
                     "the secret of webhook endpoint {} does not open with its data key",
                     endpoint.id
                 ))
             })?;
         WebhookSecret::from_bytes(raw.expose())
-            .map_err(|e| ServiceError::Internal(format!("webhook endpoint {}: {e}", endpoint.id)))
+            .map_err(|e| ServiceError::caused(format!("webhook endpoint {}", endpoint.id), e))
     }
 
     /// A stored event as its tenant (and webhooks) see it, codes opened.

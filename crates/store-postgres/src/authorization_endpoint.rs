@@ -18,9 +18,9 @@ fn record(row: &PgRow) -> StoreResult<AuthorizationEndpointRecord> {
         tenant_id: get::<Uuid>(row, "tenant_id")?.into(),
         url: get(row, "url")?,
         timeout_ms: u32::try_from(get::<i32>(row, "timeout_ms")?)
-            .map_err(|_| StoreError::Internal("authorization endpoint timeout out of range".into()))?,
+            .map_err(|_| StoreError::internal("authorization endpoint timeout out of range"))?,
         on_timeout: OnTimeout::parse(&on_timeout)
-            .ok_or_else(|| StoreError::Internal(format!("unknown on_timeout {on_timeout:?}")))?,
+            .ok_or_else(|| StoreError::internal(format!("unknown on_timeout {on_timeout:?}")))?,
         secret: SealedData {
             ciphertext: get(row, "secret_sealed")?,
             key_version: get(row, "secret_key_version")?,
@@ -51,7 +51,7 @@ impl PostgresStore {
 
 pub(crate) async fn put(tx: &mut Transaction<'static, Postgres>, ep: &AuthorizationEndpointRecord) -> StoreResult<()> {
     let timeout = i32::try_from(ep.timeout_ms)
-        .map_err(|_| StoreError::Internal("authorization endpoint timeout out of range".into()))?;
+        .map_err(|_| StoreError::internal("authorization endpoint timeout out of range"))?;
     sqlx::query(&format!(
         "INSERT INTO authorization_endpoints ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, timeout_ms = excluded.timeout_ms, \

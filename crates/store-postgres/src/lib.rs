@@ -125,7 +125,7 @@ fn map_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
             StoreError::Unavailable(e.to_string())
         }
-        _ => StoreError::Internal(e.to_string()),
+        _ => StoreError::caused("PostgreSQL statement", e),
     }
 }
 
@@ -154,15 +154,15 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: &PostgresOptions) -> StoreResult<Self> {
         if let Some(schema) = &options.schema {
             if !valid_schema(schema) {
-                return Err(StoreError::Internal(
-                    "schema must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)".into(),
+                return Err(StoreError::internal(
+                    "schema must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)",
                 ));
             }
         }
         // The URL may carry a password: never echo it.
         let mut connect: PgConnectOptions = url
             .parse()
-            .map_err(|_| StoreError::Internal("invalid PostgreSQL URL".into()))?;
+            .map_err(|_| StoreError::internal("invalid PostgreSQL URL"))?;
         connect = connect.application_name(&options.application_name);
         // Startup parameters rather than SET after connecting: every
         // connection the pool ever opens, including after a server restart,
@@ -270,11 +270,11 @@ impl Store for PostgresStore {
         MIGRATOR.run_direct(&mut *conn).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => {
                 match map_err(e) {
-                    StoreError::Internal(m) => StoreError::Internal(format!("migration failed: {m}")),
+                    StoreError::Internal(f) => StoreError::caused("migration failed", f),
                     other => other,
                 }
             }
-            e => StoreError::Internal(format!("migration failed: {e}")),
+            e => StoreError::caused("migration failed", e),
         })
     }
 
@@ -564,7 +564,7 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await
                 .map_err(map_err)?;
-            u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()))
+            u64::try_from(n).map_err(|_| StoreError::internal("negative count"))
         })
         .await
     }

@@ -68,8 +68,8 @@ impl Queue {
     /// went on after that error can never commit without the write it lost.
     pub(crate) fn take(&mut self) -> StoreResult<(String, PgArguments)> {
         if self.broken {
-            return Err(StoreError::Internal(
-                "a queued write could not be encoded; the transaction cannot commit".into(),
+            return Err(StoreError::internal(
+                "a queued write could not be encoded; the transaction cannot commit",
             ));
         }
         let Self { statements, args, .. } = std::mem::take(self);
@@ -87,7 +87,7 @@ impl Binder<'_> {
     {
         self.0
             .add(value)
-            .map_err(|e| StoreError::Internal(format!("encoding a value: {e}")))?;
+            .map_err(|e| StoreError::caused("encoding a value", e))?;
         Ok(self)
     }
 }
@@ -196,7 +196,7 @@ mod tests {
         .unwrap();
         let failed = q.push(Kind::Audit, "INSERT INTO audit_log (a, b) VALUES ($1, $2)", |b| {
             b.bind(2_i64)?;
-            Err(StoreError::Internal("no".into()))
+            Err(StoreError::internal("no"))
         });
         assert!(failed.is_err());
         assert!(!q.is_empty(), "a broken queue still has to be reported");

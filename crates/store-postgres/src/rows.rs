@@ -20,7 +20,7 @@ pub fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>
     col: &str,
 ) -> StoreResult<T> {
     row.try_get(col)
-        .map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
+        .map_err(|e| StoreError::caused(format!("column {col}"), e))
 }
 
 fn id<T: From<Uuid>>(row: &PgRow, col: &str) -> StoreResult<T> {
@@ -32,7 +32,7 @@ fn opt_id<T: From<Uuid>>(row: &PgRow, col: &str) -> StoreResult<Option<T>> {
 }
 
 fn bad(col: &str) -> StoreError {
-    StoreError::Internal(format!("column {col}: unexpected value"))
+    StoreError::internal(format!("column {col}: unexpected value"))
 }
 
 /// A jsonb column. serde's message is withheld: it can quote the stored
@@ -44,10 +44,10 @@ pub fn json<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> StoreResu
 fn opt_json<T: serde::de::DeserializeOwned>(row: &PgRow, col: &str) -> StoreResult<Option<T>> {
     match row.try_get::<Option<Json<T>>, _>(col) {
         Ok(v) => Ok(v.map(|j| j.0)),
-        Err(sqlx::Error::ColumnDecode { .. }) => Err(StoreError::Internal(format!(
+        Err(sqlx::Error::ColumnDecode { .. }) => Err(StoreError::internal(format!(
             "column {col}: not the expected JSON shape"
         ))),
-        Err(e) => Err(StoreError::Internal(format!("column {col}: {e}"))),
+        Err(e) => Err(StoreError::caused(format!("column {col}"), e)),
     }
 }
 

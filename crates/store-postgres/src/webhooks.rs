@@ -40,7 +40,7 @@ const IDEMPOTENCY_COLUMNS: &str = "tenant_id, key, fingerprint, token, state, st
 const OPEN: &str = "state IN ('pending', 'retrying')";
 
 fn bad(col: &str) -> StoreError {
-    StoreError::Internal(format!("column {col}: unexpected value"))
+    StoreError::internal(format!("column {col}: unexpected value"))
 }
 
 fn endpoint(row: &PgRow) -> StoreResult<WebhookEndpointRecord> {

@@ -17,9 +17,9 @@ fn record(row: &SqliteRow) -> StoreResult<AuthorizationEndpointRecord> {
         tenant_id: rows::id(row, "tenant_id")?,
         url: rows::get(row, "url")?,
         timeout_ms: u32::try_from(rows::get::<i64>(row, "timeout_ms")?)
-            .map_err(|_| StoreError::Internal("authorization endpoint timeout out of range".into()))?,
+            .map_err(|_| StoreError::internal("authorization endpoint timeout out of range"))?,
         on_timeout: OnTimeout::parse(&on_timeout)
-            .ok_or_else(|| StoreError::Internal(format!("unknown on_timeout {on_timeout:?}")))?,
+            .ok_or_else(|| StoreError::internal(format!("unknown on_timeout {on_timeout:?}")))?,
         secret: SealedData {
             ciphertext: rows::get(row, "secret_sealed")?,
             key_version: rows::get(row, "secret_key_version")?,

@@ -203,7 +203,7 @@ impl Group {
     fn conn(&mut self) -> StoreResult<&mut SqliteConnection> {
         self.conn
             .as_deref_mut()
-            .ok_or_else(|| StoreError::Internal("no open write transaction".into()))
+            .ok_or_else(|| StoreError::internal("no open write transaction"))
     }
 
     /// Rolls back a savepoint left by a member dropped without a runtime.
@@ -274,7 +274,7 @@ impl Group {
             return;
         }
         let outcome = if self.waiting.is_empty() {
-            Err(StoreError::Internal("nothing to commit".into()))
+            Err(StoreError::internal("nothing to commit"))
         } else {
             Ok(())
         };
@@ -294,11 +294,11 @@ impl Member {
     pub(crate) async fn fetch(&mut self) -> StoreResult<Vec<SqliteRow>> {
         let batch = self.batch.take();
         if let Some(e) = batch.error {
-            return Err(StoreError::Internal(format!("cannot encode an argument: {e}")));
+            return Err(StoreError::caused("cannot encode an argument", e));
         }
         let conn = match self.guard.as_mut() {
             Some(g) => g.conn()?,
-            None => return Err(StoreError::Internal("write transaction already finished".into())),
+            None => return Err(StoreError::internal("write transaction already finished")),
         };
         self.savepoint_sent = true;
         sqlx::query_with(&batch.sql, batch.args)
@@ -315,7 +315,7 @@ impl Member {
         }
         match self.guard.as_mut() {
             Some(g) => g.conn(),
-            None => Err(StoreError::Internal("write transaction already finished".into())),
+            None => Err(StoreError::internal("write transaction already finished")),
         }
     }
 
@@ -338,7 +338,7 @@ impl Member {
             return Err(e);
         }
         let Some(mut guard) = self.guard.take() else {
-            return Err(StoreError::Internal("write transaction already finished".into()));
+            return Err(StoreError::internal("write transaction already finished"));
         };
         let queued = self.queued.load(Ordering::SeqCst);
         if queued == 0 || guard.waiting.len() + 1 >= MAX_GROUP {

@@ -84,10 +84,10 @@ fn map_err(e: sqlx::Error) -> StoreError {
             let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
             match primary {
                 Some(5 | 6 | 10 | 13 | 14) => StoreError::Unavailable(e.to_string()),
-                _ => StoreError::Internal(e.to_string()),
+                _ => StoreError::caused("SQLite statement", e),
             }
         }
-        _ => StoreError::Internal(e.to_string()),
+        _ => StoreError::caused("SQLite statement", e),
     }
 }
 
@@ -144,7 +144,7 @@ impl SqliteStore {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| StoreError::Internal(format!("not a sqlite URL: {url}")))?;
+            .ok_or_else(|| StoreError::internal(format!("not a sqlite URL: {url}")))?;
         let path = path.split('?').next().unwrap_or(path);
         Self::open(Path::new(path), options).await
     }
@@ -164,7 +164,7 @@ impl Store for SqliteStore {
         MIGRATOR
             .run(&self.writer)
             .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+            .map_err(|e| StoreError::caused("migration failed", e))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -257,7 +257,7 @@ impl Store for SqliteStore {
             .map(|r| {
                 let id: String = r.try_get("id").map_err(map_err)?;
                 Ok(ZoneKeyRecord {
-                    id: id.parse().map_err(|_| StoreError::Internal("zone key id".into()))?,
+                    id: id.parse().map_err(|_| StoreError::internal("zone key id"))?,
                     tenant_id: tenant,
                     algorithm: r.try_get("algorithm").map_err(map_err)?,
                     wrapped: r.try_get("wrapped").map_err(map_err)?,
@@ -343,7 +343,7 @@ impl Store for SqliteStore {
             .await
             .map_err(map_err)?;
         ids.iter()
-            .map(|s| s.parse().map_err(|_| StoreError::Internal("tenant id".into())))
+            .map(|s| s.parse().map_err(|_| StoreError::internal("tenant id")))
             .collect()
     }
 
@@ -540,10 +540,10 @@ impl Store for SqliteStore {
                 Ok(PanRow {
                     id: id
                         .parse()
-                        .map_err(|_| StoreError::Internal("cards.id is not a UUID".into()))?,
+                        .map_err(|_| StoreError::internal("cards.id is not a UUID"))?,
                     tenant_id: tenant
                         .parse()
-                        .map_err(|_| StoreError::Internal("cards.tenant_id is not a UUID".into()))?,
+                        .map_err(|_| StoreError::internal("cards.tenant_id is not a UUID"))?,
                     pan_sealed: r.try_get("pan_sealed").map_err(map_err)?,
                     data_key_version: r.try_get::<i64, _>("data_key_version").map_err(map_err)? as i32,
                 })
@@ -563,7 +563,7 @@ impl Store for SqliteStore {
             if let Some(other) = other {
                 let other = other
                     .parse()
-                    .map_err(|_| StoreError::Internal("cards.id is not a UUID".into()))?;
+                    .map_err(|_| StoreError::internal("cards.id is not a UUID"))?;
                 return Ok(Some((*id, other)));
             }
             sqlx::query("UPDATE cards SET pan_hash = ? WHERE id = ?")
@@ -1006,7 +1006,7 @@ impl Tx for SqliteTx {
         Ok(OtpState {
             failures: row.try_get::<i64, _>("failures").map_err(map_err)? as u32,
             locked_until: locked.map(|l| rows::parse_ts(&l)).transpose()?,
-            codes: serde_json::from_str(&codes).map_err(|e| StoreError::Internal(format!("otp codes: {e}")))?,
+            codes: serde_json::from_str(&codes).map_err(|e| StoreError::caused("otp codes", e))?,
         })
     }
 

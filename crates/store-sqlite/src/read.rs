@@ -41,7 +41,7 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen) => {
             StoreError::Unavailable(e.to_string())
         }
-        _ => StoreError::Internal(e.to_string()),
+        _ => StoreError::caused("SQLite statement", e),
     }
 }
 
@@ -104,11 +104,11 @@ fn column<T: rusqlite::types::FromSql>(named: &Named<'_, '_>, col: &str) -> Stor
         .names
         .iter()
         .position(|n| n == col)
-        .ok_or_else(|| StoreError::Internal(format!("column {col}: not in the result")))?;
+        .ok_or_else(|| StoreError::internal(format!("column {col}: not in the result")))?;
     named
         .row
         .get(i)
-        .map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
+        .map_err(|e| StoreError::caused(format!("column {col}"), e))
 }
 
 impl Columns for Named<'_, '_> {

@@ -23,7 +23,7 @@ pub fn ts(t: &Timestamp) -> String {
 pub fn parse_ts(s: &str) -> StoreResult<Timestamp> {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| StoreError::Internal(format!("bad timestamp {s:?}: {e}")))
+        .map_err(|e| StoreError::caused(format!("bad timestamp {s:?}"), e))
 }
 
 /// An optional RFC 3339 column.
@@ -36,20 +36,20 @@ pub(crate) fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlit
     col: &str,
 ) -> StoreResult<T> {
     row.try_get(col)
-        .map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
+        .map_err(|e| StoreError::caused(format!("column {col}"), e))
 }
 
 pub(crate) fn id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<T> {
     let s: String = get(row, col)?;
     s.parse()
-        .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
+        .map_err(|_| StoreError::internal(format!("column {col}: not a UUID")))
 }
 
 pub(crate) fn opt_id<T: FromStr>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
     let s: Option<String> = get(row, col)?;
     s.map(|s| {
         s.parse()
-            .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
+            .map_err(|_| StoreError::internal(format!("column {col}: not a UUID")))
     })
     .transpose()
 }
@@ -68,14 +68,14 @@ pub(crate) trait Columns {
     fn uuid<T: FromStr>(&self, col: &str) -> StoreResult<T> {
         self.text(col)?
             .parse()
-            .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
+            .map_err(|_| StoreError::internal(format!("column {col}: not a UUID")))
     }
 
     fn opt_uuid<T: FromStr>(&self, col: &str) -> StoreResult<Option<T>> {
         self.opt_text(col)?
             .map(|s| {
                 s.parse()
-                    .map_err(|_| StoreError::Internal(format!("column {col}: not a UUID")))
+                    .map_err(|_| StoreError::internal(format!("column {col}: not a UUID")))
             })
             .transpose()
     }
@@ -103,15 +103,15 @@ impl Columns for SqliteRow {
 }
 
 fn bad(col: &str) -> StoreError {
-    StoreError::Internal(format!("column {col}: unexpected value"))
+    StoreError::internal(format!("column {col}: unexpected value"))
 }
 
 pub(crate) fn json<T: serde::de::DeserializeOwned>(s: &str, col: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("column {col}: {e}")))
+    serde_json::from_str(s).map_err(|e| StoreError::caused(format!("column {col}"), e))
 }
 
 pub fn to_json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+    serde_json::to_string(v).map_err(|e| StoreError::caused("encoding JSON", e))
 }
 
 pub fn tenant(row: &SqliteRow) -> StoreResult<Tenant> {

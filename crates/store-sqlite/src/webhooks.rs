@@ -29,7 +29,7 @@ const DELIVERY_COLUMNS: &str = "seq, id, tenant_id, event_id, endpoint_id, card_
 const OPEN: &str = "state IN ('pending', 'retrying')";
 
 fn bad(col: &str) -> StoreError {
-    StoreError::Internal(format!("column {col}: unexpected value"))
+    StoreError::internal(format!("column {col}: unexpected value"))
 }
 
 fn opt_ts(row: &SqliteRow, col: &str) -> StoreResult<Option<Timestamp>> {
@@ -292,7 +292,7 @@ impl SqliteStore {
         skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let skip = serde_json::to_string(&skip.iter().map(id_str).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
+            .map_err(|e| StoreError::caused("encoding tenants to skip", e))?;
         let due: i64 = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE {OPEN} AND next_attempt_at <= ?1 \
              AND (lease_until IS NULL OR lease_until <= ?1))"

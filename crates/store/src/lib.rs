@@ -23,8 +23,8 @@ use cardcore_domain::otp::{OtpPurpose, OtpState};
 use cardcore_domain::{ApiKeyId, AuthorizationId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 
-/// A storage failure. Never carries secrets; `detail` is for logs only and
-/// never reaches an API response.
+/// A storage failure. Never carries secrets; the detail is for logs only
+/// and never reaches an API response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or did not answer in time; the outcome
@@ -34,9 +34,86 @@ pub enum StoreError {
     /// A reference in the request does not exist (e.g. an unknown cursor).
     #[error("not found: {0}")]
     NotFound(&'static str),
-    /// Anything else: a bug or a corrupt row. Maps to 500.
+    /// Anything else: a bug or a corrupt row. Maps to 500. The failure
+    /// keeps the driver's error as its source.
     #[error("database error: {0}")]
-    Internal(String),
+    Internal(#[source] Failure),
+}
+
+impl StoreError {
+    /// A bug or corrupt data, said in `what`.
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal(Failure::new(what))
+    }
+
+    /// `what` went wrong because of `cause` (kept as the source).
+    pub fn caused(what: impl Into<String>, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(Failure::caused(what, cause))
+    }
+}
+
+/// What went wrong inside (a bug, corrupt data, a driver's error): a
+/// message for the log and, when another error caused it, that error as its
+/// [`source`](std::error::Error::source), so a log line can show the whole
+/// chain ([`chain`]). Never carries secrets; never reaches an API response.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    what: String,
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Failure {
+    /// A failure with no underlying error.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self {
+            what: what.into(),
+            cause: None,
+        }
+    }
+
+    /// `what` failed because of `cause`.
+    pub fn caused(what: impl Into<String>, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            what: what.into(),
+            cause: Some(std::sync::Arc::from(cause.into())),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl PartialEq for Failure {
+    fn eq(&self, other: &Self) -> bool {
+        self.what == other.what && self.cause.as_ref().map(|c| c.to_string()) == other.cause.as_ref().map(|c| c.to_string())
+    }
+}
+
+impl Eq for Failure {}
+
+/// An error and every error under it (`source()`), as one line: `a: b: c`.
+/// A source whose text the line already ends with is not repeated.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
 }
 
 /// How many database connections are in use and idle.

@@ -312,8 +312,8 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
             tracing::warn!(%cause, "database unavailable");
             M2pError::http(S::SERVICE_UNAVAILABLE, "The service is temporarily unavailable").retry(1)
         }
-        ServiceError::Startup(cause) | ServiceError::Internal(cause) => {
-            tracing::error!(%cause, "internal error");
+        e @ (ServiceError::Startup(_) | ServiceError::Internal(_)) => {
+            crate::error::log_internal(&e);
             M2pError::http(S::INTERNAL_SERVER_ERROR, "An internal error occurred")
         }
     }

@@ -46,7 +46,7 @@ fn kid(version: i32) -> String {
 fn encode_json(value: &impl Serialize) -> ServiceResult<String> {
     serde_json::to_vec(value)
         .map(|v| B64.encode(v))
-        .map_err(|e| ServiceError::Internal(e.to_string()))
+        .map_err(|e| ServiceError::caused("encoding a token part", e))
 }
 
 /// A token for `principal`, issued at `now` (Unix seconds).

@@ -146,8 +146,8 @@ pub fn p100_error(e: ServiceError) -> P100Error {
                 "Service temporarily unavailable",
             )
         }
-        ServiceError::Startup(cause) | ServiceError::Internal(cause) => {
-            tracing::error!(%cause, "internal error");
+        e @ (ServiceError::Startup(_) | ServiceError::Internal(_)) => {
+            crate::error::log_internal(&e);
             P100Error::coded("P500", Some("UNKNOWN_EXCEPTION"), "Unknown exception")
         }
     }

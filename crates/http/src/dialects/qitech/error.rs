@@ -217,8 +217,8 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 "O serviço está temporariamente indisponível. Tente novamente mais tarde.",
             )
         }
-        ServiceError::Startup(cause) | ServiceError::Internal(cause) => {
-            tracing::error!(%cause, "internal error");
+        e @ (ServiceError::Startup(_) | ServiceError::Internal(_)) => {
+            crate::error::log_internal(&e);
             QiError::new(
                 S::INTERNAL_SERVER_ERROR,
                 "QIT000500",
