@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use cardcore_domain::pin_policy::PinRules;
-use cardcore_domain::M2pRequired;
+use cardcore_http::dialects::m2p::settings::M2pRequired;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// cardcore: card management and PIN service.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use cardcore_http::dialects::m2p::settings::M2pRequired;
 use cardcore_service::{Keyring, Service, ServiceConfig};
 use cardcore_store::Store;
 use cardcore_store_sqlite::{SqliteOptions, SqliteStore};
@@ -141,7 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         s.pin_rules = rules;
                     }
                     if let Some(required) = m2p_required {
-                        s.m2p_required = required;
+                        required.store(s);
                     }
                     s.authorizations = auth;
                     if let Some(interval) = cvv_rotation_interval_hours {
@@ -163,7 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     serde_json::json!({
                         "tenant_id": tenant,
                         "pin_rules": settings.pin_rules,
-                        "m2p_required": settings.m2p_required,
+                        "m2p_required": M2pRequired::of(&settings),
                         "authorizations": settings.authorizations,
                         "programs": settings.programs,
                     })
@@ -171,7 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("tenant {tenant} updated (running servers apply it within 5 s)");
                 println!("PIN rules: {}", settings.pin_rules);
-                println!("M2P required fields: {}", settings.m2p_required);
+                println!("M2P required fields: {}", M2pRequired::of(&settings));
                 for (id, p) in &settings.programs {
                     if let Some(hours) = p.cvv_rotation_interval_hours {
                         println!("program {id}: CVV2 rotates every {hours} h (0: never)");

@@ -33,7 +33,7 @@ pub use lifecycle::{BlockFrom, LifecycleAction, ReplaceReason, Transition};
 pub use limits::{ChannelLimit, ChannelLimits, Limits};
 pub use pin_tries::{PinDecision, PinTries};
 pub use reason::{ReasonCode, StatusReason};
-pub use tenant::{AuthorizationSettings, M2pRequired, ProgramSettings, Tenant, TenantSettings};
+pub use tenant::{AuthorizationSettings, ProgramSettings, Tenant, TenantSettings};
 pub use validation::{FieldError, ValidationErrors};
 
 /// Timestamps are UTC everywhere.

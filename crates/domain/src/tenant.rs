@@ -1,7 +1,6 @@
 //! Tenants: each card program operator, isolated from every other.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,8 +38,6 @@ pub fn validate_name(name: &str) -> Result<(), &'static str> {
 pub struct TenantSettings {
     /// The weak-PIN rules applied to new PINs (default: all).
     pub pin_rules: PinRules,
-    /// Which of M2P's PIN-change fields a request must carry.
-    pub m2p_required: M2pRequired,
     /// The program's authorization settings (a tenant is one program).
     #[serde(skip_serializing_if = "AuthorizationSettings::is_default")]
     pub authorizations: AuthorizationSettings,
@@ -48,6 +45,13 @@ pub struct TenantSettings {
     /// falling back to the node's flags where it says nothing.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub programs: BTreeMap<ProgramId, ProgramSettings>,
+    /// Each API dialect's own settings, as JSON members of the settings
+    /// object, each named with the dialect's name as prefix (e.g. a
+    /// dialect `x`'s `x_required`). The domain keeps them as they are and
+    /// never reads them; the dialect parses its own (its default when
+    /// absent).
+    #[serde(flatten)]
+    pub dialects: BTreeMap<String, serde_json::Value>,
 }
 
 /// A program's authorization settings. cardcore has one program per tenant
@@ -124,135 +128,20 @@ pub struct ProgramSettings {
     pub cvv_rotation_interval_hours: Option<u32>,
 }
 
-/// The fields of M2P's `ChangeCardPinDto` a tenant's product requires on
-/// update PIN and set PIN. M2P: "the required fields depend on the product
-/// configuration". Default: the three the seed's example sends. A field
-/// that is sent is checked whether required or not; `otpDetails` is the OTP
-/// proof, so without it the request must carry `otp` and `rule.traceNumber`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct M2pRequired {
-    pub mobile: bool,
-    pub expiry_date: bool,
-    pub otp_details: bool,
-}
-
-impl M2pRequired {
-    /// The field names, in M2P's spelling.
-    pub const FIELDS: [&'static str; 3] = ["mobile", "expiryDate", "otpDetails"];
-    /// Every field required (the seed's example).
-    pub const ALL: Self = Self {
-        mobile: true,
-        expiry_date: true,
-        otp_details: true,
-    };
-    /// None required.
-    pub const NONE: Self = Self {
-        mobile: false,
-        expiry_date: false,
-        otp_details: false,
-    };
-
-    /// True when the named field is required.
-    pub fn requires(self, field: &str) -> bool {
-        match field {
-            "mobile" => self.mobile,
-            "expiryDate" => self.expiry_date,
-            "otpDetails" => self.otp_details,
-            _ => false,
-        }
-    }
-
-    /// The required fields, in [`Self::FIELDS`] order.
-    pub fn names(self) -> Vec<&'static str> {
-        Self::FIELDS.into_iter().filter(|f| self.requires(f)).collect()
-    }
-
-    /// Parses `none`, `all` or a comma-separated list of `mobile`,
-    /// `expiryDate`, `otpDetails`.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        match list.trim() {
-            "none" => return Ok(Self::NONE),
-            "all" => return Ok(Self::ALL),
-            "" => return Err("give a comma-separated list of fields, `all` or `none`".into()),
-            _ => {}
-        }
-        list.split(',').map(str::trim).try_fold(Self::NONE, |mut r, name| {
-            match name {
-                "mobile" => r.mobile = true,
-                "expiryDate" => r.expiry_date = true,
-                "otpDetails" => r.otp_details = true,
-                _ => {
-                    return Err(format!(
-                        "unknown field {name:?}; the fields are {} (or `all`, or `none`)",
-                        Self::FIELDS.join(", ")
-                    ))
-                }
-            }
-            Ok(r)
-        })
-    }
-}
-
-impl Default for M2pRequired {
-    fn default() -> Self {
-        Self::ALL
-    }
-}
-
-impl fmt::Display for M2pRequired {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = self.names();
-        f.write_str(&if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(",")
-        })
-    }
-}
-
-impl fmt::Debug for M2pRequired {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "M2pRequired({self})")
-    }
-}
-
-impl Serialize for M2pRequired {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.names())
-    }
-}
-
-impl<'de> Deserialize<'de> for M2pRequired {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let names = Vec::<String>::deserialize(d)?;
-        if names.is_empty() {
-            return Ok(Self::NONE);
-        }
-        Self::parse(&names.join(",")).map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn settings_default_to_every_rule_and_the_seeds_fields() {
+    fn settings_default_to_every_rule_and_keep_dialect_members_as_written() {
         let empty: TenantSettings = serde_json::from_str("{}").unwrap();
         assert_eq!(empty, TenantSettings::default());
         assert_eq!(empty.pin_rules, PinRules::ALL);
-        assert_eq!(empty.m2p_required, M2pRequired::ALL);
-        let s = TenantSettings {
-            pin_rules: PinRules::NONE,
-            m2p_required: M2pRequired::parse("mobile,otpDetails").unwrap(),
-            ..TenantSettings::default()
-        };
-        let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"pin_rules": [], "m2p_required": ["mobile", "otpDetails"]})
-        );
-        assert_eq!(serde_json::from_value::<TenantSettings>(json).unwrap(), s);
+        let stored = serde_json::json!({"pin_rules": [], "x_required": ["mobile", "otpDetails"]});
+        let s: TenantSettings = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(s.pin_rules, PinRules::NONE);
+        assert_eq!(s.dialects["x_required"], serde_json::json!(["mobile", "otpDetails"]));
+        assert_eq!(serde_json::to_value(&s).unwrap(), stored);
     }
 
     #[test]
@@ -274,17 +163,5 @@ mod tests {
         let back: TenantSettings = serde_json::from_value(json).unwrap();
         assert_eq!(back.program(program).cvv_rotation_interval_hours, Some(24));
         assert_eq!(back.program(ProgramId::new()), ProgramSettings::default());
-    }
-
-    #[test]
-    fn m2p_fields_parse_by_m2p_name() {
-        assert_eq!(M2pRequired::parse("none"), Ok(M2pRequired::NONE));
-        assert_eq!(
-            M2pRequired::parse("mobile, expiryDate, otpDetails"),
-            Ok(M2pRequired::ALL)
-        );
-        assert_eq!(M2pRequired::parse("expiryDate").unwrap().to_string(), "expiryDate");
-        let err = M2pRequired::parse("mobile,expiry_date").unwrap_err();
-        assert!(err.contains("\"expiry_date\"") && err.contains("expiryDate"), "{err}");
     }
 }

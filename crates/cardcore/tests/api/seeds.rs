@@ -4,7 +4,8 @@
 //! is compared with the seed's response field by field.
 
 use cardcore_domain::pin_policy::PinRules;
-use cardcore_domain::{Expiry, M2pRequired};
+use cardcore_domain::Expiry;
+use cardcore_http::dialects::m2p::settings::M2pRequired;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -476,7 +477,7 @@ async fn m2p_rule_takes_any_fields_and_required_fields_are_the_tenants() {
 
     // A tenant whose product requires none: the OTP comes from otp and rule.traceNumber.
     app.service()
-        .update_tenant_settings(app.tenant_id.parse().unwrap(), |s| s.m2p_required = M2pRequired::NONE)
+        .update_tenant_settings(app.tenant_id.parse().unwrap(), |s| M2pRequired::NONE.store(s))
         .await
         .unwrap();
     let r = m2p(&app, &auth, "cards/update/pin", bare.clone()).await;

@@ -9,7 +9,7 @@
 //! rule lives here (Architecture Invariant): what is shared below is
 //! identifier lookups and body parsing, nothing that decides.
 
-pub(crate) mod m2p;
+pub mod m2p;
 pub(crate) mod p100;
 pub(crate) mod qitech;
 

@@ -6,6 +6,7 @@
 
 mod error;
 use error::render as render_error;
+pub mod settings;
 mod token;
 mod types;
 
@@ -17,7 +18,7 @@ use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
 use cardcore_domain::{
-    BlockFrom, Card, Cardholder, LifecycleAction, M2pRequired, ReasonCode, ValidationErrors,
+    BlockFrom, Card, Cardholder, LifecycleAction, ReasonCode, ValidationErrors,
 };
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
@@ -27,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use error::{m2p_error, M2pError, Op};
+use settings::M2pRequired;
 use token::TTL_SECONDS;
 use types::{
     CardSummary, Envelope, FetchCardsRequest, MessageResult, Mobile, OtpRequest, OtpResponse, PinRequest,
@@ -467,7 +469,7 @@ async fn pin_request<'a>(s: &AppState, ctx: &Ctx, b: &'a PinRequest, op: Op) -> 
     let required = if op == Op::ValidateCardPin {
         M2pRequired::NONE
     } else {
-        s.service.tenant_settings(ctx.tenant_id()).await?.m2p_required
+        M2pRequired::of(&s.service.tenant_settings(ctx.tenant_id()).await?)
     };
     let parts = pin_parts(b, op, required)?;
     let (holder, card) = card_by_kit_of_holder(&s.service, ctx, &b.entity_id, &b.kit).await?;
