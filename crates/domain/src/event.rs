@@ -212,7 +212,10 @@ impl Channel {
     /// The channel of the API `name`. Panics (at compile time in a `const`)
     /// when `name` is not a valid name: names are written in the code.
     pub const fn api(name: &'static str) -> Self {
-        assert!(Self::valid(name), "an API name is 1 to 32 of a-z, 0-9, _ starting with a letter");
+        assert!(
+            Self::valid(name),
+            "an API name is 1 to 32 of a-z, 0-9, _ starting with a letter"
+        );
         Self(std::borrow::Cow::Borrowed(name))
     }
 

@@ -124,10 +124,7 @@ pub fn api_key_header(name: &str, description: &str) -> SecurityScheme {
 /// `System`) and security schemes, from its descriptor.
 pub fn dialects(api: &mut OpenApi, dialects: &[crate::dialects::Dialect]) {
     let tags = api.tags.get_or_insert_with(Vec::new);
-    let at = tags
-        .iter()
-        .position(|t| t.name == SYSTEM_TAG)
-        .unwrap_or(tags.len());
+    let at = tags.iter().position(|t| t.name == SYSTEM_TAG).unwrap_or(tags.len());
     for (i, d) in dialects.iter().enumerate() {
         let (name, description) = d.tag;
         tags.insert(

@@ -217,8 +217,7 @@ impl Service {
                 self.require_free_kit(ctx, &candidate.record.card.kit_number).await?;
             }
         }
-        let issued =
-            issued.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
+        let issued = issued.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
         let card = issued.record.card.clone();
         tx.insert_audit(&self.audit(ctx, Some(card.id), "card.created", None, None, Some(card.snapshot())))
             .await?;

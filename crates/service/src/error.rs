@@ -2,8 +2,8 @@
 //! layer maps each to a status and a stable code, in one place per API.
 
 use cardcore_domain::{RuleViolation, ValidationErrors};
-pub use cardcore_store::{chain, Failure};
 use cardcore_store::StoreError;
+pub use cardcore_store::{chain, Failure};
 
 /// Why an operation did not succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -116,9 +116,15 @@ mod tests {
         let e = ServiceError::from(store);
         assert!(matches!(e, ServiceError::Internal(_)));
         let line = chain(&e);
-        assert_eq!(line, "internal error: database error: column pin_failures: disk says no");
+        assert_eq!(
+            line,
+            "internal error: database error: column pin_failures: disk says no"
+        );
         let source = std::error::Error::source(&e).expect("a source");
-        assert!(std::error::Error::source(source).is_some(), "the store error keeps the driver's");
+        assert!(
+            std::error::Error::source(source).is_some(),
+            "the store error keeps the driver's"
+        );
         assert_eq!(
             chain(&ServiceError::internal("card without cardholder")),
             "internal error: card without cardholder"

@@ -160,8 +160,8 @@ impl Keyring {
     pub async fn open(master: MasterKey, store: Arc<dyn Store>) -> Result<Self, ServiceError> {
         match store.meta(MASTER_CHECK_META).await? {
             Some(check) => {
-                let wrapped = hex::decode(check)
-                    .map_err(|_| ServiceError::internal("master key check value is corrupt"))?;
+                let wrapped =
+                    hex::decode(check).map_err(|_| ServiceError::internal("master key check value is corrupt"))?;
                 master.unwrap(MASTER_CHECK_LABEL, &wrapped).map_err(|_| {
                     ServiceError::Startup(
                         "the master key does not match this database: it was created with another master key \
@@ -336,6 +336,21 @@ impl Keyring {
         }
     }
 
+    /// The MAC key `version` if this node holds it, without asking the
+    /// database (for versions named by a caller, e.g. a token's `kid`: a
+    /// forged version must not cost a database read). Rotations reach
+    /// every node through the periodic key refresh.
+    pub fn held_mac_key(&self, purpose: Purpose, version: i32) -> Result<Option<MacKey>, ServiceError> {
+        match self.get(purpose, Some(version))? {
+            Some((_, Key::Mac(k))) => Ok(Some(k)),
+            Some(_) => Err(ServiceError::internal(format!(
+                "{} key has the wrong type",
+                purpose.as_str()
+            ))),
+            None => Ok(None),
+        }
+    }
+
     /// The card verification key (16 bytes).
     pub async fn cvk(&self) -> Result<[u8; 16], ServiceError> {
         match self.key(Purpose::Cvk, None).await? {
@@ -460,9 +475,7 @@ impl Keyring {
                     let raw = self
                         .master
                         .unwrap(&transport_label(tenant, r.version), &r.wrapped)
-                        .map_err(|_| {
-                            ServiceError::internal("transport key does not open with the master key")
-                        })?;
+                        .map_err(|_| ServiceError::internal("transport key does not open with the master key"))?;
                     Arc::new(TransportKey::from_pkcs8(&raw).map_err(|e| ServiceError::caused("transport key", e))?)
                 }
             };

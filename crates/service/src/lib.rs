@@ -278,7 +278,8 @@ impl Service {
             let plain = key
                 .open(event_aad(&event).as_bytes(), &sealed.ciphertext)
                 .map_err(|_| ServiceError::internal(format!("event {} does not open with its data key", event.id)))?;
-            event.data = serde_json::from_slice(plain.expose()).map_err(|e| ServiceError::caused("decoding event data", e))?;
+            event.data =
+                serde_json::from_slice(plain.expose()).map_err(|e| ServiceError::caused("decoding event data", e))?;
         }
         Ok(event)
     }

@@ -113,8 +113,7 @@ impl Service {
                     break;
                 }
             }
-            let card =
-                inserted.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
+            let card = inserted.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
             tx.insert_audit(&self.audit(ctx, Some(card.id), "card.created", None, None, Some(card.snapshot())))
                 .await?;
             tx.insert_event(

@@ -538,9 +538,7 @@ impl Store for SqliteStore {
                 let id: String = r.try_get("id").map_err(map_err)?;
                 let tenant: String = r.try_get("tenant_id").map_err(map_err)?;
                 Ok(PanRow {
-                    id: id
-                        .parse()
-                        .map_err(|_| StoreError::internal("cards.id is not a UUID"))?,
+                    id: id.parse().map_err(|_| StoreError::internal("cards.id is not a UUID"))?,
                     tenant_id: tenant
                         .parse()
                         .map_err(|_| StoreError::internal("cards.tenant_id is not a UUID"))?,

@@ -94,7 +94,8 @@ impl std::error::Error for Failure {
 
 impl PartialEq for Failure {
     fn eq(&self, other: &Self) -> bool {
-        self.what == other.what && self.cause.as_ref().map(|c| c.to_string()) == other.cause.as_ref().map(|c| c.to_string())
+        self.what == other.what
+            && self.cause.as_ref().map(|c| c.to_string()) == other.cause.as_ref().map(|c| c.to_string())
     }
 }
 

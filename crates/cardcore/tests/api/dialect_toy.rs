@@ -42,7 +42,10 @@ const TOY: Dialect = Dialect {
 const SCHEME: &str = "toyKey";
 
 fn toy_schemes() -> Vec<(&'static str, utoipa::openapi::security::SecurityScheme)> {
-    vec![(SCHEME, oa::api_key_header("toy-key", "Toy: a cardcore API key in `toy-key`."))]
+    vec![(
+        SCHEME,
+        oa::api_key_header("toy-key", "Toy: a cardcore API key in `toy-key`."),
+    )]
 }
 
 fn toy_routes() -> OpenApiRouter<AppState> {
@@ -79,7 +82,14 @@ fn toy_error(e: ServiceError) -> Response {
         }
         _ => (StatusCode::BAD_REQUEST, "refused"),
     };
-    let mut res = (status, Json(Oops { oops, why: e.to_string() })).into_response();
+    let mut res = (
+        status,
+        Json(Oops {
+            oops,
+            why: e.to_string(),
+        }),
+    )
+        .into_response();
     if let ServiceError::RateLimited {
         retry_after_seconds, ..
     } = e
@@ -157,9 +167,7 @@ async fn freeze(
         .service
         .change_status(&ctx, id, LifecycleAction::Lock, ReasonInput::default())
         .await?;
-    Ok(Json(Frozen {
-        frozen: change.changed,
-    }))
+    Ok(Json(Frozen { frozen: change.changed }))
 }
 
 /// A server with the built-in dialects and the toy.
@@ -217,7 +225,11 @@ async fn a_fourth_dialect_from_its_descriptor_alone_is_routed_refused_and_docume
     let (status, body, _) = send(&app, "/toy/no/such/route", Some(&app.key)).await;
     assert_eq!((status, body["oops"].as_str()), (404, Some("no_such_route")), "{body}");
     let (status, body, _) = send(&app, "/toyish", Some(&app.key)).await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("route_not_found")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("route_not_found")),
+        "{body}"
+    );
 
     // The document has its tag, its security scheme and its error shape.
     let doc: Value = app.get("/openapi.json").await.ok();
@@ -280,4 +292,32 @@ async fn rate_limit_refusals_of_a_fourth_dialect_are_in_its_shape() {
         statuses.push(status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn unknown_routes_under_each_built_in_dialect_answer_in_its_shape() {
+    let app = crate::helpers::spawn_app().await;
+    let r = app.get("/p100/v1/no-such-route").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["errorCode"].as_str()),
+        (404, Some("P404")),
+        "{}",
+        r.text
+    );
+    let r = app.get("/qitech/no-such-route").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["code"].as_str()),
+        (404, Some("QIT000404")),
+        "{}",
+        r.text
+    );
+    let r = app.get("/m2p/no-such-route").await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["message"].as_str()),
+        (404, Some("error.http.404")),
+        "{}",
+        r.text
+    );
+    // The native API keeps its problem.
+    app.get("/v1/no-such-route").await.expect(404, "route_not_found");
 }

@@ -315,7 +315,9 @@ async fn the_document_is_valid_openapi_3_1_and_says_what_the_api_does() {
             assert!(!idempotency, "{at}: no Idempotency-Key on a dialect");
             for (status, r) in responses {
                 if status.as_str() >= "400" {
-                    let content = r["content"].as_object().unwrap_or_else(|| panic!("{at} {status}: no body"));
+                    let content = r["content"]
+                        .as_object()
+                        .unwrap_or_else(|| panic!("{at} {status}: no body"));
                     assert!(!content.is_empty(), "{at} {status}: no body");
                     for media in content.values() {
                         assert!(media["schema"].is_object(), "{at} {status}: no schema");

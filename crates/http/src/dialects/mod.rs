@@ -66,8 +66,7 @@ impl Dialect {
 
     /// True when `path` is one of its routes' (or would be).
     pub fn owns(&self, path: &str) -> bool {
-        path.strip_prefix(self.prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+        path.strip_prefix(self.prefix).is_some_and(|rest| rest.starts_with('/'))
     }
 }
 

@@ -221,9 +221,7 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
             ..
         } => M2pError::http(S::BAD_REQUEST, "Unable to convert http message"),
         ServiceError::Invalid { errors, .. } => fields(errors.0.into_iter().map(|f| (f.field, f.message)).collect()),
-        ServiceError::NotFound(super::super::ROUTE) => {
-            M2pError::http(S::NOT_FOUND, "No such route; see /openapi.json")
-        }
+        ServiceError::NotFound(super::super::ROUTE) => M2pError::http(S::NOT_FOUND, "No such route; see /openapi.json"),
         ServiceError::NotFound("cardholder") => M2pError::business(
             S::NOT_FOUND,
             "entity.not.found",

@@ -17,9 +17,7 @@ use axum::http::request::Parts;
 use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
-use cardcore_domain::{
-    BlockFrom, Card, Cardholder, LifecycleAction, ReasonCode, ValidationErrors,
-};
+use cardcore_domain::{BlockFrom, Card, Cardholder, LifecycleAction, ReasonCode, ValidationErrors};
 use cardcore_service::cards::ReasonInput;
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
@@ -204,7 +202,7 @@ async fn authenticate(parts: &Parts, service: &Service) -> ServiceResult<Ctx> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or(ServiceError::Unauthorized)?;
-    let claims = token::verify(service, bearer, now()).await?;
+    let claims = token::verify(service, bearer, now())?;
     let asked = header_value(parts, "x-tenant-id").ok_or(ServiceError::Unauthorized)?;
     let principal = service.authenticate_key_id(claims.tid, claims.sub).await?;
     let tenant = &principal.tenant;

@@ -53,7 +53,10 @@ const TAG: &str = "P100";
 const SCHEME: &str = "p100ApiKey";
 
 fn security_schemes() -> Vec<(&'static str, utoipa::openapi::security::SecurityScheme)> {
-    vec![(SCHEME, oa::api_key_header("x-api-key", "P100: a cardcore API key in `x-api-key`."))]
+    vec![(
+        SCHEME,
+        oa::api_key_header("x-api-key", "P100: a cardcore API key in `x-api-key`."),
+    )]
 }
 
 /// Routes under `/p100`, with their documentation.
