@@ -1,6 +1,6 @@
 //! Business rule violations: the only way the domain says no.
 
-use crate::card::CardStatus;
+use crate::card::{CardStatus, CardType};
 use crate::lifecycle::LifecycleAction;
 use crate::pin_policy::WeakPin;
 
@@ -18,6 +18,13 @@ pub enum RuleViolation {
     #[error("{operation} is not allowed on a card whose status is {}", status.as_str())]
     InvalidCardStatus {
         status: CardStatus,
+        operation: &'static str,
+    },
+    /// The operation exists only for other card types (e.g. a vendor's
+    /// password on plastic cards only).
+    #[error("{operation} is not available for {} cards", card_type.as_str())]
+    CardTypeNotAllowed {
+        card_type: CardType,
         operation: &'static str,
     },
     #[error("the activation code is not valid for this card ({remaining_attempts} attempts left)")]

@@ -61,6 +61,7 @@ pub fn rule_problem(rule: &RuleViolation) -> Problem {
         R::InvalidCardStatus { status, .. } => {
             Problem::new(StatusCode::CONFLICT, "invalid_card_status", detail).with("current_status", status.as_str())
         }
+        R::CardTypeNotAllowed { .. } => Problem::new(StatusCode::CONFLICT, "invalid_card_type", detail),
         R::ActivationCodeInvalid { remaining_attempts } => {
             Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "activation_code_invalid", detail)
                 .with("remaining_attempts", *remaining_attempts)

@@ -827,6 +827,10 @@ mod tests {
                 status: CardStatus::Closed,
                 operation: "x",
             },
+            RuleViolation::CardTypeNotAllowed {
+                card_type: cardcore_domain::CardType::Virtual,
+                operation: "x",
+            },
             RuleViolation::ActivationCodeInvalid { remaining_attempts: 1 },
             RuleViolation::ActivationLocked { retry_after_seconds: 1 },
             RuleViolation::PinTooWeak(WeakPin::Common),

@@ -307,8 +307,23 @@ impl Service {
     /// Sets or resets a PIN, partner-authorised (`otp` None) or with the
     /// cardholder's OTP. Clears the try counter and any PIN block.
     pub async fn set_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin, otp: Option<OtpProof>) -> ServiceResult<Card> {
+        self.set_pin_with(ctx, id, pin, otp, PinSetTerms::default()).await
+    }
+
+    /// [`Service::set_pin`] under a vendor's narrower `terms` (a card type,
+    /// a stricter status set), checked with the core's own rules, before
+    /// and again under the card's lock.
+    pub async fn set_pin_with(
+        &self,
+        ctx: &Ctx,
+        id: CardId,
+        pin: NamedPin,
+        otp: Option<OtpProof>,
+        terms: PinSetTerms,
+    ) -> ServiceResult<Card> {
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let rec = self.card_record(ctx, id).await?;
+        terms.check(&rec.card)?;
         require_pin_settable(&rec.card)?;
         let new = self.decode_pin(ctx, &rec, pin).await?;
         let dob = self.date_of_birth(ctx, &rec.card).await?;
@@ -317,6 +332,7 @@ impl Service {
         let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;
         let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+        terms.check(&rec.card)?;
         require_pin_settable(&rec.card)?;
         if let Some(proof) = otp {
             if let Err(e) = self.redeem_otp(&mut *tx, &rec, &proof).await? {
@@ -743,6 +759,38 @@ fn pin_tries(rec: &CardRecord) -> PinTries {
 fn put_pin_tries(rec: &mut CardRecord, tries: PinTries) {
     rec.card.pin_status = tries.status;
     rec.secrets.pin_failures = tries.failures;
+}
+
+/// What an API adds to the PIN-set rules for its own operation (QI Tech's
+/// password: plastic cards, ACTIVE or LOCKED only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinSetTerms {
+    /// The operation's name in refusals (default: "setting or changing a PIN").
+    pub operation: Option<&'static str>,
+    /// Only cards of this type.
+    pub card_type: Option<cardcore_domain::CardType>,
+    /// Only cards whose PIN can be verified now (ACTIVE or LOCKED), not
+    /// INACTIVE ones as PIN set alone allows.
+    pub verifiable_status: bool,
+}
+
+impl PinSetTerms {
+    fn check(self, card: &Card) -> Result<(), RuleViolation> {
+        let operation = self.operation.unwrap_or("setting or changing a PIN");
+        if self.card_type.is_some_and(|t| t != card.card_type) {
+            return Err(RuleViolation::CardTypeNotAllowed {
+                card_type: card.card_type,
+                operation,
+            });
+        }
+        if self.verifiable_status && !card.status.allows_pin_verify() {
+            return Err(RuleViolation::InvalidCardStatus {
+                status: card.status,
+                operation,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn require_pin_settable(card: &Card) -> Result<(), RuleViolation> {

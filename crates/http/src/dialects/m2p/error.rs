@@ -252,7 +252,7 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
                 "Card status change not allowed",
                 rule.to_string(),
             ),
-            RuleViolation::InvalidCardStatus { .. } => M2pError::business(
+            RuleViolation::InvalidCardStatus { .. } | RuleViolation::CardTypeNotAllowed { .. } => M2pError::business(
                 S::CONFLICT,
                 "invalid.card.status",
                 "Operation not allowed for current card status",

@@ -171,6 +171,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 ),
             )
         },
+        ServiceError::Rule(RuleViolation::CardTypeNotAllowed { .. }) => QiError::not_plastic(),
         // Replacement is not part of QI's routes; any such refusal is a
         // status refusal.
         ServiceError::Rule(

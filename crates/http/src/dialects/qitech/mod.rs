@@ -12,9 +12,9 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::Json;
 use cardcore_crypto::Pin;
-use cardcore_domain::{AccountId, CardId, CardType, LifecycleAction, ReasonCode, RuleViolation};
+use cardcore_domain::{AccountId, CardId, CardType, LifecycleAction, ReasonCode};
 use cardcore_service::cards::ReasonInput;
-use cardcore_service::pins::{NamedPin, PinInput};
+use cardcore_service::pins::{NamedPin, PinInput, PinSetTerms};
 use cardcore_service::{Ctx, ServiceError};
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -188,26 +188,20 @@ async fn password(
         .await
         .map_err(fail(&scope))?;
     scope.status = Some(status(&card));
-    if card.card_type != CardType::Physical {
-        return Err(QiError::not_plastic());
-    }
-    // QI allows a password only on Active or temporarily blocked cards: the
-    // core's "ACTIVE or LOCKED" predicate, stricter than PIN set (which also
-    // allows INACTIVE). The core checks its own rule again under the lock.
-    if !card.status.allows_pin_verify() {
-        let refused = RuleViolation::InvalidCardStatus {
-            status: card.status,
-            operation: "changing the card password",
-        };
-        return Err(qi_error(refused.into(), &scope));
-    }
     let pin = NamedPin {
         prefix: None,
         input: PinInput::Plain(pin),
     };
+    // QI's terms: plastic cards, Active or temporarily blocked (checked by
+    // the core, under the card's lock).
+    let terms = PinSetTerms {
+        operation: Some("changing the card password"),
+        card_type: Some(CardType::Physical),
+        verifiable_status: true,
+    };
     let card = s
         .service
-        .set_pin(&ctx, card.id, pin, None)
+        .set_pin_with(&ctx, card.id, pin, None, terms)
         .await
         .map_err(fail(&scope))?;
     let interval = s
