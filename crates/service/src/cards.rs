@@ -37,6 +37,22 @@ pub struct StatusChange {
     pub changed: bool,
 }
 
+/// How a caller names a card: by id, or by a vendor's identifiers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardRef<'a> {
+    /// The card id.
+    Id(CardId),
+    /// The card with this kit number of the cardholder with this external
+    /// id (M2P's `kit` and `entityId`).
+    KitOfHolder { external_id: &'a str, kit: &'a str },
+}
+
+impl From<CardId> for CardRef<'_> {
+    fn from(id: CardId) -> Self {
+        Self::Id(id)
+    }
+}
+
 /// A reason as the caller sent it, before validation.
 #[derive(Debug, Clone, Default)]
 pub struct ReasonInput {
@@ -395,6 +411,25 @@ impl Service {
             .await?
             .ok_or(ServiceError::NotFound("card"))?
             .card)
+    }
+
+    /// The id of the card a caller names (by id, or by a vendor's
+    /// identifiers). Identifiers that do not belong together, an unknown
+    /// cardholder and an unknown card all answer `NotFound("card")`.
+    pub async fn card_id_of(&self, ctx: &Ctx, card: CardRef<'_>) -> ServiceResult<CardId> {
+        match card {
+            CardRef::Id(id) => Ok(id),
+            CardRef::KitOfHolder { external_id, kit } => {
+                let (Ok(ext), Some(kit)) = (cardcore_domain::ExternalId::parse(external_id), KitNumber::parse(kit))
+                else {
+                    return Err(ServiceError::NotFound("card"));
+                };
+                self.store
+                    .card_id_by_kit_of_holder(ctx.tenant_id(), &ext, &kit)
+                    .await?
+                    .ok_or(ServiceError::NotFound("card"))
+            }
+        }
     }
 
     /// Lists cards, oldest first, a page at a time.

@@ -459,7 +459,13 @@ impl Service {
     /// the card. A right PIN with nothing to reset or re-derive writes and
     /// commits nothing; anything else is written before the answer. A
     /// blocked PIN answers `pin_blocked` without looking at the PIN.
-    pub async fn verify_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin) -> ServiceResult<VerifyOutcome> {
+    pub async fn verify_pin(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<crate::cards::CardRef<'_>>,
+        pin: NamedPin,
+    ) -> ServiceResult<VerifyOutcome> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         // Decoding needs no turn (and may read keys): done before taking one,
         // so a held card never waits for a second database connection.

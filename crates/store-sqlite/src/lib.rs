@@ -524,6 +524,22 @@ impl Store for SqliteStore {
             .row(&SQL, (id_str(&tenant), kit.as_str()), |row| rows::card(row))
     }
 
+    async fn card_id_by_kit_of_holder(
+        &self,
+        tenant: TenantId,
+        external_id: &ExternalId,
+        kit: &KitNumber,
+    ) -> StoreResult<Option<CardId>> {
+        // One read on the two unique indexes, only the id mapped.
+        self.points.row(
+            "SELECT cards.id AS id FROM cards JOIN cardholders ON cardholders.id = cards.cardholder_id \
+             WHERE cards.tenant_id = ?1 AND cards.kit_number = ?2 AND cardholders.tenant_id = ?1 \
+             AND cardholders.external_id = ?3",
+            (id_str(&tenant), kit.as_str(), external_id.as_str()),
+            |row| rows::Columns::uuid(row, "id"),
+        )
+    }
+
     async fn pan_rows(&self, after: Option<CardId>, limit: u32) -> StoreResult<Vec<PanRow>> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, pan_sealed, data_key_version FROM cards WHERE id > ? ORDER BY id LIMIT ?",

@@ -250,6 +250,25 @@ pub trait Store: Send + Sync + 'static {
     /// A card by kit number.
     async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>>;
 
+    /// The id of the card with kit number `kit` if it belongs to the
+    /// cardholder `external_id` (M2P's `entityId` + `kit`). A backend may
+    /// answer it in one indexed read; this default takes two.
+    async fn card_id_by_kit_of_holder(
+        &self,
+        tenant: TenantId,
+        external_id: &ExternalId,
+        kit: &KitNumber,
+    ) -> StoreResult<Option<CardId>> {
+        let Some(holder) = self.cardholder_by_external_id(tenant, external_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .card_by_kit(tenant, kit)
+            .await?
+            .filter(|rec| rec.card.cardholder_id == holder.id)
+            .map(|rec| rec.card.id))
+    }
+
     /// A card by its keyed PAN hash ([`CardSecrets::pan_hash`]).
     async fn card_by_pan_hash(&self, tenant: TenantId, pan_hash: &[u8]) -> StoreResult<Option<CardRecord>>;
 

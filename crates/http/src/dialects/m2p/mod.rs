@@ -18,7 +18,7 @@ use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
 use cardcore_domain::{BlockFrom, Card, Cardholder, LifecycleAction, ReasonCode, ValidationErrors};
-use cardcore_service::cards::ReasonInput;
+use cardcore_service::cards::{CardRef, ReasonInput};
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use utoipa::openapi::OpenApi;
@@ -464,16 +464,10 @@ fn pin_input(field: &'static str, value: &str) -> ServiceResult<NamedPin> {
 
 /// The card a PIN request is about, and the request's checked parts.
 async fn pin_request<'a>(s: &AppState, ctx: &Ctx, b: &'a PinRequest, op: Op) -> ServiceResult<(Card, PinParts<'a>)> {
-    let required = if op == Op::ValidateCardPin {
-        M2pRequired::NONE
-    } else {
-        M2pRequired::of(&s.service.tenant_settings(ctx.tenant_id()).await?)
-    };
+    let required = M2pRequired::of(&s.service.tenant_settings(ctx.tenant_id()).await?);
     let parts = pin_parts(b, op, required)?;
     let (holder, card) = card_by_kit_of_holder(&s.service, ctx, &b.entity_id, &b.kit).await?;
-    if op != Op::ValidateCardPin {
-        check_card(b, &holder, &card)?;
-    }
+    check_card(b, &holder, &card)?;
     Ok((card, parts))
 }
 
@@ -576,9 +570,15 @@ async fn validate_pin(
     let op = Op::ValidateCardPin;
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
-        let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
+        let parts = pin_parts(&b, op, M2pRequired::NONE)?;
         let pin = pin_input("oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?)?;
-        let verified = s.service.verify_pin(&ctx, card.id, pin).await?;
+        // One service call: the core finds the card by the vendor's
+        // identifiers (one indexed read) and verifies.
+        let card = CardRef::KitOfHolder {
+            external_id: &b.entity_id,
+            kit: &b.kit,
+        };
+        let verified = s.service.verify_pin(&ctx, card, pin).await?;
         Ok(Validity { valid: verified.valid })
     };
     answer(op, outcome.await)
