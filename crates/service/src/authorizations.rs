@@ -620,7 +620,7 @@ impl Service {
             .store
             .authorization_by_reference(ctx.tenant_id(), reference)
             .await?
-            .ok_or_else(|| ServiceError::Internal("a network reference conflicted with no row".into()))?;
+            .ok_or_else(|| ServiceError::internal("a network reference conflicted with no row"))?;
         Ok(Decided {
             authorization: authorization_view(&first),
             replayed: true,
@@ -871,7 +871,7 @@ impl Service {
                     api_key_id: None,
                     can_reveal: false,
                 },
-                cardcore_domain::Channel::System,
+                cardcore_domain::Channel::SYSTEM,
                 None,
             );
             let _turn = self.card_order.turn(d.card_id).await;

@@ -14,7 +14,7 @@ use crate::rows::get;
 use crate::{map_err, PostgresStore};
 
 fn bad(col: &str) -> StoreError {
-    StoreError::Internal(format!("column {col}: unexpected value"))
+    StoreError::internal(format!("column {col}: unexpected value"))
 }
 
 fn amount(row: &PgRow, col: &str) -> StoreResult<u64> {

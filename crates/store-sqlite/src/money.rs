@@ -15,7 +15,7 @@ use crate::rows::{get, id, json, opt_id, opt_ts, parse_ts, to_json, ts};
 use crate::{id_str, map_err, SqliteStore};
 
 fn bad(col: &str) -> StoreError {
-    StoreError::Internal(format!("column {col}: unexpected value"))
+    StoreError::internal(format!("column {col}: unexpected value"))
 }
 
 fn amount(row: &SqliteRow, col: &str) -> StoreResult<u64> {
