@@ -135,6 +135,31 @@ impl OtpState {
         trace_number: &str,
         matches: impl Fn(&IssuedOtp) -> bool,
     ) -> Result<(), RuleViolation> {
+        self.attempt(policy, now, trace_number, matches, true)
+    }
+
+    /// Checks a code without spending it (M2P's `validate-otp`: the app
+    /// checks the code the cardholder typed, then uses it for the PIN
+    /// change). A wrong code counts exactly as in [`Self::redeem`], so the
+    /// two together never allow more guesses than the lock does.
+    pub fn validate(
+        &mut self,
+        policy: &OtpPolicy,
+        now: Timestamp,
+        trace_number: &str,
+        matches: impl Fn(&IssuedOtp) -> bool,
+    ) -> Result<(), RuleViolation> {
+        self.attempt(policy, now, trace_number, matches, false)
+    }
+
+    fn attempt(
+        &mut self,
+        policy: &OtpPolicy,
+        now: Timestamp,
+        trace_number: &str,
+        matches: impl Fn(&IssuedOtp) -> bool,
+        spend: bool,
+    ) -> Result<(), RuleViolation> {
         self.check_lock(now)?;
         let found = self
             .codes
@@ -146,7 +171,7 @@ impl OtpState {
                     // A right but late code: refused, but no guess was wrong.
                     return Err(RuleViolation::OtpExpired);
                 }
-                code.used = true;
+                code.used = spend;
                 self.failures = 0;
                 Ok(())
             }
@@ -218,6 +243,34 @@ mod tests {
         assert_eq!(
             s.redeem(&p, t0(), "t1", is(7)),
             Err(RuleViolation::OtpInvalid { remaining_attempts: 2 })
+        );
+    }
+
+    #[test]
+    fn validate_leaves_the_code_for_redeem_and_counts_wrong_codes_alike() {
+        let p = OtpPolicy::default();
+        let mut s = OtpState::default();
+        s.issue(&p, t0(), code("t1", 7, t0())).unwrap();
+        assert_eq!(
+            s.validate(&p, t0(), "t1", is(1)),
+            Err(RuleViolation::OtpInvalid { remaining_attempts: 2 })
+        );
+        assert_eq!(s.validate(&p, t0(), "t1", is(7)), Ok(()));
+        assert_eq!(s.failures, 0);
+        assert_eq!(s.validate(&p, t0(), "t1", is(7)), Ok(()));
+        assert_eq!(s.redeem(&p, t0(), "t1", is(7)), Ok(()));
+        // Spent by redeem: validate no longer accepts it, and that counts.
+        assert_eq!(
+            s.validate(&p, t0(), "t1", is(7)),
+            Err(RuleViolation::OtpInvalid { remaining_attempts: 2 })
+        );
+        // Wrong validations and wrong redemptions share one lock.
+        assert!(s.redeem(&p, t0(), "t1", is(1)).is_err());
+        assert_eq!(
+            s.validate(&p, t0(), "t1", is(1)),
+            Err(RuleViolation::OtpLocked {
+                retry_after_seconds: 600
+            })
         );
     }
 

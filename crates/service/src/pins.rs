@@ -111,6 +111,15 @@ pub struct OtpIssued {
     pub expires_at: Timestamp,
 }
 
+/// A right OTP, checked and left unspent: `message_hash` is a keyed hash
+/// of the card and the trace number (never of the code), which the caller
+/// may show as proof that the code was checked.
+#[derive(Debug, Clone)]
+pub struct OtpValidated {
+    pub trace_number: String,
+    pub message_hash: String,
+}
+
 /// The RSA key partners encrypt PINs under.
 #[derive(Debug, Clone)]
 pub struct PinEncryptionKey {
@@ -687,6 +696,42 @@ impl Service {
         })
     }
 
+    /// Checks a PIN-change OTP without spending it (M2P's `validate-otp`):
+    /// a wrong code counts toward the same lock as a wrong code in a PIN
+    /// change, a right one resets the count and stays usable for the PIN
+    /// change. One transaction: the OTP state and an audit entry.
+    pub async fn validate_otp(&self, ctx: &Ctx, id: CardId, proof: OtpProof) -> ServiceResult<OtpValidated> {
+        self.card_throttle.check(ctx.tenant_id(), id)?;
+        let _turn = self.card_order.turn(id).await;
+        let mut tx = self.store.begin().await?;
+        let rec = self.lock_card(ctx, &mut *tx, id).await?;
+        let outcome = self.check_otp(&mut *tx, &rec, &proof, false).await?;
+        tx.insert_audit(&self.audit(
+            ctx,
+            Some(id),
+            "otp.validated",
+            None,
+            None,
+            Some(serde_json::json!({
+                "purpose": OtpPurpose::PinChange,
+                "trace_number": proof.trace_number,
+                "valid": outcome.is_ok(),
+            })),
+        ))
+        .await?;
+        tx.commit().await?;
+        outcome?;
+        let (_, key) = self.keys.mac_key(Purpose::Otp, None).await?;
+        let hash = key.compute(
+            label::OTP,
+            &[id.as_uuid().as_bytes(), b"validated", proof.trace_number.as_bytes()],
+        );
+        Ok(OtpValidated {
+            trace_number: proof.trace_number,
+            message_hash: hash.iter().map(|b| format!("{b:02X}")).collect(),
+        })
+    }
+
     /// Checks an OTP inside the caller's transaction and saves the OTP state
     /// whatever the outcome (a failure counted, a lock set, a code used). The
     /// inner `Err` is the rule the caller must answer after committing.
@@ -695,6 +740,17 @@ impl Service {
         tx: &mut dyn Tx,
         rec: &CardRecord,
         proof: &OtpProof,
+    ) -> ServiceResult<Result<(), RuleViolation>> {
+        self.check_otp(tx, rec, proof, true).await
+    }
+
+    /// [`Self::redeem_otp`], spending a right code only when `spend`.
+    async fn check_otp(
+        &self,
+        tx: &mut dyn Tx,
+        rec: &CardRecord,
+        proof: &OtpProof,
+        spend: bool,
     ) -> ServiceResult<Result<(), RuleViolation>> {
         let id = rec.card.id;
         let purpose = OtpPurpose::PinChange;
@@ -710,21 +766,25 @@ impl Service {
                 slot.insert(self.keys.mac_key(Purpose::Otp, Some(c.key_version)).await?.1);
             }
         }
-        let outcome = state.redeem(&self.config.otp_policy, now, &proof.trace_number, |issued| {
-            match (&code, keys.get(&issued.key_version)) {
-                (Ok(code), Some(key)) => key.verify(
-                    label::OTP,
-                    &[
-                        id.as_uuid().as_bytes(),
-                        purpose.as_str().as_bytes(),
-                        issued.trace_number.as_bytes(),
-                        code.expose_bytes(),
-                    ],
-                    &issued.verifier,
-                ),
-                _ => false,
-            }
-        });
+        let matches = |issued: &IssuedOtp| match (&code, keys.get(&issued.key_version)) {
+            (Ok(code), Some(key)) => key.verify(
+                label::OTP,
+                &[
+                    id.as_uuid().as_bytes(),
+                    purpose.as_str().as_bytes(),
+                    issued.trace_number.as_bytes(),
+                    code.expose_bytes(),
+                ],
+                &issued.verifier,
+            ),
+            _ => false,
+        };
+        let policy = &self.config.otp_policy;
+        let outcome = if spend {
+            state.redeem(policy, now, &proof.trace_number, matches)
+        } else {
+            state.validate(policy, now, &proof.trace_number, matches)
+        };
         tx.save_otp_state(id, purpose, &state).await?;
         match &outcome {
             Err(RuleViolation::OtpLocked { .. }) => metrics::counter!("cardcore_otp_locks_total").increment(1),

@@ -165,6 +165,8 @@ pub(crate) fn redact(v: &Value) -> Value {
         "maskedCardNumber",
         "access_token",
         "refNumber",
+        "messageHash",
+        "issuedDate",
         "traceNumber",
         "externalUserId",
     ];
@@ -263,7 +265,8 @@ async fn a_card_made_anywhere_is_the_same_card_everywhere() {
         .await
         .ok();
     assert_eq!(all["result"][0]["kitNo"], native["kit_number"]);
-    assert_eq!(all["result"][0]["expiryDate"], native["expiry"]);
+    let (mm, yy) = native["expiry"].as_str().unwrap().split_once('/').unwrap();
+    assert_eq!(all["result"][0]["expiryDate"], format!("{mm}/20{yy}"));
     let qi_card = qi(
         &app,
         &key,
@@ -341,7 +344,7 @@ async fn a_pin_set_through_one_api_verifies_through_all() {
     let ok = m2p(&app, &auth, "cards/v2/validate-pin", validate(&v, "4821"))
         .await
         .ok();
-    assert_eq!(ok, json!({"valid": true}));
+    assert_eq!(ok, json!({"result": {"valid": true}, "pagination": null}));
     assert_eq!(app.verify(v.id(), "4821").await.ok()["valid"], true);
 
     // QI sets (plastic card); M2P verifies.
@@ -357,7 +360,7 @@ async fn a_pin_set_through_one_api_verifies_through_all() {
     let ok = m2p(&app, &auth, "cards/v2/validate-pin", validate(&p, "2143"))
         .await
         .ok();
-    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["result"]["valid"], true);
 
     // M2P changes it (OTP from the native API); native and M2P agree.
     let (trace, otp) = app.otp(p.id()).await;
@@ -381,7 +384,7 @@ async fn a_pin_set_through_one_api_verifies_through_all() {
     let ok = m2p(&app, &auth, "cards/v2/validate-pin", validate(&p, "5083"))
         .await
         .ok();
-    assert_eq!(ok["valid"], true);
+    assert_eq!(ok["result"]["valid"], true);
 }
 
 #[tokio::test]
@@ -396,7 +399,7 @@ async fn the_try_counter_and_the_otp_lock_are_shared() {
     // Two wrong PINs through M2P and one natively block the PIN.
     for _ in 0..2 {
         let r = m2p(&app, &auth, "cards/v2/validate-pin", validate("1357")).await.ok();
-        assert_eq!(r["valid"], false);
+        assert_eq!(r["result"]["valid"], false);
     }
     assert_eq!(
         app.verify(c.id(), "1358").await.ok(),
@@ -416,7 +419,7 @@ async fn the_try_counter_and_the_otp_lock_are_shared() {
     .await
     .ok();
     assert_eq!(
-        m2p(&app, &auth, "cards/v2/validate-pin", validate("7391")).await.ok()["valid"],
+        m2p(&app, &auth, "cards/v2/validate-pin", validate("7391")).await.ok()["result"]["valid"],
         true
     );
 
@@ -506,10 +509,10 @@ async fn status_moves_are_the_same_machine_in_every_api() {
         .await
         .expect(409, "card_not_replaceable");
     let q = qi(&app, &key, &qi_path, json!({"status": "active"})).await;
-    assert_eq!(q.body["code"], "CARD000013", "{}", q.text);
+    assert_eq!(q.body["code"], "CARD000014", "{}", q.text);
     assert_eq!(
         q.body["description"],
-        "It is not possible to change the card status from canceled to active."
+        "The operation is not valid for the current status of the card [canceled]."
     );
     let p = p100(
         &app,
@@ -640,7 +643,7 @@ async fn tenants_stay_apart_through_every_dialect() {
     .await;
     assert_eq!(
         (r.status.as_u16(), r.body["businessCode"].as_str()),
-        (404, Some("card.not.found"))
+        (409, Some("card.not.found"))
     );
     let r = m2p(
         &app,

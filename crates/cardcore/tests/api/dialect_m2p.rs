@@ -446,18 +446,19 @@ async fn otp_generate_and_its_errors() {
     assert_eq!(field_errors(&r, "generateOtp")[0].0, "otpType");
     let mut b = body("9600389470");
     b["kitNo"] = json!("0000000000");
-    business(&m2p(&app, &auth, "otp/generate", b).await, 404, "card.not.found");
+    business(&m2p(&app, &auth, "otp/generate", b).await, 409, "card.not.found");
     let mut b = body("9600389470");
     b["entityId"] = json!("nobody");
     let r = m2p(&app, &auth, "otp/generate", b).await;
-    insta::assert_json_snapshot!("m2p_card_not_found", business(&r, 404, "card.not.found"));
+    insta::assert_json_snapshot!("m2p_card_not_found", business(&r, 409, "card.not.found"));
 
     // Five OTPs per 15 minutes: the sixth is refused with Retry-After.
     for _ in 0..4 {
         m2p(&app, &auth, "otp/generate", body("9600389470")).await.ok();
     }
     let r = m2p(&app, &auth, "otp/generate", body("9600389470")).await;
-    let mut b = business(&r, 429, "otp.rate.limited");
+    // M2P: "Exceeding limits returns a 409 error".
+    let mut b = business(&r, 409, "otp.rate.limited");
     assert!(r.headers.contains_key("retry-after"));
     assert!(b["detail"]
         .as_str()
@@ -627,11 +628,11 @@ async fn validate_pin_counts_failures() {
     app.set_pin(c.id(), "4821").await;
 
     let r = m2p(&app, &auth, "cards/v2/validate-pin", check("4821")).await.ok();
-    assert_eq!(r, json!({"valid": true}));
+    assert_eq!(r, json!({"result": {"valid": true}, "pagination": null}));
     insta::assert_json_snapshot!("m2p_pin_valid", r);
     for _ in 0..3 {
         let r = m2p(&app, &auth, "cards/v2/validate-pin", check("4822")).await.ok();
-        assert_eq!(r, json!({"valid": false}));
+        assert_eq!(r, json!({"result": {"valid": false}, "pagination": null}));
     }
     // Blocked after three: even the right PIN is refused, natively too.
     let r = m2p(&app, &auth, "cards/v2/validate-pin", check("4821")).await;
@@ -770,14 +771,20 @@ async fn fetch_all_cards_and_preferences() {
     assert_eq!(cards[0]["kitNo"], c.kit());
     assert_eq!(cards[0]["cardStatus"], "ACTIVE");
     assert_eq!(cards[1]["cardStatus"], "INACTIVE");
-    assert_eq!(cards[0]["expiryDate"], c.expiry());
+    // MM/YYYY, as M2P's page shows it ("11/2029").
+    let (mm, yy) = c.expiry().split_once('/').unwrap();
+    assert_eq!(cards[0]["expiryDate"], format!("{mm}/20{yy}"));
+    assert_eq!(cards[0]["cardNetwork"], "VISA");
+    assert_eq!(cards[0]["productName"], "virtual");
+    assert_eq!(cards[1]["productName"], "physical");
+    assert_eq!(cards[0]["issuedDate"].as_str().unwrap().len(), 10);
     let masked = cards[0]["maskedCardNumber"].as_str().unwrap();
     assert_eq!(masked.len(), 16);
     assert!(masked.ends_with(c.card["last_four"].as_str().unwrap()));
     assert!(masked.starts_with("XXXXXXXXXXXX"));
     insta::assert_json_snapshot!("m2p_all_cards", redact(&r));
     let r = m2p(&app, &auth, "customers/fetch-all-cards", json!({"entityId": "nobody"})).await;
-    insta::assert_json_snapshot!("m2p_entity_not_found", business(&r, 404, "entity.not.found"));
+    insta::assert_json_snapshot!("m2p_entity_not_found", business(&r, 409, "entity.not.found"));
 
     let prefs = |o: Value| json!({"entityId": c.external_id, "kit": c.kit(), "userOverridden": o});
     let r = m2p(
@@ -928,4 +935,227 @@ async fn otp_generate_as_m2ps_own_example_names_the_card_without_a_kit() {
     let trace = r["result"]["traceNumber"].as_str().unwrap().to_owned();
     assert_eq!(events(second["id"].as_str().unwrap()).await, [trace]);
     assert_eq!(events(c.id()).await.len(), 1, "the first card got no second OTP");
+}
+
+/// M2P's generateOtp page example, with its ids substituted: the card's
+/// last four digits for `card`, the cardholder's phone for `mobileNumber`.
+fn generate_otp_page_example(c: &Owned) -> Value {
+    json!({
+        "mobileNumber": "9600389470",
+        "otpType": "S",
+        "template": "OTP",
+        "entityId": c.external_id,
+        "productId": "HKfXwH9uph",
+        "card": c.card["last_four"],
+        "countryCode": 91
+    })
+}
+
+/// M2P's validateOtp page example
+/// (https://dev.m2p.app/docs/prepaidv2/api-library/authentication/validateOtp),
+/// with the trace number, reference, code and phone substituted.
+fn validate_otp_page_example(trace: &str, reference: &str, code: &str) -> Value {
+    json!({
+        "traceNumber": trace,
+        "refNumber": reference,
+        "mobileOtp": code,
+        "otpType": "SINGLE_OTP_DUAL",
+        "mobile": {"value": "9600389470", "countryCode": 91}
+    })
+}
+
+/// The code of the OTP `trace`, from the tenant's events.
+async fn otp_code(app: &TestApp, c: &Owned, trace: &str) -> String {
+    let event = app
+        .card_events(c.id())
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e["type"] == "otp.created" && e["data"]["trace_number"] == trace)
+        .expect("otp.created event");
+    event["data"]["otp"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn validate_otp_as_the_page_shows_then_the_pin_change_with_the_same_code() {
+    let app = spawn_app().await;
+    let auth = login(&app).await;
+    let c = seed_card(&app).await;
+    app.set_pin(c.id(), "4821").await;
+
+    // generateOtp's own example: no kitNo, the card by its last four digits.
+    let g = m2p(&app, &auth, "otp/generate", generate_otp_page_example(&c))
+        .await
+        .ok();
+    assert_eq!(g["result"]["status"], true);
+    assert!(g["pagination"].is_null());
+    let trace = g["result"]["traceNumber"].as_str().unwrap().to_owned();
+    let reference = g["result"]["refNumber"].as_str().unwrap().to_owned();
+    assert_eq!(reference.len(), 32, "{g}");
+    let code = otp_code(&app, &c, &trace).await;
+
+    // The page's example request: the answer has the page's shape, field by field.
+    let r = m2p(
+        &app,
+        &auth,
+        "otp/validate-otp",
+        validate_otp_page_example(&trace, &reference, &code),
+    )
+    .await
+    .ok();
+    let result = r["result"].as_object().unwrap();
+    let mut keys: Vec<_> = result.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["messageHash", "refNumber", "status"]);
+    assert_eq!(result["status"], true);
+    assert_eq!(result["refNumber"], reference.as_str());
+    let hash = result["messageHash"].as_str().unwrap();
+    assert_eq!(hash.len(), 64);
+    assert!(hash.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)));
+    assert!(r["pagination"].is_null());
+    assert!(!r.to_string().contains(&code));
+    insta::assert_json_snapshot!("m2p_validate_otp", redact(&r));
+
+    // A wrong code: refused and counted; the right one still validates.
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let r = m2p(
+        &app,
+        &auth,
+        "otp/validate-otp",
+        validate_otp_page_example(&trace, &reference, wrong),
+    )
+    .await;
+    business(&r, 409, "invalid.otp");
+    let again = m2p(
+        &app,
+        &auth,
+        "otp/validate-otp",
+        validate_otp_page_example(&trace, &reference, &code),
+    )
+    .await
+    .ok();
+    assert_eq!(again["result"]["messageHash"], hash);
+
+    // Validated, not spent: the PIN change takes the same code.
+    m2p(
+        &app,
+        &auth,
+        "cards/update/pin",
+        update_body(&c, &trace, &code, "4821", "4545"),
+    )
+    .await
+    .ok();
+    assert_eq!(app.verify(c.id(), "4545").await.ok()["valid"], true);
+    // Spent now: validating it again is a wrong code.
+    let r = m2p(
+        &app,
+        &auth,
+        "otp/validate-otp",
+        validate_otp_page_example(&trace, &reference, &code),
+    )
+    .await;
+    business(&r, 409, "invalid.otp");
+}
+
+#[tokio::test]
+async fn validate_otp_shares_the_pin_change_lock_and_names_the_card_strictly() {
+    let app = spawn_app().await;
+    let auth = login(&app).await;
+    let c = owned_card(&app, "virtual").await;
+    app.set_pin(c.id(), "4821").await;
+    let (trace, code) = otp(&app, &auth, &c).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let by_kit =
+        |otp: &str| json!({"traceNumber": trace, "mobileOtp": otp, "entityId": c.external_id, "kitNo": c.kit()});
+
+    // One wrong code through validate-otp, one through the PIN change, one
+    // more through validate-otp: the lock is the PIN change's, shared.
+    business(
+        &m2p(&app, &auth, "otp/validate-otp", by_kit(wrong)).await,
+        409,
+        "invalid.otp",
+    );
+    let r = m2p(
+        &app,
+        &auth,
+        "cards/update/pin",
+        update_body(&c, &trace, wrong, "4821", "4545"),
+    )
+    .await;
+    business(&r, 409, "invalid.otp");
+    let r = m2p(&app, &auth, "otp/validate-otp", by_kit(wrong)).await;
+    let b = business(&r, 409, "PP_MIDD_034");
+    assert_eq!(b["title"], "Otp Validation is not allowed more than 3 times in 24hrs");
+    assert_eq!(b["detail"], b["title"]);
+    assert!(r.headers.contains_key("retry-after"));
+    // Locked for every call, the right code included, and for the PIN change.
+    business(
+        &m2p(&app, &auth, "otp/validate-otp", by_kit(&code)).await,
+        409,
+        "PP_MIDD_034",
+    );
+    let r = m2p(
+        &app,
+        &auth,
+        "cards/update/pin",
+        update_body(&c, &trace, &code, "4821", "4545"),
+    )
+    .await;
+    assert_eq!(business(&r, 409, "PPCUST_042")["title"], LOCK_TITLE);
+    assert_eq!(app.verify(c.id(), "4821").await.ok()["valid"], true);
+
+    // Naming the card: nothing to name it by, a reference of nothing, a
+    // reference of another tenant's card, a wrong phone, `otp` not `mobileOtp`.
+    let r = m2p(
+        &app,
+        &auth,
+        "otp/validate-otp",
+        json!({"traceNumber": trace, "mobileOtp": code}),
+    )
+    .await;
+    assert_eq!(field_errors(&r, "validateOtp")[0].0, "refNumber");
+    let r = m2p(
+        &app,
+        &auth,
+        "otp/validate-otp",
+        validate_otp_page_example(&trace, "68bff8eb7eedcd247cf46204", &code),
+    )
+    .await;
+    assert_eq!(field_errors(&r, "validateOtp")[0].0, "refNumber");
+    let other_key = app.new_tenant("m2p-validate-other").await;
+    let other_id = app
+        .service()
+        .authenticate(&other_key)
+        .await
+        .unwrap()
+        .tenant
+        .id
+        .to_string();
+    let other = m2p_login(&app, &other_id, &other_key).await;
+    let reference = c.id().replace('-', "");
+    let r = m2p(
+        &app,
+        &other,
+        "otp/validate-otp",
+        validate_otp_page_example(&trace, &reference, &code),
+    )
+    .await;
+    business(&r, 409, "card.not.found");
+    let mut b = validate_otp_page_example(&trace, &reference, &code);
+    b["mobile"]["value"] = json!("9600389471");
+    b["otp"] = json!(wrong);
+    let r = m2p(&app, &auth, "otp/validate-otp", b).await;
+    assert_eq!(
+        field_errors(&r, "validateOtp"),
+        [
+            ("mobile".to_owned(), "Invalid contact".to_owned()),
+            ("otp".to_owned(), "does not match mobileOtp".to_owned())
+        ]
+    );
+    let mut b = by_kit(&code);
+    b["otpType"] = json!("SMS");
+    assert_eq!(
+        field_errors(&m2p(&app, &auth, "otp/validate-otp", b).await, "validateOtp")[0].0,
+        "otpType"
+    );
 }

@@ -285,20 +285,20 @@ async fn status_changes_in_qi_words_and_card000013() {
         assert_eq!(native["status_reason"]["code"], reason);
     }
 
-    // Out of a terminal status: CARD000013, naming both statuses.
+    // Out of a terminated status: CARD000014, naming it (QI's page).
     qi(&app, &key, &path, set("robbed")).await.ok();
     let r = qi(&app, &key, &path, set("blocked")).await;
-    let b = qi_error(&r, 406, "CARD000013");
+    let b = qi_error(&r, 406, "CARD000014");
     assert_eq!(
         b["description"],
-        "It is not possible to change the card status from robbed to blocked."
+        "The operation is not valid for the current status of the card [robbed]."
     );
     insta::assert_json_snapshot!("qitech_status_change_refused", b);
     let r = qi(&app, &key, &path, set("canceled")).await.ok();
     assert_eq!(r["status"], "canceled");
     assert_eq!(app.get(&format!("/v1/cards/{}", c.id())).await.ok()["status"], "CLOSED");
     let r = qi(&app, &key, &path, set("active")).await;
-    qi_error(&r, 406, "CARD000013");
+    qi_error(&r, 406, "CARD000014");
     // `active` never activates: that is the activation call's job.
     let holder = app.create_cardholder("qi-new").await;
     let fresh = app
@@ -316,10 +316,7 @@ async fn status_changes_in_qi_words_and_card000013() {
     )
     .await;
     let b = qi_error(&r, 406, "CARD000013");
-    assert_eq!(
-        b["description"],
-        "It is not possible to change the card status from created to active."
-    );
+    assert_eq!(b["description"], "Unable to transition from created to active.");
 }
 
 #[tokio::test]
@@ -367,7 +364,7 @@ async fn activation_card000017_and_card000020() {
     let b = qi_error(&r, 406, "CARD000017");
     assert_eq!(
         b["description"],
-        "The activation is not valid for the card status canceled."
+        "The activation operation is not valid for the current card status [canceled]."
     );
     insta::assert_json_snapshot!("qitech_activation_not_valid", b);
 }
@@ -400,4 +397,50 @@ async fn qit000500_and_qit000503_hide_their_cause() {
     let b = qi_error(&r, 500, "QIT000500");
     assert!(!r.text.contains("version"), "no internals: {}", r.text);
     insta::assert_json_snapshot!("qitech_internal_error", b);
+}
+
+#[tokio::test]
+async fn activate_with_the_pages_code_field() {
+    // QI's page (https://docs.qitech.com.br/en/documentation/cards/status/ativar_cartao)
+    // sends `{"code": "253615"}` and answers the card object.
+    let app = spawn_app().await;
+    let key = app.key.clone();
+    let holder = app.create_cardholder("qi-code").await;
+    let card = app
+        .create_card_as(&key, holder["id"].as_str().unwrap(), "physical")
+        .await;
+    let (id, account) = (card["id"].as_str().unwrap(), card["account_id"].as_str().unwrap());
+    let code = app.activation_code(id).await;
+    let r = qi(
+        &app,
+        &key,
+        &format!("/wallet/{account}/card/{id}/activate"),
+        json!({"code": code}),
+    )
+    .await
+    .ok();
+    let mut keys: Vec<_> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "account_key",
+            "brand",
+            "card_key",
+            "card_name",
+            "created_at",
+            "cvv_rotation_interval_hours",
+            "last_four_digits",
+            "printed_name",
+            "program_key",
+            "status",
+            "type",
+            "updated_at"
+        ]
+    );
+    assert_eq!(r["status"], "active");
+    assert_eq!(r["card_key"], id);
+    assert_eq!(r["account_key"], account);
+    assert_eq!(r["type"], "plastic");
+    assert!(!r.to_string().contains(&code));
 }

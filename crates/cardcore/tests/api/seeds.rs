@@ -301,7 +301,7 @@ async fn m2p_update_card_pin_as_the_seed_then_validate_pin() {
     let validate = m2p_body("unused", None);
     let r = m2p(&app, &auth, "cards/v2/validate-pin", validate.clone()).await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text);
-    assert_eq!(r.body, json!({"valid": true}));
+    assert_eq!(r.body, json!({"result": {"valid": true}, "pagination": null}));
 
     let (trace, code) = m2p_otp(&app, &auth, &id).await;
     let r = m2p(&app, &auth, "cards/update/pin", m2p_body(&trace, Some(&code))).await;
@@ -312,7 +312,7 @@ async fn m2p_update_card_pin_as_the_seed_then_validate_pin() {
     // The old PIN no longer validates (a wrong PIN counts, as everywhere).
     let r = m2p(&app, &auth, "cards/v2/validate-pin", validate).await;
     assert_eq!(r.status.as_u16(), 200, "{}", r.text);
-    assert_eq!(r.body, json!({"valid": false}));
+    assert_eq!(r.body, json!({"result": {"valid": false}, "pagination": null}));
     let card = app.get(&format!("/v1/cards/{id}")).await.ok();
     assert_eq!(card["pin_status"], "SET");
 }

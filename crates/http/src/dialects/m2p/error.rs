@@ -5,14 +5,15 @@
 //! | 400 | `error.validation` + `fieldErrors` | a field missing, mistyped or not agreeing with the card, the cardholder or the OTP (`mobile`: "Invalid contact"); a weak PIN (`newPin`) |
 //! | 400 | `error.http.400` "Unable to convert http message" | the body is not JSON |
 //! | 401 | `error.http.401` | no, forged or expired token; `X-TENANT-ID` missing or not the token's tenant; bad client credentials |
-//! | 404 | `card.not.found` | no card with that kit for that entityId |
-//! | 404 | `entity.not.found` | no cardholder with that entityId |
+//! | 409 | `card.not.found` "No account found" | no card with that kit for that entityId |
+//! | 409 | `entity.not.found` "Customer does not exist" | no cardholder with that entityId |
 //! | 409 | `PPCUST_042` | the 3rd wrong OTP, and every PIN change for the next 10 minutes |
+//! | 409 | `PP_MIDD_034` | the same lock, on `otp/validate-otp` |
 //! | 409 | `PPCUST_032` | the status machine refuses the move |
 //! | 409 | `invalid.card.status` | the card's status does not allow the operation |
 //! | 409 | `invalid.otp` / `otp.expired` | wrong OTP (1st and 2nd), or a right one too late |
 //! | 409 | `invalid.pin` / `pin.locked` / `pin.not.set` | wrong current PIN, PIN blocked after 3 wrong ones, no PIN yet |
-//! | 429 | `otp.rate.limited` | more than 5 OTPs in 15 minutes for a card |
+//! | 409 | `otp.rate.limited` | more than 5 OTPs in 15 minutes for a card (M2P: "returns a 409") |
 //! | 500 | `error.http.500` | a bug or corrupt data (logged, never shown) |
 //! | 503 | `error.http.503` | the database is down |
 
@@ -25,6 +26,10 @@ use serde::Serialize;
 /// The title (and detail) of the OTP lock, verbatim from M2P's page.
 pub const OTP_LOCK_TITLE: &str = "Change/Pin is Locked for 10 minutes, due to invalid OTPs being entered in attempts 3";
 
+/// The title (and detail) of the same lock on `otp/validate-otp`, verbatim
+/// from M2P's page (https://dev.m2p.app/docs/prepaidv2/api-library/authentication/validateOtp).
+pub const OTP_VALIDATION_TITLE: &str = "Otp Validation is not allowed more than 3 times in 24hrs";
+
 const CONSTRAINT_TYPE: &str = "https://www.m2pfintech.com/problem/constraint-violation";
 const PROBLEM_TYPE: &str = "https://www.m2pfintech.com/problem/problem-with-message";
 
@@ -34,6 +39,7 @@ pub enum Op {
     Auth,
     Token,
     GenerateOtp,
+    ValidateOtp,
     ChangeCardPin,
     SetCardPin,
     ValidateCardPin,
@@ -48,6 +54,7 @@ impl Op {
         match self {
             Self::Auth | Self::Token => "authToken",
             Self::GenerateOtp => "generateOtp",
+            Self::ValidateOtp => "validateOtp",
             Self::ChangeCardPin => "changeCardPin",
             Self::SetCardPin => "setCardPin",
             Self::ValidateCardPin => "validateCardPin",
@@ -222,19 +229,26 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
         } => M2pError::http(S::BAD_REQUEST, "Unable to convert http message"),
         ServiceError::Invalid { errors, .. } => fields(errors.0.into_iter().map(|f| (f.field, f.message)).collect()),
         ServiceError::NotFound(super::super::ROUTE) => M2pError::http(S::NOT_FOUND, "No such route; see /openapi.json"),
+        // M2P answers a business 409 for both, titled as below on its pages
+        // (fetchCardBalance: "Customer does not exist"; generateOtp: "No
+        // account found"); their business codes are not shown there.
         ServiceError::NotFound("cardholder") => M2pError::business(
-            S::NOT_FOUND,
+            S::CONFLICT,
             "entity.not.found",
-            "Entity not found",
-            "No customer found for the given entityId",
+            "Customer does not exist",
+            "Customer does not exist for the given entityId",
         ),
         ServiceError::NotFound(_) => M2pError::business(
-            S::NOT_FOUND,
+            S::CONFLICT,
             "card.not.found",
-            "Card not found",
+            "No account found",
             "No card found for the given entityId and kit",
         ),
         ServiceError::Rule(rule) => match rule {
+            RuleViolation::OtpLocked { retry_after_seconds } if op == Op::ValidateOtp => {
+                M2pError::business(S::CONFLICT, "PP_MIDD_034", OTP_VALIDATION_TITLE, OTP_VALIDATION_TITLE)
+                    .retry(retry_after_seconds)
+            }
             RuleViolation::OtpLocked { retry_after_seconds } => {
                 M2pError::business(S::CONFLICT, "PPCUST_042", OTP_LOCK_TITLE, OTP_LOCK_TITLE).retry(retry_after_seconds)
             }
@@ -285,13 +299,11 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
             RuleViolation::OtpExpired => {
                 M2pError::business(S::CONFLICT, "otp.expired", "OTP has expired", rule.to_string())
             }
-            RuleViolation::OtpRateLimited { retry_after_seconds } => M2pError::business(
-                S::TOO_MANY_REQUESTS,
-                "otp.rate.limited",
-                "OTP limit exceeded",
-                rule.to_string(),
-            )
-            .retry(retry_after_seconds),
+            // M2P: "Exceeding limits returns a 409 error" (generateOtp's page).
+            RuleViolation::OtpRateLimited { retry_after_seconds } => {
+                M2pError::business(S::CONFLICT, "otp.rate.limited", "OTP limit exceeded", rule.to_string())
+                    .retry(retry_after_seconds)
+            }
         },
         ServiceError::Conflict { message, .. } => {
             M2pError::business(S::CONFLICT, "PPCUST_032", "Card status change not allowed", message)

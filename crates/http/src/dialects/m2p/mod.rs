@@ -5,7 +5,8 @@
 //! kit number, `mobile` the cardholder's phone, `expiryDate` the card's MM/YY.
 
 mod error;
-use error::render as render_error;
+pub(crate) use error::render as render_error;
+mod otp;
 pub mod settings;
 mod token;
 mod types;
@@ -84,6 +85,7 @@ fn security_schemes() -> Vec<(&'static str, utoipa::openapi::security::SecurityS
 pub fn routes() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(generate_otp))
+        .routes(routes!(otp::validate_otp))
         .routes(routes!(update_pin))
         .routes(routes!(set_pin))
         .routes(routes!(validate_pin))
@@ -154,7 +156,7 @@ fn document(api: &mut OpenApi) {
         for (status, r) in oa::responses_mut(op) {
             match status {
                 400 => oa::body(r, oa::PROBLEM_JSON, either()),
-                409 if r.description.contains("PPCUST_042") => {
+                409 if r.description.contains("PPCUST_042") || r.description.contains("PP_MIDD_034") => {
                     oa::body(r, oa::PROBLEM_JSON, oa::named("M2pError"));
                     oa::retry_after(r);
                 }
@@ -300,9 +302,8 @@ fn check_expiry(errors: &mut ValidationErrors, field: &str, card: &Card, expiry:
     responses(
         (status = 200, description = "`{\"result\": {\"status\": true, \"traceNumber\", \"refNumber\"}, \"pagination\": null}`: the OTP's trace number.", body = Envelope<OtpResponse>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, `mobileNumber` not the cardholder's (\"Invalid contact\"), `card` or `countryCode` not matching, `otpType` not S or D."),
-        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`PPCUST_042`: PIN change is locked after 3 wrong OTPs (10 minutes, with `Retry-After`); `invalid.card.status`: the card's status allows no PIN change."),
-        (status = 429, description = "`otp.rate.limited`: more than 5 OTPs for the card in 15 minutes; `rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together). Both with `Retry-After`."),
+        (status = 409, description = "`card.not.found` \"No account found\": no card with that kit for that `entityId` (or tenant); `PPCUST_042`: PIN change is locked after 3 wrong OTPs (10 minutes, with `Retry-After`); `invalid.card.status`: the card's status allows no PIN change; `otp.rate.limited`: more than 5 OTPs for the card in 15 minutes, with `Retry-After` (M2P: \"Exceeding limits returns a 409 error\")."),
+        (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
     )
 )]
 async fn generate_otp(
@@ -338,7 +339,7 @@ async fn generate_otp(
         Ok(Envelope::new(OtpResponse {
             status: true,
             trace_number: issued.trace_number,
-            ref_number: ctx.request_id.clone().unwrap_or_default(),
+            ref_number: otp::ref_number(&card),
         }))
     };
     answer(Op::GenerateOtp, outcome.await)
@@ -486,8 +487,7 @@ fn missing(field: &str) -> ServiceError {
     responses(
         (status = 200, description = "`{\"result\": {\"message\": \"Card pin change Successfully\"}, \"pagination\": null}`.", body = Envelope<MessageResult>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing (\"must not be null\") or mistyped, fields disagreeing with each other, the card or the cardholder (`mobile`: \"Invalid contact\"), a weak or wrong-length `newPin`, an undecryptable PIN."),
-        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`PPCUST_042`: locked after 3 wrong OTPs (with `Retry-After`); `invalid.card.status`; `pin.not.set`; `pin.locked`; `invalid.otp`; `otp.expired`; `invalid.pin` (a wrong `oldPin`, counted)."),
+        (status = 409, description = "`card.not.found` \"No account found\": no card with that kit for that `entityId` (or tenant); `PPCUST_042`: locked after 3 wrong OTPs (with `Retry-After`); `invalid.card.status`; `pin.not.set`; `pin.locked`; `invalid.otp`; `otp.expired`; `invalid.pin` (a wrong `oldPin`, counted)."),
         (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
     )
 )]
@@ -522,8 +522,7 @@ async fn update_pin(
     responses(
         (status = 200, description = "`{\"result\": {\"message\": \"Card pin set Successfully\"}, \"pagination\": null}`.", body = Envelope<MessageResult>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, fields disagreeing with each other, the card or the cardholder, a weak or wrong-length `newPin`, an undecryptable PIN."),
-        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`PPCUST_042`: locked after 3 wrong OTPs (with `Retry-After`); `invalid.card.status`; `invalid.otp`; `otp.expired`."),
+        (status = 409, description = "`card.not.found` \"No account found\": no card with that kit for that `entityId` (or tenant); `PPCUST_042`: locked after 3 wrong OTPs (with `Retry-After`); `invalid.card.status`; `invalid.otp`; `otp.expired`."),
         (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
     )
 )]
@@ -552,13 +551,12 @@ async fn set_pin(
     path = "/cards/v2/validate-pin",
     operation_id = "m2pValidatePin",
     summary = "Validate the PIN",
-    description = "Reads `entityId`, `kit` and `oldPin`; no OTP. A wrong PIN answers `{\"valid\": false}` and counts against the try counter; a blocked PIN answers `pin.locked`.",
+    description = "Reads `entityId`, `kit` and `oldPin`; no OTP. A wrong PIN answers `valid: false` and counts against the try counter; a blocked PIN answers `pin.locked`.",
     request_body = PinRequest,
     responses(
-        (status = 200, description = "Right or wrong.", body = Validity),
+        (status = 200, description = "`{\"result\": {\"valid\": true|false}, \"pagination\": null}`, as M2P's page shows it.", body = Envelope<Validity>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, an undecryptable PIN."),
-        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`invalid.card.status`; `pin.not.set`; `pin.locked`."),
+        (status = 409, description = "`card.not.found` \"No account found\": no card with that kit for that `entityId` (or tenant); `invalid.card.status`; `pin.not.set`; `pin.locked`."),
         (status = 429, description = "`rate.limited`: over the per-card limit on PIN and OTP calls (all APIs together), with `Retry-After`."),
     )
 )]
@@ -566,7 +564,7 @@ async fn validate_pin(
     State(s): State<AppState>,
     M2pAuth(ctx): M2pAuth,
     body: Body,
-) -> Result<Json<Validity>, M2pError> {
+) -> Result<Json<Envelope<Validity>>, M2pError> {
     let op = Op::ValidateCardPin;
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
@@ -579,7 +577,7 @@ async fn validate_pin(
             kit: &b.kit,
         };
         let verified = s.service.verify_pin(&ctx, card, pin).await?;
-        Ok(Validity { valid: verified.valid })
+        Ok(Envelope::new(Validity { valid: verified.valid }))
     };
     answer(op, outcome.await)
 }
@@ -608,8 +606,7 @@ fn catalog_reason(code: &str) -> String {
     responses(
         (status = 200, description = "`{\"result\": {\"message\": \"Card LOCKED Successfully\"}, \"pagination\": null}` (or `Card was already LOCKED`).", body = Envelope<MessageResult>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing or mistyped, an unknown `status` or `reasonCode`."),
-        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`PPCUST_032`: the status machine refuses the move (a lock or block of a card that is not ACTIVE, an unlock of one that is not LOCKED)."),
+        (status = 409, description = "`card.not.found` \"No account found\": no card with that kit for that `entityId` (or tenant); `PPCUST_032`: the status machine refuses the move (a lock or block of a card that is not ACTIVE, an unlock of one that is not LOCKED)."),
     )
 )]
 async fn update_status(
@@ -658,12 +655,12 @@ async fn update_status(
     path = "/customers/fetch-all-cards",
     operation_id = "m2pFetchAllCards",
     summary = "Every card of a cardholder",
-    description = "Oldest first, without paging.",
+    description = "Oldest first, without paging (https://dev.m2p.app/docs/prepaidv2/api-library/card/fetchAllCards). `mobile`, when given, must be the cardholder's; `issuedBy`, `tenant` and `type` are accepted and not used. cardcore holds no balances: no `wallets`.",
     request_body = FetchCardsRequest,
     responses(
         (status = 200, description = "The cards.", body = Envelope<Vec<CardSummary>>),
         (status = 400, description = "`error.validation` with `fieldErrors`: `entityId` missing or mistyped."),
-        (status = 404, description = "`entity.not.found`: no cardholder with that `entityId`."),
+        (status = 409, description = "`entity.not.found` \"Customer does not exist\": no cardholder with that `entityId`."),
     )
 )]
 async fn fetch_all_cards(
@@ -674,6 +671,9 @@ async fn fetch_all_cards(
     let outcome = async {
         let b: FetchCardsRequest = parse_body(body)?;
         let holder = holder(&s.service, &ctx, &b.entity_id).await?;
+        let mut errors = ValidationErrors::new();
+        check_mobile(&mut errors, &holder, b.mobile.as_ref());
+        errors.into_result()?;
         let cards = all_cards(&s.service, &ctx, &holder).await?;
         Ok(Envelope::new(cards.iter().map(CardSummary::from).collect()))
     };
@@ -692,8 +692,7 @@ async fn fetch_all_cards(
     responses(
         (status = 200, description = "The card's preferences now.", body = Envelope<PreferencesView>),
         (status = 400, description = "`error.validation` with `fieldErrors`: a field missing, mistyped or unknown (M2P's other preference types included), no channel given, limits out of order, `mobile` or `rule.expiryDate` not matching."),
-        (status = 404, description = "`card.not.found`: no card with that kit for that `entityId` (or tenant)."),
-        (status = 409, description = "`invalid.card.status`: the card is CLOSED."),
+        (status = 409, description = "`card.not.found` \"No account found\": no card with that kit for that `entityId` (or tenant); `invalid.card.status`: the card is CLOSED."),
     )
 )]
 async fn update_preferences(

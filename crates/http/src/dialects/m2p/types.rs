@@ -187,7 +187,8 @@ pub struct OtpResponse {
     pub status: bool,
     /// The OTP's trace number, for `otpDetails.traceNumber`.
     pub trace_number: String,
-    /// The request id.
+    /// The OTP's reference (the card's id, 32 hex digits): names the card
+    /// in `otp/validate-otp`.
     pub ref_number: String,
 }
 
@@ -235,8 +236,20 @@ pub struct StatusRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schema(as = M2pFetchCardsRequest)]
 pub struct FetchCardsRequest {
-    /// The cardholder's `external_id`.
+    /// The cardholder's `external_id`. M2P also takes `mobile` alone;
+    /// cardcore needs `entityId` (a phone number may be shared).
     pub entity_id: String,
+    /// When given, must be the cardholder's phone.
+    pub mobile: Option<Mobile>,
+    /// Accepted and not used (one issuer per deployment).
+    #[serde(rename = "issuedBy")]
+    pub _issued_by: Option<String>,
+    /// Accepted and not used (`X-TENANT-ID` names the tenant).
+    #[serde(rename = "tenant")]
+    pub _tenant: Option<String>,
+    /// Accepted and not used.
+    #[serde(rename = "type")]
+    pub _type: Option<String>,
 }
 
 /// One channel's preference change: absent fields are kept, `null` removes
@@ -380,13 +393,37 @@ pub struct CardSummary {
     /// Only the last four digits: `XXXXXXXXXXXX1234`.
     #[schema(pattern = "^X{12}[0-9]{4}$")]
     pub masked_card_number: String,
+    /// The card's name (its type's name when it was given none).
+    pub product_name: String,
+    /// `VISA` or `MASTERCARD`.
+    #[schema(schema_with = network_schema)]
+    pub card_network: &'static str,
     #[schema(schema_with = status_schema)]
     pub card_status: &'static str,
-    /// `MM/YY`.
-    #[schema(pattern = "^(0[1-9]|1[0-2])/[0-9]{2}$")]
+    /// `MM/YYYY`, as M2P's page shows it (`11/2029`); the PIN calls take `MM/YY`.
+    #[schema(pattern = "^(0[1-9]|1[0-2])/20[0-9]{2}$")]
     pub expiry_date: String,
+    /// The day the card was made, `YYYY-MM-DD`.
+    #[schema(format = Date)]
+    pub issued_date: String,
+    /// cardcore's addition: `VIRTUAL` or `PHYSICAL`.
     #[schema(schema_with = card_type_schema)]
     pub card_type: &'static str,
+}
+
+/// M2P's network words.
+fn network(b: cardcore_domain::Brand) -> &'static str {
+    match b {
+        cardcore_domain::Brand::Visa => "VISA",
+        cardcore_domain::Brand::Mastercard => "MASTERCARD",
+    }
+}
+
+fn network_schema() -> utoipa::openapi::Object {
+    crate::openapi::string_enum([
+        network(cardcore_domain::Brand::Visa),
+        network(cardcore_domain::Brand::Mastercard),
+    ])
 }
 
 impl From<&Card> for CardSummary {
@@ -395,8 +432,11 @@ impl From<&Card> for CardSummary {
             kit_no: c.kit_number.as_str().to_owned(),
             // Only the last four digits leave the vault outside a reveal.
             masked_card_number: format!("XXXXXXXXXXXX{}", c.last_four),
+            product_name: c.card_name.clone().unwrap_or_else(|| c.card_type.as_str().to_owned()),
+            card_network: network(c.brand),
             card_status: status(c.status),
-            expiry_date: c.expiry.to_string(),
+            expiry_date: format!("{:02}/{}", c.expiry.month(), c.expiry.year()),
+            issued_date: c.created_at.format("%Y-%m-%d").to_string(),
             card_type: card_type(c.card_type),
         }
     }

@@ -7,7 +7,8 @@
 //! | GDF000018 | 404 | an `API-CLIENT-KEY` cardcore does not know |
 //! | QIT000001 | 400 | invalid JSON schema: missing/extra/mistyped field, PIN not 4 digits, a key not a UUID |
 //! | CARD000011 | 404 | no such card for that card_key in that wallet (or tenant) |
-//! | CARD000013 | 406 | the status machine refuses the move |
+//! | CARD000013 | 406 | the status machine refuses the move ("Unable to transition from {old} to {new}.") |
+//! | CARD000014 | 406 | any move out of a terminated status (lost, robbed, theft, fraud, canceled) |
 //! | CARD000017 | 406 | activation is not valid for the card's status |
 //! | CARD000020 | 406 | wrong activation code |
 //! | QIT000409 | 409 | activation locked after 3 wrong codes, with `Retry-After` (cardcore's code) |
@@ -21,7 +22,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use cardcore_domain::{LifecycleAction, RuleViolation};
+use cardcore_domain::{CardStatus, LifecycleAction, RuleViolation};
 use cardcore_service::ServiceError;
 use serde::Serialize;
 
@@ -127,8 +128,21 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             QiError::new(
                 S::NOT_ACCEPTABLE,
                 "CARD000017",
-                format!("The activation is not valid for the card status {s}."),
-                format!("A ativação não é válida para o status do cartão {s}."),
+                format!("The activation operation is not valid for the current card status [{s}]."),
+                format!("A ativação não é válida para o status atual do cartão [{s}]."),
+            )
+        }
+        // QI's page: out of a terminated status (lost, robbed, fraud,
+        // canceled, theft) no move is valid at all, CARD000014.
+        ServiceError::Rule(RuleViolation::InvalidStatusTransition { from, .. })
+            if matches!(from, CardStatus::Blocked | CardStatus::Closed) =>
+        {
+            let s = current(from.as_str());
+            QiError::new(
+                S::NOT_ACCEPTABLE,
+                "CARD000014",
+                format!("The operation is not valid for the current status of the card [{s}]."),
+                format!("A operação não é válida para o status atual do cartão [{s}]."),
             )
         }
         ServiceError::Rule(RuleViolation::InvalidStatusTransition { from, action }) => {
@@ -136,7 +150,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             QiError::new(
                 S::NOT_ACCEPTABLE,
                 "CARD000013",
-                format!("It is not possible to change the card status from {s} to {to}."),
+                format!("Unable to transition from {s} to {to}."),
                 format!("Não é possível alterar o status do cartão de {s} para {to}."),
             )
         }

@@ -230,7 +230,7 @@ async fn password(
         (status = 200, description = "The card.", body = CardObject),
         (status = 400, description = "`QIT000001`: invalid JSON schema (an unknown status word included)."),
         (status = 404, description = "`CARD000011`: no such card for that `card_key` in that wallet (or tenant)."),
-        (status = 406, description = "`CARD000013`: the status machine refuses the move (`from {old} to {new}`)."),
+        (status = 406, description = "`CARD000013`: the status machine refuses the move (\"Unable to transition from {old} to {new}.\"); `CARD000014`: no move out of a terminated status (lost, robbed, theft, fraud, canceled)."),
     )
 )]
 async fn update_status(
@@ -279,7 +279,7 @@ async fn update_status(
     path = "/wallet/{wallet_key}/card/{card_key}/activate",
     operation_id = "qitechActivate",
     summary = "Activate a card",
-    description = "With the 6-digit code of the `card.activation_code` event. An active card answers as it is.",
+    description = "With the 6-digit code of the `card.activation_code` event, as `{\"code\": \"253615\"}` (QI's page; `activation_code` is accepted too). An active card answers as it is.",
     params(
         ("wallet_key" = uuid::Uuid, Path, description = "QI `WALLET_KEY`: the card's account id."),
         ("card_key" = uuid::Uuid, Path, description = "QI `CARD_KEY`: the card's id."),
@@ -309,11 +309,7 @@ async fn activate(
         .await
         .map_err(fail(&scope))?;
     scope.status = Some(status(&card));
-    let change = s
-        .service
-        .activate(&ctx, card.id, &b.activation_code)
-        .await
-        .map_err(fail(&scope))?;
+    let change = s.service.activate(&ctx, card.id, &b.code).await.map_err(fail(&scope))?;
     let interval = s
         .service
         .cvv_rotation_interval_hours(&change.card)

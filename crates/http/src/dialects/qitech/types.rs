@@ -59,9 +59,12 @@ impl StatusWanted {
 #[serde(deny_unknown_fields)]
 #[schema(as = QiActivateRequest)]
 pub struct ActivateRequest {
-    /// The 6-digit code of the `card.activation_code` event.
+    /// The 6-digit code of the `card.activation_code` event, as `code`
+    /// (QI's page: https://docs.qitech.com.br/en/documentation/cards/status/ativar_cartao);
+    /// `activation_code`, cardcore's earlier name, is accepted too.
+    #[serde(alias = "activation_code")]
     #[schema(min_length = 6, max_length = 6)]
-    pub activation_code: String,
+    pub code: String,
 }
 
 /// Every word [`status`] answers.
