@@ -444,3 +444,78 @@ async fn activate_with_the_pages_code_field() {
     assert_eq!(r["type"], "plastic");
     assert!(!r.to_string().contains(&code));
 }
+
+#[tokio::test]
+async fn prepaid_paths_as_qis_prepaid_pages_show_them() {
+    // https://docs.qitech.com.br/en/documentation/cards/status/update_status_cartao:
+    // PATCH /prepaid/card/CARD_KEY {"status": "blocked"}; CARD000014 out of
+    // `canceled`. .../ativar_cartao: PATCH /prepaid/card/CARD_KEY/activate {"code"}.
+    let app = spawn_app().await;
+    let key = app.key.clone();
+    let holder = app.create_cardholder("qi-prepaid").await;
+    let card = app
+        .create_card_as(&key, holder["id"].as_str().unwrap(), "physical")
+        .await;
+    let id = card["id"].as_str().unwrap();
+    let code = app.activation_code(id).await;
+    let r = qi(
+        &app,
+        &key,
+        &format!("/prepaid/card/{id}/activate"),
+        json!({"code": code}),
+    )
+    .await
+    .ok();
+    assert_eq!(
+        (r["status"].as_str(), r["card_key"].as_str()),
+        (Some("active"), Some(id))
+    );
+    assert_eq!(r["account_key"], card["account_id"]);
+
+    let r = qi(&app, &key, &format!("/prepaid/card/{id}"), json!({"status": "blocked"}))
+        .await
+        .ok();
+    assert_eq!(r["status"], "blocked");
+    assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok()["status"], "LOCKED");
+    qi(
+        &app,
+        &key,
+        &format!("/prepaid/card/{id}"),
+        json!({"status": "canceled"}),
+    )
+    .await
+    .ok();
+    let r = qi(&app, &key, &format!("/prepaid/card/{id}"), json!({"status": "active"})).await;
+    let b = qi_error(&r, 406, "CARD000014");
+    assert_eq!(
+        b["description"],
+        "The operation is not valid for the current status of the card [canceled]."
+    );
+    assert_eq!(b["title"], "Not Acceptable");
+
+    // Unknown, malformed and foreign card keys: CARD000011 / QIT000001.
+    let unknown = uuid::Uuid::new_v4();
+    let r = qi(
+        &app,
+        &key,
+        &format!("/prepaid/card/{unknown}"),
+        json!({"status": "blocked"}),
+    )
+    .await;
+    let b = qi_error(&r, 404, "CARD000011");
+    assert_eq!(
+        b["description"],
+        format!("It was not possible to fetch the Card for the card_key {unknown}.")
+    );
+    let r = qi(&app, &key, "/prepaid/card/not-a-uuid", json!({"status": "blocked"})).await;
+    qi_error(&r, 400, "QIT000001");
+    let other = app.new_tenant("qi-prepaid-other").await;
+    let r = qi(
+        &app,
+        &other,
+        &format!("/prepaid/card/{id}/activate"),
+        json!({"code": "123456"}),
+    )
+    .await;
+    qi_error(&r, 404, "CARD000011");
+}

@@ -3,7 +3,8 @@
 //! `CARD_KEY` the card id; a card outside the wallet is not found.
 
 mod error;
-use error::render as render_error;
+pub(crate) use error::render as render_error;
+mod prepaid;
 mod types;
 
 use axum::body::Bytes;
@@ -60,7 +61,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::new()
         .routes(routes!(update_status))
         .routes(routes!(password))
-        .routes(routes!(activate));
+        .routes(routes!(activate))
+        .routes(routes!(prepaid::update_status))
+        .routes(routes!(prepaid::activate));
     document(router.get_openapi_mut());
     router
 }
