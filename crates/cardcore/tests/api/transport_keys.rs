@@ -225,7 +225,12 @@ async fn m2p_ciphertexts_decrypt_only_under_the_tenants_own_keys() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["fieldErrors"][0]["field"], "oldPin", "{}", r.text);
     let r = m2p(&app, &auth, "cards/v2/validate-pin", check(encrypt(&key_a, "4821"))).await;
-    assert_eq!(r.body, json!({"valid": true}), "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"result": {"valid": true}, "pagination": null}),
+        "{}",
+        r.text
+    );
 
     // After a rotation the replaced key still decrypts for its grace period.
     let tenants = app
@@ -237,7 +242,12 @@ async fn m2p_ciphertexts_decrypt_only_under_the_tenants_own_keys() {
     assert_eq!(tenants, 2);
     assert_eq!(key_of(&app, &app.key).await["key_id"], "rsa-oaep-v2");
     let r = m2p(&app, &auth, "cards/v2/validate-pin", check(encrypt(&key_a, "4821"))).await;
-    assert_eq!(r.body, json!({"valid": true}), "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"result": {"valid": true}, "pagination": null}),
+        "{}",
+        r.text
+    );
     // The refused ciphertext counted no try.
     assert_eq!(app.verify(c.id(), "7391").await.ok()["remaining_attempts"], 2);
 }
