@@ -1159,3 +1159,100 @@ async fn validate_otp_shares_the_pin_change_lock_and_names_the_card_strictly() {
         "otpType"
     );
 }
+
+#[tokio::test]
+async fn validate_pin_and_fetch_all_cards_as_their_pages_show_them() {
+    let app = spawn_app().await;
+    let auth = login(&app).await;
+    // validatePin's example PIN is 1234, a run the default rules refuse:
+    // this tenant allows runs, as a vendor documenting no PIN policy would.
+    app.service()
+        .update_tenant_settings(app.tenant_id.parse().unwrap(), |s| {
+            s.pin_rules =
+                cardcore_domain::pin_policy::PinRules::parse("repeated,birth_date,common,same_as_current").unwrap()
+        })
+        .await
+        .unwrap();
+    let c = seed_card(&app).await;
+    app.set_pin(c.id(), "1234").await;
+
+    // https://dev.m2p.app/docs/prepaidv2/api-library/card/validatePin, its
+    // example with the entity, kit, phone and expiry substituted.
+    let r = m2p(
+        &app,
+        &auth,
+        "cards/v2/validate-pin",
+        json!({
+            "mobile": {"value": "9600389470", "countryCode": 91},
+            "entityId": c.external_id,
+            "kit": c.kit(),
+            "expiryDate": c.expiry(),
+            "oldPin": "1234"
+        }),
+    )
+    .await
+    .ok();
+    assert_eq!(r, json!({"result": {"valid": true}, "pagination": null}));
+
+    // https://dev.m2p.app/docs/prepaidv2/api-library/card/fetchAllCards, its
+    // example with the entity substituted: the page's fields, field by field
+    // (less `productType` and `wallets`, which cardcore has no data for).
+    let r = m2p(
+        &app,
+        &auth,
+        "customers/fetch-all-cards",
+        json!({"entityId": c.external_id}),
+    )
+    .await
+    .ok();
+    assert!(r["pagination"].is_null());
+    let card = &r["result"][0];
+    let mut keys: Vec<_> = card.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "cardNetwork",
+            "cardStatus",
+            "cardType",
+            "expiryDate",
+            "issuedDate",
+            "kitNo",
+            "maskedCardNumber",
+            "productName"
+        ]
+    );
+    assert_eq!(card["kitNo"], c.kit());
+    assert_eq!(card["cardStatus"], "ACTIVE");
+    assert_eq!(card["cardNetwork"], "VISA");
+    let expiry = card["expiryDate"].as_str().unwrap();
+    assert_eq!((expiry.len(), &expiry[2..5]), (7, "/20"), "{expiry}");
+    let issued = card["issuedDate"].as_str().unwrap();
+    assert!(
+        chrono::NaiveDate::parse_from_str(issued, "%Y-%m-%d").is_ok(),
+        "{issued}"
+    );
+    // `mobile` and the page's other optional fields are accepted; a wrong
+    // phone is "Invalid contact".
+    let r = m2p(
+        &app,
+        &auth,
+        "customers/fetch-all-cards",
+        json!({"entityId": c.external_id, "mobile": {"value": "9600389470", "countryCode": 91},
+               "issuedBy": "x", "tenant": "y", "type": "z"}),
+    )
+    .await
+    .ok();
+    assert_eq!(r["result"][0]["kitNo"], c.kit());
+    let r = m2p(
+        &app,
+        &auth,
+        "customers/fetch-all-cards",
+        json!({"entityId": c.external_id, "mobile": {"value": "9600389471", "countryCode": 91}}),
+    )
+    .await;
+    assert_eq!(
+        field_errors(&r, "fetchAllCards"),
+        [("mobile".to_owned(), "Invalid contact".to_owned())]
+    );
+}
