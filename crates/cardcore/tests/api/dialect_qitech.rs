@@ -209,6 +209,9 @@ async fn card000024_weak_password_with_the_reason() {
         b["description"],
         "We're sorry, but the card could not be update password: the PIN is too weak: the same digit repeated."
     );
+    // `title` and `translation` as seed 001's error example shows them.
+    assert_eq!(b["title"], "Bad Request");
+    assert_eq!(b["translation"], "Unexpected error update password card");
     insta::assert_json_snapshot!("qitech_password_not_updated", b);
     // The cardholder was born 1990-05-17.
     let r = password(&app, &c, "1705").await;

@@ -1,5 +1,7 @@
 //! QI Tech's errors, `{title, description, translation, code}`, side by
-//! side with its table:
+//! side with its table (`translation` is QI's short English summary, as
+//! seed 001 and QI's pages show it; for the codes no page shows, cardcore's
+//! in the same style):
 //!
 //! | code | HTTP | when |
 //! |---|---|---|
@@ -34,6 +36,9 @@ pub struct QiError {
     status: StatusCode,
     title: &'static str,
     description: String,
+    /// QI's short English summary of the error, as its pages show it
+    /// ("Unexpected error update password card", "Unable to transition",
+    /// "Not Found Card", "Unable to activate card").
     translation: String,
     code: &'static str,
     #[serde(skip)]
@@ -63,7 +68,7 @@ impl QiError {
             StatusCode::BAD_REQUEST,
             "GDF000003",
             "No API Client Key received",
-            "Nenhuma chave de API do cliente recebida",
+            "Missing api client key",
         )
     }
 
@@ -74,7 +79,7 @@ impl QiError {
             StatusCode::NOT_ACCEPTABLE,
             "CARD000023",
             "The card type is invalid for this operation. Only plastic cards are allowed.",
-            "O tipo do cartão é inválido para esta operação. Somente cartões plásticos são permitidos.",
+            "Invalid card type",
         )
     }
 }
@@ -100,7 +105,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             S::BAD_REQUEST,
             "QIT000001",
             format!("Invalid Json schema. {errors}"),
-            format!("Schema JSON inválido. {errors}"),
+            "Invalid Json schema",
         ),
         ServiceError::NotFound(super::super::ROUTE) => QiError::new(
             S::NOT_FOUND,
@@ -115,10 +120,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 "It was not possible to fetch the Card for the card_key {}.",
                 scope.card_key
             ),
-            format!(
-                "Não foi possível encontrar o cartão para o card_key {}.",
-                scope.card_key
-            ),
+            "Not Found Card",
         ),
         ServiceError::Rule(RuleViolation::InvalidStatusTransition {
             from,
@@ -129,7 +131,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::NOT_ACCEPTABLE,
                 "CARD000017",
                 format!("The activation operation is not valid for the current card status [{s}]."),
-                format!("A ativação não é válida para o status atual do cartão [{s}]."),
+                "Unable to activate card",
             )
         }
         // QI's page: out of a terminated status (lost, robbed, fraud,
@@ -142,7 +144,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::NOT_ACCEPTABLE,
                 "CARD000014",
                 format!("The operation is not valid for the current status of the card [{s}]."),
-                format!("A operação não é válida para o status atual do cartão [{s}]."),
+                "Unable to transition",
             )
         }
         ServiceError::Rule(RuleViolation::InvalidStatusTransition { from, action }) => {
@@ -151,7 +153,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::NOT_ACCEPTABLE,
                 "CARD000013",
                 format!("Unable to transition from {s} to {to}."),
-                format!("Não é possível alterar o status do cartão de {s} para {to}."),
+                "Unable to transition",
             )
         }
         ServiceError::Rule(RuleViolation::InvalidCardStatus { status, .. }) => {
@@ -160,14 +162,14 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::NOT_ACCEPTABLE,
                 "CARD000025",
                 format!("The status {s} is invalid for the operation."),
-                format!("O status {s} é inválido para a operação."),
+                "Invalid card status",
             )
         }
         ServiceError::Rule(RuleViolation::ActivationCodeInvalid { .. }) => QiError::new(
             S::NOT_ACCEPTABLE,
             "CARD000020",
             "Invalid activation code.",
-            "Código de ativação inválido.",
+            "Unable to activate card",
         ),
         // cardcore's own code (QI publishes none for it), like QIT000429.
         ServiceError::Rule(RuleViolation::ActivationLocked { retry_after_seconds }) => QiError {
@@ -179,10 +181,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                     "Too many invalid activation codes: the activation of this card is locked; \
                      retry in {retry_after_seconds} seconds."
                 ),
-                format!(
-                    "Muitos códigos de ativação inválidos: a ativação deste cartão está bloqueada; \
-                     tente novamente em {retry_after_seconds} segundos."
-                ),
+                "Activation locked",
             )
         },
         ServiceError::Rule(RuleViolation::CardTypeNotAllowed { .. }) => QiError::not_plastic(),
@@ -192,16 +191,16 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             r @ (RuleViolation::ReplaceNotAllowed { .. }
             | RuleViolation::NotReplaceable
             | RuleViolation::AlreadyReplaced),
-        ) => QiError::new(S::NOT_ACCEPTABLE, "CARD000013", r.to_string(), r.to_string()),
+        ) => QiError::new(S::NOT_ACCEPTABLE, "CARD000013", r.to_string(), "Unable to transition"),
         ServiceError::Conflict { message, .. } => {
-            QiError::new(S::NOT_ACCEPTABLE, "CARD000013", message.clone(), message)
+            QiError::new(S::NOT_ACCEPTABLE, "CARD000013", message, "Unable to transition")
         }
         // Weak PIN and every other refusal of the password itself.
         ServiceError::Rule(r) => QiError::new(
             S::BAD_REQUEST,
             "CARD000024",
             format!("We're sorry, but the card could not be update password: {r}."),
-            format!("Erro ao atualizar a senha do cartão: {r}."),
+            "Unexpected error update password card",
         ),
         // No QI route reads card data, so a key's permission never refuses;
         // an unknown key answers like QI's unknown client key.
@@ -209,7 +208,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
             S::NOT_FOUND,
             "GDF000018",
             "No ClientIntegration found for api_client_key.",
-            "Nenhuma ClientIntegration encontrada para api_client_key.",
+            "Not Found ClientIntegration",
         ),
         // cardcore's own code, like QIT000500/QIT000503.
         e @ ServiceError::RateLimited {
@@ -220,7 +219,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::TOO_MANY_REQUESTS,
                 "QIT000429",
                 format!("Too many requests: {e}."),
-                format!("Muitas requisições: tente novamente em {retry_after_seconds} s."),
+                "Too many requests",
             )
         },
         ServiceError::Unavailable(cause) => {
@@ -229,7 +228,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::SERVICE_UNAVAILABLE,
                 "QIT000503",
                 "The service is temporarily unavailable. Please try again later.",
-                "O serviço está temporariamente indisponível. Tente novamente mais tarde.",
+                "Service unavailable",
             )
         }
         e @ (ServiceError::Startup(_) | ServiceError::Internal(_)) => {
@@ -238,7 +237,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 S::INTERNAL_SERVER_ERROR,
                 "QIT000500",
                 "An unexpected error occurred. Please try again later.",
-                "Ocorreu um erro inesperado. Tente novamente mais tarde.",
+                "Unexpected error",
             )
         }
     }
