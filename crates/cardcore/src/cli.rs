@@ -58,6 +58,20 @@ pub struct DbArgs {
     /// PostgreSQL schema to use (created if missing); default: the server's search_path.
     #[arg(long, env = "CARDCORE_DB_SCHEMA")]
     pub db_schema: Option<String>,
+    /// PostgreSQL transaction isolation. `read-committed` is what cardcore
+    /// needs (the card lock orders writers); `serializable` is what
+    /// CockroachDB runs: contended transactions then fail with 40001 and are
+    /// run again (see DEPLOYMENT.md).
+    #[arg(long, env = "CARDCORE_DB_ISOLATION", value_enum, default_value_t = DbIsolation::ReadCommitted)]
+    pub db_isolation: DbIsolation,
+}
+
+/// `--db-isolation`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DbIsolation {
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]

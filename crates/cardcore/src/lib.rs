@@ -487,6 +487,11 @@ pub async fn open_store(db: &DbArgs) -> anyhow::Result<Arc<dyn Store>> {
             acquire_timeout: timeout,
             statement_timeout: Duration::from_secs(db.db_statement_timeout_seconds),
             schema: db.db_schema.clone(),
+            isolation: match db.db_isolation {
+                cli::DbIsolation::ReadCommitted => cardcore_store_postgres::Isolation::ReadCommitted,
+                cli::DbIsolation::RepeatableRead => cardcore_store_postgres::Isolation::RepeatableRead,
+                cli::DbIsolation::Serializable => cardcore_store_postgres::Isolation::Serializable,
+            },
             ..Default::default()
         };
         let store = cardcore_store_postgres::PostgresStore::connect(&url, &options)

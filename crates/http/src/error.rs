@@ -123,7 +123,7 @@ pub fn problem_of(e: ServiceError) -> Problem {
         } => Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", e.to_string())
             .retry_after(retry_after_seconds)
             .rate_limit(limit),
-        ServiceError::Unavailable(cause) => {
+        ServiceError::Unavailable(cause) | ServiceError::Retryable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

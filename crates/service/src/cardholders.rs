@@ -59,21 +59,25 @@ impl Service {
             default_account_id: AccountId::new(),
             created_at: now,
         };
-        let mut tx = self.store.begin().await?;
-        if !tx.insert_cardholder(&cardholder).await? {
-            return Err(ServiceError::Conflict {
-                code: "cardholder_exists",
-                message: format!(
-                    "a cardholder with external_id {:?} already exists; fetch it with GET /v1/cardholders?external_id=",
-                    cardholder.external_id.as_str()
-                ),
-            });
-        }
-        let after = serde_json::json!({ "cardholder_id": cardholder.id, "external_id": cardholder.external_id });
-        tx.insert_audit(&self.audit(ctx, None, "cardholder.created", None, None, Some(after)))
-            .await?;
-        tx.commit().await?;
-        Ok(cardholder)
+        let cardholder = &cardholder;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            if !tx.insert_cardholder(cardholder).await? {
+                return Err(ServiceError::Conflict {
+                    code: "cardholder_exists",
+                    message: format!(
+                        "a cardholder with external_id {:?} already exists; fetch it with GET /v1/cardholders?external_id=",
+                        cardholder.external_id.as_str()
+                    ),
+                });
+            }
+            let after = serde_json::json!({ "cardholder_id": cardholder.id, "external_id": cardholder.external_id });
+            tx.insert_audit(&self.audit(ctx, None, "cardholder.created", None, None, Some(after)))
+                .await?;
+            tx.commit().await?;
+            Ok(cardholder.clone())
+        })
+        .await
     }
 
     /// Rewrites a cardholder's profile; the new values are checked as at
@@ -104,29 +108,33 @@ impl Service {
             date_of_birth: valid.date_of_birth,
             ..current.clone()
         };
-        let mut tx = self.store.begin().await?;
-        if !tx.update_cardholder(&updated).await? {
-            return Err(ServiceError::NotFound("cardholder"));
-        }
-        // Profile fields are personal data: the audit row names what changed, not the values.
-        let mut fields = Vec::new();
-        if updated.name != current.name {
-            fields.push("name");
-        }
-        if updated.phone != current.phone {
-            fields.push("phone");
-        }
-        if updated.email != current.email {
-            fields.push("email");
-        }
-        if updated.date_of_birth != current.date_of_birth {
-            fields.push("date_of_birth");
-        }
-        let after = serde_json::json!({ "cardholder_id": updated.id, "fields": fields });
-        tx.insert_audit(&self.audit(ctx, None, "cardholder.updated", None, None, Some(after)))
-            .await?;
-        tx.commit().await?;
-        Ok(updated)
+        let (current, updated) = (&current, &updated);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            if !tx.update_cardholder(updated).await? {
+                return Err(ServiceError::NotFound("cardholder"));
+            }
+            // Profile fields are personal data: the audit row names what changed, not the values.
+            let mut fields = Vec::new();
+            if updated.name != current.name {
+                fields.push("name");
+            }
+            if updated.phone != current.phone {
+                fields.push("phone");
+            }
+            if updated.email != current.email {
+                fields.push("email");
+            }
+            if updated.date_of_birth != current.date_of_birth {
+                fields.push("date_of_birth");
+            }
+            let after = serde_json::json!({ "cardholder_id": updated.id, "fields": fields });
+            tx.insert_audit(&self.audit(ctx, None, "cardholder.updated", None, None, Some(after)))
+                .await?;
+            tx.commit().await?;
+            Ok(updated.clone())
+        })
+        .await
     }
 
     /// Every card of a cardholder, oldest first.

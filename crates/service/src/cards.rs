@@ -205,10 +205,14 @@ impl Service {
         if let Some(kit) = &kit {
             self.require_free_kit(ctx, kit).await?;
         }
-        let mut tx = self.store.begin().await?;
-        let card = self.issue_in(ctx, &mut *tx, &holder, &input, None).await?;
-        tx.commit().await?;
-        Ok(card)
+        let (holder, input) = (&holder, &input);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let card = self.issue_in(ctx, &mut *tx, holder, input, None).await?;
+            tx.commit().await?;
+            Ok(card)
+        })
+        .await
     }
 
     /// Makes and inserts a card with its events, inside `tx`.
@@ -471,10 +475,14 @@ impl Service {
         let pan = Pan::parse(&zeroize::Zeroizing::new(text(&pan)))
             .map_err(|_| ServiceError::internal("stored PAN is malformed"))?;
         let cvv2 = self.cvv2_at(&rec.card, &pan, self.now()).await?;
-        let mut tx = self.store.begin().await?;
-        tx.insert_audit(&self.audit(ctx, Some(id), "card.sensitive_revealed", None, None, None))
-            .await?;
-        tx.commit().await?;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            tx.insert_audit(&self.audit(ctx, Some(id), "card.sensitive_revealed", None, None, None))
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await?;
         Ok(SensitiveData {
             pan,
             cvv: cvv2.cvv,
@@ -650,39 +658,44 @@ impl Service {
             return Err(ServiceError::invalid("action", "activation needs the activation code"));
         }
         let reason = self.parse_reason(&reason, action == LifecycleAction::Block)?;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        let Transition::Changed { from, to } = lifecycle::transition_with(rec.card.status, action, block_from)? else {
-            return Ok(StatusChange {
+        let reason = &reason;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            let Transition::Changed { from, to } = lifecycle::transition_with(rec.card.status, action, block_from)?
+            else {
+                return Ok(StatusChange {
+                    card: rec.card,
+                    changed: false,
+                });
+            };
+            let before = rec.card.snapshot();
+            rec.card.status = to;
+            rec.card.status_reason = reason.clone();
+            self.save_card(&mut *tx, &mut rec).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                &format!("card.{}", action.as_str()),
+                reason.clone(),
+                Some(before),
+                Some(rec.card.snapshot()),
+            ))
+            .await?;
+            let data = serde_json::json!({ "card": rec.card, "previous_status": from });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardStatusChanged, data)
+                    .await?,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(StatusChange {
                 card: rec.card,
-                changed: false,
-            });
-        };
-        let before = rec.card.snapshot();
-        rec.card.status = to;
-        rec.card.status_reason = reason.clone();
-        self.save_card(&mut *tx, &mut rec).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            &format!("card.{}", action.as_str()),
-            reason,
-            Some(before),
-            Some(rec.card.snapshot()),
-        ))
-        .await?;
-        let data = serde_json::json!({ "card": rec.card, "previous_status": from });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::CardStatusChanged, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(StatusChange {
-            card: rec.card,
-            changed: true,
+                changed: true,
+            })
         })
+        .await
     }
 
     /// Activates a physical card with the code issued at creation. Wrong
@@ -692,163 +705,170 @@ impl Service {
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let code =
             Otp::parse(activation_code).map_err(|_| ServiceError::invalid("activation_code", "must be 6 digits"))?;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        let Transition::Changed { .. } = lifecycle::transition(rec.card.status, LifecycleAction::Activate)? else {
-            return Ok(StatusChange {
-                card: rec.card,
-                changed: false,
-            });
-        };
-        let right = match &rec.secrets.activation_code {
-            Some(verifier) => {
-                let (_, key) = self.keys.mac_key(Purpose::Otp, Some(verifier.key_version)).await?;
-                key.verify(
-                    label::ACTIVATION,
-                    &[rec.card.id.as_uuid().as_bytes(), code.expose_bytes()],
-                    &verifier.value,
-                )
-            }
-            None => false,
-        };
-        let now = self.now();
-        let mut attempts = tx.activation_state(id).await?;
-        let (decided, answer) = attempts.attempt(&self.config.activation_policy, now, right);
-        if let Err(refusal) = answer {
-            if decided != Attempt::Refused {
-                tx.save_activation_state(id, &attempts).await?;
-                let remaining = match refusal {
-                    RuleViolation::ActivationCodeInvalid { remaining_attempts } => remaining_attempts,
-                    _ => 0,
-                };
-                tx.insert_audit(&self.audit(
-                    ctx,
-                    Some(id),
-                    "card.activation_failed",
-                    None,
-                    None,
-                    Some(serde_json::json!({ "remaining_attempts": remaining })),
-                ))
-                .await?;
-                metrics::counter!("cardcore_activation_failures_total").increment(1);
-                if decided == Attempt::FailedAndLocked {
+        let code = &code;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            let Transition::Changed { .. } = lifecycle::transition(rec.card.status, LifecycleAction::Activate)? else {
+                return Ok(StatusChange {
+                    card: rec.card,
+                    changed: false,
+                });
+            };
+            let right = match &rec.secrets.activation_code {
+                Some(verifier) => {
+                    let (_, key) = self.keys.mac_key(Purpose::Otp, Some(verifier.key_version)).await?;
+                    key.verify(
+                        label::ACTIVATION,
+                        &[rec.card.id.as_uuid().as_bytes(), code.expose_bytes()],
+                        &verifier.value,
+                    )
+                }
+                None => false,
+            };
+            let now = self.now();
+            let mut attempts = tx.activation_state(id).await?;
+            let (decided, answer) = attempts.attempt(&self.config.activation_policy, now, right);
+            if let Err(refusal) = answer {
+                if decided != Attempt::Refused {
+                    tx.save_activation_state(id, &attempts).await?;
+                    let remaining = match refusal {
+                        RuleViolation::ActivationCodeInvalid { remaining_attempts } => remaining_attempts,
+                        _ => 0,
+                    };
                     tx.insert_audit(&self.audit(
                         ctx,
                         Some(id),
-                        "card.activation_locked",
+                        "card.activation_failed",
                         None,
                         None,
-                        Some(serde_json::json!({ "locked_until": attempts.locked_until })),
+                        Some(serde_json::json!({ "remaining_attempts": remaining })),
                     ))
                     .await?;
-                    metrics::counter!("cardcore_activation_locks_total").increment(1);
+                    metrics::counter!("cardcore_activation_failures_total").increment(1);
+                    if decided == Attempt::FailedAndLocked {
+                        tx.insert_audit(&self.audit(
+                            ctx,
+                            Some(id),
+                            "card.activation_locked",
+                            None,
+                            None,
+                            Some(serde_json::json!({ "locked_until": attempts.locked_until })),
+                        ))
+                        .await?;
+                        metrics::counter!("cardcore_activation_locks_total").increment(1);
+                    }
+                    tx.commit().await?;
                 }
-                tx.commit().await?;
+                return Err(refusal.into());
             }
-            return Err(refusal.into());
-        }
-        if attempts != ActivationState::default() {
-            tx.save_activation_state(id, &ActivationState::default()).await?;
-        }
-        let before = rec.card.snapshot();
-        rec.card.status = CardStatus::Active;
-        rec.card.status_reason = None;
-        rec.secrets.activation_code = None;
-        self.save_card(&mut *tx, &mut rec).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "card.activate",
-            None,
-            Some(before),
-            Some(rec.card.snapshot()),
-        ))
-        .await?;
-        tx.insert_event(
-            &self
-                .event(
-                    ctx.tenant_id(),
-                    Some(id),
-                    EventType::CardActivated,
-                    serde_json::json!({ "card": rec.card }),
-                )
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(StatusChange {
-            card: rec.card,
-            changed: true,
+            if attempts != ActivationState::default() {
+                tx.save_activation_state(id, &ActivationState::default()).await?;
+            }
+            let before = rec.card.snapshot();
+            rec.card.status = CardStatus::Active;
+            rec.card.status_reason = None;
+            rec.secrets.activation_code = None;
+            self.save_card(&mut *tx, &mut rec).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                "card.activate",
+                None,
+                Some(before),
+                Some(rec.card.snapshot()),
+            ))
+            .await?;
+            tx.insert_event(
+                &self
+                    .event(
+                        ctx.tenant_id(),
+                        Some(id),
+                        EventType::CardActivated,
+                        serde_json::json!({ "card": rec.card }),
+                    )
+                    .await?,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(StatusChange {
+                card: rec.card,
+                changed: true,
+            })
         })
+        .await
     }
 
     /// Replaces a card: a new card (new PAN, same cardholder, account,
     /// program, type and limits); the old one ends BLOCKED (lost, stolen) or
     /// CLOSED (damaged, expired).
     pub async fn replace(&self, ctx: &Ctx, id: CardId, why: ReplaceReason) -> ServiceResult<Card> {
-        let mut tx = self.store.begin().await?;
-        let mut old = self.lock_card(ctx, &mut *tx, id).await?;
-        let outcome = lifecycle::replace(old.card.status, old.card.status_reason.as_ref(), why)?;
-        if let Some(by) = tx.replacement_of(ctx.tenant_id(), id).await? {
-            return Err(ServiceError::Conflict {
-                code: "card_already_replaced",
-                message: format!("card {id} was already replaced by card {by}"),
-            });
-        }
-        let holder = self
-            .store
-            .cardholder(ctx.tenant_id(), old.card.cardholder_id)
-            .await?
-            .ok_or_else(|| ServiceError::internal("card without cardholder"))?;
-        let input = CreateCard {
-            cardholder_id: holder.id,
-            card_type: old.card.card_type,
-            account_id: Some(old.card.account_id),
-            program_id: Some(old.card.program_id),
-            card_name: old.card.card_name.clone(),
-            printed_name: old.card.printed_name.clone(),
-            kit_number: None,
-        };
-        let mut new_card = self.issue_in(ctx, &mut *tx, &holder, &input, Some(id)).await?;
-        if new_card.limits != old.card.limits {
-            // Carry the old card's limits over.
-            let mut rec = self.lock_card(ctx, &mut *tx, new_card.id).await?;
-            rec.card.limits = old.card.limits.clone();
-            self.save_card(&mut *tx, &mut rec).await?;
-            new_card = rec.card;
-        }
-        let before = old.card.snapshot();
-        let previous = old.card.status;
-        if old.card.status != outcome.old_status {
-            old.card.status = outcome.old_status;
-            old.card.status_reason = outcome.old_reason.clone();
-            self.save_card(&mut *tx, &mut old).await?;
-            let data = serde_json::json!({ "card": old.card, "previous_status": previous });
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut old = self.lock_card(ctx, &mut *tx, id).await?;
+            let outcome = lifecycle::replace(old.card.status, old.card.status_reason.as_ref(), why)?;
+            if let Some(by) = tx.replacement_of(ctx.tenant_id(), id).await? {
+                return Err(ServiceError::Conflict {
+                    code: "card_already_replaced",
+                    message: format!("card {id} was already replaced by card {by}"),
+                });
+            }
+            let holder = self
+                .store
+                .cardholder(ctx.tenant_id(), old.card.cardholder_id)
+                .await?
+                .ok_or_else(|| ServiceError::internal("card without cardholder"))?;
+            let input = CreateCard {
+                cardholder_id: holder.id,
+                card_type: old.card.card_type,
+                account_id: Some(old.card.account_id),
+                program_id: Some(old.card.program_id),
+                card_name: old.card.card_name.clone(),
+                printed_name: old.card.printed_name.clone(),
+                kit_number: None,
+            };
+            let mut new_card = self.issue_in(ctx, &mut *tx, &holder, &input, Some(id)).await?;
+            if new_card.limits != old.card.limits {
+                // Carry the old card's limits over.
+                let mut rec = self.lock_card(ctx, &mut *tx, new_card.id).await?;
+                rec.card.limits = old.card.limits.clone();
+                self.save_card(&mut *tx, &mut rec).await?;
+                new_card = rec.card;
+            }
+            let before = old.card.snapshot();
+            let previous = old.card.status;
+            if old.card.status != outcome.old_status {
+                old.card.status = outcome.old_status;
+                old.card.status_reason = outcome.old_reason.clone();
+                self.save_card(&mut *tx, &mut old).await?;
+                let data = serde_json::json!({ "card": old.card, "previous_status": previous });
+                tx.insert_event(
+                    &self
+                        .event(ctx.tenant_id(), Some(id), EventType::CardStatusChanged, data)
+                        .await?,
+                )
+                .await?;
+            }
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                "card.replace",
+                outcome.old_reason,
+                Some(before),
+                Some(serde_json::json!({ "status": old.card.status, "replaced_by": new_card.id, "reason": why })),
+            ))
+            .await?;
+            let data = serde_json::json!({ "card": old.card, "replacement": new_card, "reason": why });
             tx.insert_event(
                 &self
-                    .event(ctx.tenant_id(), Some(id), EventType::CardStatusChanged, data)
+                    .event(ctx.tenant_id(), Some(id), EventType::CardReplaced, data)
                     .await?,
             )
             .await?;
-        }
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "card.replace",
-            outcome.old_reason,
-            Some(before),
-            Some(serde_json::json!({ "status": old.card.status, "replaced_by": new_card.id, "reason": why })),
-        ))
-        .await?;
-        let data = serde_json::json!({ "card": old.card, "replacement": new_card, "reason": why });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::CardReplaced, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(new_card)
+            tx.commit().await?;
+            Ok(new_card)
+        })
+        .await
     }
 
     /// A card's limits.
@@ -859,33 +879,37 @@ impl Service {
     /// Replaces a card's limits.
     pub async fn set_limits(&self, ctx: &Ctx, id: CardId, limits: Limits) -> ServiceResult<Limits> {
         limits.validate()?;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        if rec.card.status == CardStatus::Closed {
-            return Err(RuleViolation::InvalidCardStatus {
-                status: CardStatus::Closed,
-                operation: "changing limits",
+        let limits = &limits;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            if rec.card.status == CardStatus::Closed {
+                return Err(RuleViolation::InvalidCardStatus {
+                    status: CardStatus::Closed,
+                    operation: "changing limits",
+                }
+                .into());
             }
-            .into());
-        }
-        if rec.card.limits == limits {
-            return Ok(limits);
-        }
-        let before = serde_json::to_value(&rec.card.limits).ok();
-        rec.card.limits = limits.clone();
-        self.save_card(&mut *tx, &mut rec).await?;
-        let after = serde_json::to_value(&limits).ok();
-        tx.insert_audit(&self.audit(ctx, Some(id), "card.limits_updated", None, before, after))
+            if rec.card.limits == *limits {
+                return Ok(limits.clone());
+            }
+            let before = serde_json::to_value(&rec.card.limits).ok();
+            rec.card.limits = limits.clone();
+            self.save_card(&mut *tx, &mut rec).await?;
+            let after = serde_json::to_value(limits).ok();
+            tx.insert_audit(&self.audit(ctx, Some(id), "card.limits_updated", None, before, after))
+                .await?;
+            let data = serde_json::json!({ "card_id": id, "limits": limits });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardLimitsUpdated, data)
+                    .await?,
+            )
             .await?;
-        let data = serde_json::json!({ "card_id": id, "limits": limits });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::CardLimitsUpdated, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(limits)
+            tx.commit().await?;
+            Ok(limits.clone())
+        })
+        .await
     }
 }
 

@@ -43,6 +43,12 @@ pub enum ServiceError {
     /// The database is unavailable; the outcome is unknown.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The database aborted the unit of work (serialization failure or
+    /// deadlock) and nothing of it was written. [`crate::Service`] runs the
+    /// unit again; one that still reaches a caller means the retries ran
+    /// out and is answered like `Unavailable` (503).
+    #[error("transaction aborted by the database: {0}")]
+    Retryable(String),
     /// A configuration or key problem found at start.
     #[error("{0}")]
     Startup(String),
@@ -95,6 +101,7 @@ impl From<StoreError> for ServiceError {
         match e {
             StoreError::Unavailable(m) => Self::Unavailable(m),
             StoreError::NotFound(what) => Self::invalid(what, "does not name an existing item"),
+            StoreError::Retryable(m) => Self::Retryable(m),
             e @ StoreError::Internal(_) => Self::Internal(Failure::caused(e.to_string(), e)),
         }
     }

@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod import;
 pub mod keyring;
 pub mod pins;
+mod retry;
 pub mod seed;
 pub mod settings;
 pub mod sms;
@@ -71,6 +72,8 @@ pub struct ServiceConfig {
     /// `cvv_rotation_interval_hours`), for programs whose tenant settings
     /// name none; None: the CVV2 does not rotate.
     pub cvv_rotation_interval_hours: Option<u32>,
+    /// How often a transaction the database aborted (40001, 40P01) runs again.
+    pub retry: cardcore_store::retry::RetryPolicy,
 }
 
 impl Default for ServiceConfig {
@@ -90,6 +93,7 @@ impl Default for ServiceConfig {
             webhook_networks: egress::WebhookNetworks::default(),
             webhook_redeliveries_per_minute: 60,
             cvv_rotation_interval_hours: Some(72),
+            retry: cardcore_store::retry::RetryPolicy::default(),
         }
     }
 }

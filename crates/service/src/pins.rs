@@ -339,37 +339,41 @@ impl Service {
         let rules = self.tenant_settings(ctx.tenant_id()).await?.pin_rules;
         self.check_new_pin(rules, &new, dob, false)?;
         let _turn = self.card_order.turn(id).await;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        terms.check(&rec.card)?;
-        require_pin_settable(&rec.card)?;
-        if let Some(proof) = otp {
-            if let Err(e) = self.redeem_otp(&mut *tx, &rec, &proof).await? {
-                tx.commit().await?;
-                return Err(e.into());
+        let (new, otp, terms) = (&new, &otp, &terms);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            terms.check(&rec.card)?;
+            require_pin_settable(&rec.card)?;
+            if let Some(proof) = otp {
+                if let Err(e) = self.redeem_otp(&mut *tx, &rec, proof).await? {
+                    tx.commit().await?;
+                    return Err(e.into());
+                }
             }
-        }
-        let before = rec.card.snapshot();
-        self.put_new_pin(&mut rec, &new).await?;
-        self.save_card(&mut *tx, &mut rec).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "card.pin_set",
-            None,
-            Some(before),
-            Some(rec.card.snapshot()),
-        ))
-        .await?;
-        let data = serde_json::json!({ "card_id": id, "pin_status": rec.card.pin_status });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::CardPinSet, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(rec.card)
+            let before = rec.card.snapshot();
+            self.put_new_pin(&mut rec, new).await?;
+            self.save_card(&mut *tx, &mut rec).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                "card.pin_set",
+                None,
+                Some(before),
+                Some(rec.card.snapshot()),
+            ))
+            .await?;
+            let data = serde_json::json!({ "card_id": id, "pin_status": rec.card.pin_status });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardPinSet, data)
+                    .await?,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(rec.card)
+        })
+        .await
     }
 
     /// Changes a PIN. Nothing is answered about the current PIN before the
@@ -396,70 +400,74 @@ impl Service {
         let rules = self.tenant_settings(ctx.tenant_id()).await?.pin_rules;
         self.check_new_pin(rules, &new, dob, false)?;
         let _turn = self.card_order.turn(id).await;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        require_pin_settable(&rec.card)?;
-        let now = self.now();
-        tx.otp_state(id, OtpPurpose::PinChange).await?.check_lock(now)?;
-        let mut tries = pin_tries(&rec);
-        tries.check_verifiable()?;
-        if let Err(e) = self.redeem_otp(&mut *tx, &rec, &otp).await? {
-            tx.commit().await?;
-            return Err(e.into());
-        }
-        let before = rec.card.snapshot();
-        let right = self.pin_matches(&rec, &old).await?;
-        let decision = match tries.verify(self.config.pin_max_failures, right) {
-            Ok(d) => d,
-            Err(e) => {
-                // The OTP is spent all the same: it authorised this attempt.
+        let (old, new, otp, dob) = (&old, &new, &otp, &dob);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            require_pin_settable(&rec.card)?;
+            let now = self.now();
+            tx.otp_state(id, OtpPurpose::PinChange).await?.check_lock(now)?;
+            let mut tries = pin_tries(&rec);
+            tries.check_verifiable()?;
+            if let Err(e) = self.redeem_otp(&mut *tx, &rec, otp).await? {
                 tx.commit().await?;
                 return Err(e.into());
             }
-        };
-        put_pin_tries(&mut rec, tries);
-        if let PinDecision::Wrong { remaining_attempts } = decision {
-            self.save_card(&mut *tx, &mut rec).await?;
-            self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
-                .await?;
-            tx.commit().await?;
-            return Err(if remaining_attempts == 0 {
-                RuleViolation::PinBlocked
-            } else {
-                RuleViolation::PinIncorrect { remaining_attempts }
-            }
-            .into());
-        }
-        // Both proofs passed: the caller knows the PIN, so "same as current"
-        // tells them nothing new.
-        let same = self.pin_matches(&rec, &new).await?;
-        if let Err(e) = self.check_new_pin(rules, &new, dob, same) {
-            if decision.changed() {
+            let before = rec.card.snapshot();
+            let right = self.pin_matches(&rec, old).await?;
+            let decision = match tries.verify(self.config.pin_max_failures, right) {
+                Ok(d) => d,
+                Err(e) => {
+                    // The OTP is spent all the same: it authorised this attempt.
+                    tx.commit().await?;
+                    return Err(e.into());
+                }
+            };
+            put_pin_tries(&mut rec, tries);
+            if let PinDecision::Wrong { remaining_attempts } = decision {
                 self.save_card(&mut *tx, &mut rec).await?;
+                self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
+                    .await?;
+                tx.commit().await?;
+                return Err(if remaining_attempts == 0 {
+                    RuleViolation::PinBlocked
+                } else {
+                    RuleViolation::PinIncorrect { remaining_attempts }
+                }
+                .into());
             }
+            // Both proofs passed: the caller knows the PIN, so "same as current"
+            // tells them nothing new.
+            let same = self.pin_matches(&rec, new).await?;
+            if let Err(e) = self.check_new_pin(rules, new, *dob, same) {
+                if decision.changed() {
+                    self.save_card(&mut *tx, &mut rec).await?;
+                }
+                tx.commit().await?;
+                return Err(e);
+            }
+            self.put_new_pin(&mut rec, new).await?;
+            self.save_card(&mut *tx, &mut rec).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                "card.pin_changed",
+                None,
+                Some(before),
+                Some(rec.card.snapshot()),
+            ))
+            .await?;
+            let data = serde_json::json!({ "card_id": id, "pin_status": rec.card.pin_status });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardPinChanged, data)
+                    .await?,
+            )
+            .await?;
             tx.commit().await?;
-            return Err(e);
-        }
-        self.put_new_pin(&mut rec, &new).await?;
-        self.save_card(&mut *tx, &mut rec).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "card.pin_changed",
-            None,
-            Some(before),
-            Some(rec.card.snapshot()),
-        ))
-        .await?;
-        let data = serde_json::json!({ "card_id": id, "pin_status": rec.card.pin_status });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::CardPinChanged, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(rec.card)
+            Ok(rec.card)
+        })
+        .await
     }
 
     /// Verifies a PIN. One card's verifications (and PIN changes) are
@@ -482,40 +490,44 @@ impl Service {
         require_pin_verifiable(&rec.card)?;
         let pin = self.decode_pin(ctx, &rec, pin).await?;
         let _turn = self.card_order.turn(id).await;
-        let hold = self.store.hold_card(ctx.tenant_id(), id).await?;
-        let decided = match hold.record.clone() {
-            Some(mut held) => self.decide_verification(&mut held, &pin).await,
-            None => Err(ServiceError::NotFound("card")),
-        };
-        let (decision, write) = match decided {
-            Ok(d) => d,
-            Err(e) => {
-                // Released now rather than when the connection is next used.
+        let pin = &pin;
+        self.unit_of_work(|| async move {
+            let hold = self.store.hold_card(ctx.tenant_id(), id).await?;
+            let decided = match hold.record.clone() {
+                Some(mut held) => self.decide_verification(&mut held, pin).await,
+                None => Err(ServiceError::NotFound("card")),
+            };
+            let (decision, write) = match decided {
+                Ok(d) => d,
+                Err(e) => {
+                    // Released now rather than when the connection is next used.
+                    hold.release().await?;
+                    return Err(e);
+                }
+            };
+            if !write {
                 hold.release().await?;
-                return Err(e);
+                return Ok(self.outcome(decision));
             }
-        };
-        if !write {
-            hold.release().await?;
-            return Ok(self.outcome(decision));
-        }
-        // Decide again on the locked row: the turn and the hold kept PIN
-        // decisions out, but another kind of change may have come between.
-        let mut tx = hold.into_tx(&*self.store).await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        let before = rec.card.snapshot();
-        let (decision, write) = self.decide_verification(&mut rec, &pin).await?;
-        if !write {
-            tx.rollback().await?;
-            return Ok(self.outcome(decision));
-        }
-        self.save_card(&mut *tx, &mut rec).await?;
-        if let PinDecision::Wrong { remaining_attempts } = decision {
-            self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(self.outcome(decision))
+            // Decide again on the locked row: the turn and the hold kept PIN
+            // decisions out, but another kind of change may have come between.
+            let mut tx = hold.into_tx(&*self.store).await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            let before = rec.card.snapshot();
+            let (decision, write) = self.decide_verification(&mut rec, pin).await?;
+            if !write {
+                tx.rollback().await?;
+                return Ok(self.outcome(decision));
+            }
+            self.save_card(&mut *tx, &mut rec).await?;
+            if let PinDecision::Wrong { remaining_attempts } = decision {
+                self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(self.outcome(decision))
+        })
+        .await
     }
 
     /// One verification decided on `rec` (changed in place): the decision,
@@ -591,109 +603,115 @@ impl Service {
     /// Clears the try counter and a PIN block (back office).
     pub async fn unblock_pin(&self, ctx: &Ctx, id: CardId) -> ServiceResult<StatusChange> {
         let _turn = self.card_order.turn(id).await;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        require_pin_settable(&rec.card)?;
-        let before = rec.card.snapshot();
-        let was_blocked = rec.card.pin_status == cardcore_domain::PinStatus::Blocked;
-        let mut tries = pin_tries(&rec);
-        if !tries.unblock()? {
-            return Ok(StatusChange {
-                card: rec.card,
-                changed: false,
-            });
-        }
-        put_pin_tries(&mut rec, tries);
-        self.save_card(&mut *tx, &mut rec).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "card.pin_unblocked",
-            None,
-            Some(before),
-            Some(rec.card.snapshot()),
-        ))
-        .await?;
-        if was_blocked {
-            let data = serde_json::json!({ "card_id": id });
-            tx.insert_event(
-                &self
-                    .event(ctx.tenant_id(), Some(id), EventType::CardPinUnblocked, data)
-                    .await?,
-            )
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            require_pin_settable(&rec.card)?;
+            let before = rec.card.snapshot();
+            let was_blocked = rec.card.pin_status == cardcore_domain::PinStatus::Blocked;
+            let mut tries = pin_tries(&rec);
+            if !tries.unblock()? {
+                return Ok(StatusChange {
+                    card: rec.card,
+                    changed: false,
+                });
+            }
+            put_pin_tries(&mut rec, tries);
+            self.save_card(&mut *tx, &mut rec).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                "card.pin_unblocked",
+                None,
+                Some(before),
+                Some(rec.card.snapshot()),
+            ))
             .await?;
-        }
-        tx.commit().await?;
-        Ok(StatusChange {
-            card: rec.card,
-            changed: true,
+            if was_blocked {
+                let data = serde_json::json!({ "card_id": id });
+                tx.insert_event(
+                    &self
+                        .event(ctx.tenant_id(), Some(id), EventType::CardPinUnblocked, data)
+                        .await?,
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(StatusChange {
+                card: rec.card,
+                changed: true,
+            })
         })
+        .await
     }
 
     /// Issues an OTP for a card and purpose. The code goes to the tenant only,
     /// in the `otp.created` event; only its keyed hash is stored.
     pub async fn create_otp(&self, ctx: &Ctx, id: CardId, purpose: OtpPurpose) -> ServiceResult<OtpIssued> {
         self.card_throttle.check(ctx.tenant_id(), id)?;
-        let mut tx = self.store.begin().await?;
-        let rec = self.lock_card(ctx, &mut *tx, id).await?;
-        require_pin_settable(&rec.card)?;
-        let now = self.now();
-        let code: Otp = random_code();
-        let trace_number = uuid::Uuid::new_v4().to_string();
-        let (version, key) = self.keys.mac_key(Purpose::Otp, None).await?;
-        let issued = IssuedOtp {
-            trace_number: trace_number.clone(),
-            verifier: otp_verifier(&key, id, purpose, &trace_number, &code).to_vec(),
-            key_version: version,
-            created_at: now,
-            expires_at: now + self.config.otp_policy.ttl,
-            used: false,
-        };
-        let mut state = tx.otp_state(id, purpose).await?;
-        state.issue(&self.config.otp_policy, now, issued)?;
-        tx.save_otp_state(id, purpose, &state).await?;
-        let holder_phone = self
-            .store
-            .cardholder(ctx.tenant_id(), rec.card.cardholder_id)
-            .await?
-            .map(|c| c.phone);
-        let expires_at = now + self.config.otp_policy.ttl;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "otp.created",
-            None,
-            None,
-            Some(serde_json::json!({ "purpose": purpose, "trace_number": trace_number, "expires_at": expires_at })),
-        ))
-        .await?;
-        // A tenant that has its OTPs sent by SMS may keep the code out of
-        // its events; the event then holds it for the SMS alone.
-        let otp_in_events = self
-            .store
-            .tenant_sms(ctx.tenant_id())
-            .await?
-            .is_none_or(|s| s.otp_in_events);
-        let code_key = if otp_in_events { "otp" } else { crate::sms::HIDDEN_CODE };
-        let mut data = serde_json::json!({
-            "card_id": id,
-            "purpose": purpose,
-            "trace_number": trace_number,
-            "expires_at": expires_at,
-            "phone": holder_phone,
-        });
-        data[code_key] = serde_json::Value::String(code.expose().to_owned());
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::OtpCreated, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(OtpIssued {
-            trace_number,
-            expires_at,
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let rec = self.lock_card(ctx, &mut *tx, id).await?;
+            require_pin_settable(&rec.card)?;
+            let now = self.now();
+            let code: Otp = random_code();
+            let trace_number = uuid::Uuid::new_v4().to_string();
+            let (version, key) = self.keys.mac_key(Purpose::Otp, None).await?;
+            let issued = IssuedOtp {
+                trace_number: trace_number.clone(),
+                verifier: otp_verifier(&key, id, purpose, &trace_number, &code).to_vec(),
+                key_version: version,
+                created_at: now,
+                expires_at: now + self.config.otp_policy.ttl,
+                used: false,
+            };
+            let mut state = tx.otp_state(id, purpose).await?;
+            state.issue(&self.config.otp_policy, now, issued)?;
+            tx.save_otp_state(id, purpose, &state).await?;
+            let holder_phone = self
+                .store
+                .cardholder(ctx.tenant_id(), rec.card.cardholder_id)
+                .await?
+                .map(|c| c.phone);
+            let expires_at = now + self.config.otp_policy.ttl;
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(id),
+                "otp.created",
+                None,
+                None,
+                Some(serde_json::json!({ "purpose": purpose, "trace_number": trace_number, "expires_at": expires_at })),
+            ))
+            .await?;
+            // A tenant that has its OTPs sent by SMS may keep the code out of
+            // its events; the event then holds it for the SMS alone.
+            let otp_in_events = self
+                .store
+                .tenant_sms(ctx.tenant_id())
+                .await?
+                .is_none_or(|s| s.otp_in_events);
+            let code_key = if otp_in_events { "otp" } else { crate::sms::HIDDEN_CODE };
+            let mut data = serde_json::json!({
+                "card_id": id,
+                "purpose": purpose,
+                "trace_number": trace_number,
+                "expires_at": expires_at,
+                "phone": holder_phone,
+            });
+            data[code_key] = serde_json::Value::String(code.expose().to_owned());
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::OtpCreated, data)
+                    .await?,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(OtpIssued {
+                trace_number,
+                expires_at,
+            })
         })
+        .await
     }
 
     /// Checks a PIN-change OTP without spending it (M2P's `validate-otp`):

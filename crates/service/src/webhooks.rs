@@ -298,21 +298,25 @@ impl Service {
             .await?
             .filter(|e| e.format != EndpointFormat::Sms)
             .ok_or(ServiceError::NotFound("webhook_endpoint"))?;
-        let mut tx = self.store.begin().await?;
-        if !tx.delete_webhook_endpoint(ctx.tenant_id(), id, self.now()).await? {
-            return Err(ServiceError::NotFound("webhook_endpoint"));
-        }
-        tx.insert_audit(&self.audit(
-            ctx,
-            None,
-            "webhook_endpoint.deleted",
-            None,
-            Some(endpoint_json(&view(&existing))),
-            None,
-        ))
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let existing = &existing;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            if !tx.delete_webhook_endpoint(ctx.tenant_id(), id, self.now()).await? {
+                return Err(ServiceError::NotFound("webhook_endpoint"));
+            }
+            tx.insert_audit(&self.audit(
+                ctx,
+                None,
+                "webhook_endpoint.deleted",
+                None,
+                Some(endpoint_json(&view(existing))),
+                None,
+            ))
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     /// One event of the tenant (codes included) with its deliveries.

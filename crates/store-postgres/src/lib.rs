@@ -79,6 +79,32 @@ pub struct PostgresOptions {
     pub schema: Option<String>,
     /// Shown in `pg_stat_activity`, to tell nodes apart.
     pub application_name: String,
+    /// The isolation level of every transaction (`default_transaction_isolation`).
+    pub isolation: Isolation,
+    /// How often a call the database aborted (40001, 40P01) runs again.
+    pub retry: cardcore_store::retry::RetryPolicy,
+}
+
+/// Transaction isolation. cardcore's card lock makes READ COMMITTED correct;
+/// SERIALIZABLE is what CockroachDB runs by default, and running PostgreSQL
+/// with it exercises the retry path (contended transactions fail with 40001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    #[default]
+    ReadCommitted,
+    RepeatableRead,
+    Serializable,
+}
+
+impl Isolation {
+    /// The PostgreSQL setting's value, as a startup option (the space escaped).
+    pub fn as_setting(self) -> &'static str {
+        match self {
+            Self::ReadCommitted => "read\\ committed",
+            Self::RepeatableRead => "repeatable\\ read",
+            Self::Serializable => "serializable",
+        }
+    }
 }
 
 impl Default for PostgresOptions {
@@ -89,6 +115,8 @@ impl Default for PostgresOptions {
             statement_timeout: Duration::from_secs(10),
             schema: None,
             application_name: "cardcore".into(),
+            isolation: Isolation::ReadCommitted,
+            retry: cardcore_store::retry::RetryPolicy::default(),
         }
     }
 }
@@ -99,6 +127,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Client-side bound on one call (see [`PostgresStore::connect`]).
     deadline: Option<Duration>,
+    /// Bounds on running an aborted call again.
+    retry: cardcore_store::retry::RetryPolicy,
 }
 
 /// SQLSTATEs that mean "the database is not there right now" rather than
@@ -110,6 +140,13 @@ fn unavailable_sqlstate(code: &str) -> bool {
     // 57014: query cancelled, which is what statement_timeout raises.
     // 25006: read-only transaction, i.e. we reached a standby mid-failover.
     code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03" | "57014" | "25006")
+}
+
+/// SQLSTATEs after which the transaction was rolled back whole and may run
+/// again: 40001 serialization failure (SERIALIZABLE or REPEATABLE READ here;
+/// any contention on CockroachDB and YugabyteDB), 40P01 deadlock detected.
+fn retryable_sqlstate(code: &str) -> bool {
+    matches!(code, "40001" | "40P01")
 }
 
 /// Maps a driver error. sqlx never prints bound values and PostgreSQL's
@@ -124,6 +161,9 @@ fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         sqlx::Error::Database(db) if db.code().is_some_and(|c| unavailable_sqlstate(&c)) => {
             StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) if db.code().is_some_and(|c| retryable_sqlstate(&c)) => {
+            StoreError::Retryable(e.to_string())
         }
         _ => StoreError::caused("PostgreSQL statement", e),
     }
@@ -176,6 +216,10 @@ impl PostgresStore {
             // A transaction left open (a stuck client task) would hold its
             // card's row lock and hold back outbox readers; end it.
             ("idle_in_transaction_session_timeout", "60000".to_owned()),
+            (
+                "default_transaction_isolation",
+                options.isolation.as_setting().to_owned(),
+            ),
         ]);
         if let Some(schema) = &options.schema {
             connect = connect.options([("search_path", schema.as_str())]);
@@ -196,9 +240,13 @@ impl PostgresStore {
         // and the call fails as unavailable, as the trait promises.
         let deadline = (!options.statement_timeout.is_zero())
             .then(|| options.acquire_timeout + options.statement_timeout * 2 + Duration::from_secs(1));
-        let store = Self { pool, deadline };
+        let store = Self {
+            pool,
+            deadline,
+            retry: options.retry,
+        };
         store
-            .run(async {
+            .run(|| async {
                 if let Some(schema) = &options.schema {
                     store.create_schema(schema).await?;
                 }
@@ -246,8 +294,38 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    async fn run<T>(&self, call: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        bounded(self.deadline, call).await
+    /// Runs one self-contained call (its statements are one transaction or
+    /// one statement) under the client-side deadline; when the database
+    /// aborts it as [`StoreError::Retryable`] (only under SERIALIZABLE or
+    /// REPEATABLE READ, or on a deadlock) the whole call runs again, within
+    /// the retry policy's bounds. Calls that hand back an open transaction
+    /// (`begin`, `hold_card`) are not the unit of work: the service retries
+    /// those.
+    async fn run<T, F, Fut>(&self, mut call: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match bounded(self.deadline, call()).await {
+                Err(StoreError::Retryable(cause)) => {
+                    match self
+                        .retry
+                        .next_wait(attempt, started.elapsed(), cardcore_store::retry::jitter())
+                    {
+                        Some(wait) => {
+                            tracing::debug!(%cause, attempt, "retrying a call the database aborted");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => return Err(StoreError::Retryable(cause)),
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -279,7 +357,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
             Ok(())
         })
@@ -297,7 +375,7 @@ impl Store for PostgresStore {
     }
 
     async fn begin(&self) -> StoreResult<Box<dyn Tx>> {
-        self.run(async {
+        self.run(|| async {
             let tx = self.pool.begin().await.map_err(map_err)?;
             Ok(Box::new(PostgresTx {
                 tx,
@@ -309,7 +387,7 @@ impl Store for PostgresStore {
     }
 
     async fn hold_card(&self, tenant: TenantId, id: CardId) -> StoreResult<CardHold> {
-        self.run(async {
+        self.run(|| async {
             // The advisory lock is the card's order (see `lock_card`): taken
             // with BEGIN in one round trip (the key is an integer we made, so
             // it is safe to write into the statement). Waiting on it and
@@ -343,7 +421,7 @@ impl Store for PostgresStore {
     }
 
     async fn meta(&self, key: &str) -> StoreResult<Option<String>> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
                 .bind(key)
                 .fetch_optional(&self.pool)
@@ -354,7 +432,7 @@ impl Store for PostgresStore {
     }
 
     async fn put_meta_if_absent(&self, key: &str, value: &str) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(key)
                 .bind(value)
@@ -367,7 +445,7 @@ impl Store for PostgresStore {
     }
 
     async fn service_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        self.run(async {
+        self.run(|| async {
             let rows =
                 sqlx::query("SELECT purpose, version, wrapped, created_at FROM service_keys ORDER BY purpose, version")
                     .fetch_all(&self.pool)
@@ -388,7 +466,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_service_key(&self, key: &StoredKey) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query(
                 "INSERT INTO service_keys (purpose, version, wrapped, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT DO NOTHING",
@@ -406,7 +484,7 @@ impl Store for PostgresStore {
     }
 
     async fn zone_keys(&self, tenant: TenantId) -> StoreResult<Vec<ZoneKeyRecord>> {
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(
                 "SELECT id, algorithm, wrapped, kcv, created_at FROM zone_keys WHERE tenant_id = $1 \
                  ORDER BY created_at, id",
@@ -432,7 +510,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_zone_key(&self, key: &ZoneKeyRecord) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query(
                 "INSERT INTO zone_keys (id, tenant_id, algorithm, wrapped, kcv, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
@@ -452,7 +530,7 @@ impl Store for PostgresStore {
     }
 
     async fn transport_keys(&self, tenant: TenantId) -> StoreResult<Vec<TransportKeyRecord>> {
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(
                 "SELECT version, wrapped, created_at, retires_at FROM tenant_transport_keys WHERE tenant_id = $1 \
                  ORDER BY version",
@@ -477,7 +555,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_transport_key(&self, key: &TransportKeyRecord) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query(
                 "INSERT INTO tenant_transport_keys (tenant_id, version, wrapped, created_at, retires_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -496,7 +574,7 @@ impl Store for PostgresStore {
     }
 
     async fn retire_transport_keys(&self, tenant: TenantId, below_version: i32, at: Timestamp) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query(
                 "UPDATE tenant_transport_keys SET retires_at = $3 \
                  WHERE tenant_id = $1 AND version < $2 AND (retires_at IS NULL OR retires_at > $3)",
@@ -513,7 +591,7 @@ impl Store for PostgresStore {
     }
 
     async fn transport_key_tenants(&self) -> StoreResult<Vec<TenantId>> {
-        self.run(async {
+        self.run(|| async {
             let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tenant_transport_keys")
                 .fetch_all(&self.pool)
                 .await
@@ -524,7 +602,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_tenant(&self, tenant: &Tenant, key: &ApiKeyRecord) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let mut tx = self.pool.begin().await.map_err(map_err)?;
             // A concurrent creator of the same name makes this wait for its
             // commit, then do nothing: no error, so nothing to retry.
@@ -550,7 +628,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             let mut tx = self.pool.begin().await.map_err(map_err)?;
             insert_api_key(&mut tx, key).await?;
             tx.commit().await.map_err(map_err)
@@ -559,7 +637,7 @@ impl Store for PostgresStore {
     }
 
     async fn tenant_count(&self) -> StoreResult<u64> {
-        self.run(async {
+        self.run(|| async {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
                 .fetch_one(&self.pool)
                 .await
@@ -570,7 +648,7 @@ impl Store for PostgresStore {
     }
 
     async fn tenant(&self, id: TenantId) -> StoreResult<Option<Tenant>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query("SELECT id, name, default_program_id, created_at FROM tenants WHERE id = $1")
                 .bind(id.0)
                 .fetch_optional(&self.pool)
@@ -582,7 +660,7 @@ impl Store for PostgresStore {
     }
 
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query("SELECT id, name, default_program_id, created_at FROM tenants WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&self.pool)
@@ -594,7 +672,7 @@ impl Store for PostgresStore {
     }
 
     async fn tenant_settings(&self, id: TenantId) -> StoreResult<Option<String>> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query_scalar("SELECT settings FROM tenants WHERE id = $1")
                 .bind(id.0)
                 .fetch_optional(&self.pool)
@@ -605,7 +683,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_tenant_settings(&self, id: TenantId, settings: &str) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query("UPDATE tenants SET settings = $1 WHERE id = $2")
                 .bind(settings)
                 .bind(id.0)
@@ -618,7 +696,7 @@ impl Store for PostgresStore {
     }
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {API_KEY_COLUMNS}, t.id, t.name, t.default_program_id, t.created_at \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
@@ -637,7 +715,7 @@ impl Store for PostgresStore {
     }
 
     async fn api_key_by_id(&self, id: ApiKeyId) -> StoreResult<Option<(ApiKeyRecord, Tenant)>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {API_KEY_COLUMNS}, t.id, t.name, t.default_program_id, t.created_at \
                  FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
@@ -656,7 +734,7 @@ impl Store for PostgresStore {
     }
 
     async fn api_keys(&self, tenant: TenantId) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(&format!(
                 "SELECT {API_KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 ORDER BY k.created_at, k.id"
             ))
@@ -670,7 +748,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_api_key(&self, tenant: TenantId, id: ApiKeyId, at: Timestamp) -> StoreResult<Option<ApiKeyRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "UPDATE api_keys k SET revoked_at = COALESCE(k.revoked_at, $3) WHERE k.tenant_id = $1 AND k.id = $2 \
                  RETURNING {API_KEY_COLUMNS}"
@@ -687,7 +765,7 @@ impl Store for PostgresStore {
     }
 
     async fn touch_api_key(&self, id: ApiKeyId, at: Timestamp) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
             )
@@ -702,7 +780,7 @@ impl Store for PostgresStore {
     }
 
     async fn cardholder(&self, tenant: TenantId, id: CardholderId) -> StoreResult<Option<Cardholder>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {CARDHOLDER_COLUMNS} FROM cardholders WHERE tenant_id = $1 AND id = $2"
             ))
@@ -721,7 +799,7 @@ impl Store for PostgresStore {
         tenant: TenantId,
         external_id: &ExternalId,
     ) -> StoreResult<Option<Cardholder>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {CARDHOLDER_COLUMNS} FROM cardholders WHERE tenant_id = $1 AND external_id = $2"
             ))
@@ -736,7 +814,7 @@ impl Store for PostgresStore {
     }
 
     async fn card(&self, tenant: TenantId, id: CardId) -> StoreResult<Option<CardRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND id = $2"
             ))
@@ -751,7 +829,7 @@ impl Store for PostgresStore {
     }
 
     async fn card_by_pan_hash(&self, tenant: TenantId, pan_hash: &[u8]) -> StoreResult<Option<CardRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND pan_hash = $2"
             ))
@@ -766,7 +844,7 @@ impl Store for PostgresStore {
     }
 
     async fn card_by_kit(&self, tenant: TenantId, kit: &KitNumber) -> StoreResult<Option<CardRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {CARD_COLUMNS} FROM cards WHERE tenant_id = $1 AND kit_number = $2"
             ))
@@ -782,7 +860,7 @@ impl Store for PostgresStore {
 
     async fn pan_rows(&self, after: Option<CardId>, limit: u32) -> StoreResult<Vec<PanRow>> {
         use sqlx::Row as _;
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(
                 "SELECT id, tenant_id, pan_sealed, data_key_version FROM cards \
                  WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
@@ -807,7 +885,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_pan_hashes(&self, hashes: &[(CardId, Vec<u8>)]) -> StoreResult<Option<(CardId, CardId)>> {
-        self.run(async {
+        self.run(|| async {
             let mut tx = self.pool.begin().await.map_err(map_err)?;
             for (id, hash) in hashes {
                 let other: Option<uuid::Uuid> =
@@ -834,7 +912,7 @@ impl Store for PostgresStore {
     }
 
     async fn cards(&self, tenant: TenantId, filter: &CardFilter) -> StoreResult<Vec<Card>> {
-        self.run(async {
+        self.run(|| async {
             // Conditions are added only when filtered on, rather than
             // `$n IS NULL OR ...`, so that PostgreSQL's cached generic plan
             // can still use the index for each shape.
@@ -874,7 +952,7 @@ impl Store for PostgresStore {
     }
 
     async fn audit_entries(&self, tenant: TenantId, card: CardId, page: &AuditPage) -> StoreResult<Vec<AuditEntry>> {
-        self.run(async {
+        self.run(|| async {
             let before_seq: i64 = match page.before {
                 Some(id) => {
                     sqlx::query_scalar("SELECT seq FROM audit_log WHERE tenant_id = $1 AND card_id = $2 AND id = $3")
@@ -931,7 +1009,7 @@ impl Store for PostgresStore {
     /// in the cluster (xids are cluster-wide). A webhook dispatcher reading
     /// the outbox must read it the same way.
     async fn events(&self, tenant: TenantId, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
-        self.run(async {
+        self.run(|| async {
             // xid8 has no Rust type in sqlx: the cursor travels as text.
             let after: Option<(String, i64)> = match query.after {
                 Some(id) => {
@@ -1679,6 +1757,15 @@ mod tests {
         }
         for code in ["23505", "40001", "42P01", "22P02", "28P01"] {
             assert!(!unavailable_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn serialization_failures_and_deadlocks_are_retryable_and_nothing_else() {
+        assert!(retryable_sqlstate("40001"));
+        assert!(retryable_sqlstate("40P01"));
+        for code in ["40002", "40003", "23505", "57014", "08006"] {
+            assert!(!retryable_sqlstate(code), "{code}");
         }
     }
 

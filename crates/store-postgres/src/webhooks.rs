@@ -158,7 +158,7 @@ async fn insert_delivery(
 
 impl PostgresStore {
     pub(crate) async fn event_one(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<StoredEvent>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(
                 "SELECT id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at FROM events \
                  WHERE tenant_id = $1 AND id = $2",
@@ -174,7 +174,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn sms_settings(&self, tenant: TenantId) -> StoreResult<Option<TenantSmsRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row =
                 sqlx::query("SELECT tenant_id, text, otp_in_events, updated_at FROM tenant_sms WHERE tenant_id = $1")
                     .bind(tenant.0)
@@ -195,7 +195,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn put_sms_settings(&self, settings: &TenantSmsRecord) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query(
                 "INSERT INTO tenant_sms (tenant_id, text, otp_in_events, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (tenant_id) DO UPDATE SET text = excluded.text, otp_in_events = excluded.otp_in_events, \
@@ -214,7 +214,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn endpoints_of(&self, tenant: TenantId) -> StoreResult<Vec<WebhookEndpointRecord>> {
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(&format!(
                 "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE tenant_id = $1 AND deleted_at IS NULL \
                  ORDER BY created_at, id"
@@ -233,7 +233,7 @@ impl PostgresStore {
         tenant: TenantId,
         id: WebhookEndpointId,
     ) -> StoreResult<Option<WebhookEndpointRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
                  WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
@@ -249,7 +249,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn fan_out(&self, limit: u32, now: Timestamp) -> StoreResult<u32> {
-        self.run(async {
+        self.run(|| async {
             // Plain reads first, so an idle poll locks nothing and takes
             // no transaction id. The cursor is read on its own and passed
             // as values: joined to `events`, the row comparison is a join
@@ -338,7 +338,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn redeliver(&self, tenant: TenantId, event: EventId, now: Timestamp) -> StoreResult<Option<u32>> {
-        self.run(async {
+        self.run(|| async {
             let mut tx = self.pool.begin().await.map_err(map_err)?;
             let row = sqlx::query("SELECT type, card_id FROM events WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.0)
@@ -372,7 +372,7 @@ impl PostgresStore {
         skip: &[TenantId],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let skip: Vec<Uuid> = skip.iter().map(|t| *t.as_uuid()).collect();
-        self.run(async {
+        self.run(|| async {
             let lease = Uuid::now_v7();
             // SKIP LOCKED: a candidate another node is claiming right now is
             // passed over; an older open delivery of the same pair (leased
@@ -410,7 +410,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn release(&self, id: Uuid, lease: Uuid) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query(&format!(
                 "UPDATE webhook_deliveries SET lease_until = NULL, lease_token = NULL \
                  WHERE id = $1 AND lease_token = $2 AND {OPEN}"
@@ -437,7 +437,7 @@ impl PostgresStore {
             DeliveryOutcome::Retry(at) => (DeliveryState::Retrying, Some(at)),
             DeliveryOutcome::Dead => (DeliveryState::Dead, None),
         };
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query(&format!(
                 "UPDATE webhook_deliveries SET state = $1, attempts = attempts + 1, next_attempt_at = $2, \
                  last_status = $3, last_error = $4, attempts_log = attempts_log || jsonb_build_array($5::jsonb), \
@@ -459,7 +459,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn deliveries_of(&self, tenant: TenantId, event: EventId) -> StoreResult<Vec<WebhookDelivery>> {
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(&format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE tenant_id = $1 AND event_id = $2 ORDER BY seq"
             ))
@@ -474,7 +474,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn begin_idem(&self, start: &IdempotencyStart<'_>) -> StoreResult<IdempotencyBegin> {
-        self.run(async {
+        self.run(|| async {
             // A row can vanish between the insert and the lock (its request
             // was abandoned, or purged): then try again, a bounded number of times.
             for _ in 0..4 {
@@ -558,7 +558,7 @@ impl PostgresStore {
         response: &IdempotentResponse,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query(
                 "UPDATE idempotency_keys SET state = 'completed', status = $4, content_type = $5, body_sealed = $6, \
                  body_key_version = $7, completed_at = $8 \
@@ -581,7 +581,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn abandon_idem(&self, tenant: TenantId, key: &str, token: Uuid) -> StoreResult<bool> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query(
                 "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND token = $3 AND state = 'in_flight'",
             )
@@ -597,7 +597,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn idem_record(&self, tenant: TenantId, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE tenant_id = $1 AND key = $2"
             ))
@@ -612,7 +612,7 @@ impl PostgresStore {
     }
 
     pub(crate) async fn purge_idem(&self, created_before: Timestamp) -> StoreResult<u64> {
-        self.run(async {
+        self.run(|| async {
             let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
                 .bind(created_before)
                 .execute(&self.pool)

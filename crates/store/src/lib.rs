@@ -11,6 +11,7 @@ mod authorization_endpoint;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod records;
+pub mod retry;
 mod webhooks;
 
 pub use authorization_endpoint::*;
@@ -34,6 +35,13 @@ pub enum StoreError {
     /// A reference in the request does not exist (e.g. an unknown cursor).
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// The database aborted the transaction to keep transactions serializable
+    /// (SQLSTATE 40001, serialization failure) or to break a deadlock (40P01).
+    /// Nothing of it was written: the whole unit of work (its reads, its
+    /// decision, its writes) may run again as a fresh transaction. The
+    /// service does so a bounded number of times, then answers 503.
+    #[error("transaction aborted by the database, retryable: {0}")]
+    Retryable(String),
     /// Anything else: a bug or a corrupt row. Maps to 500. The failure
     /// keeps the driver's error as its source.
     #[error("database error: {0}")]

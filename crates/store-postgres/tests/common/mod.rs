@@ -63,6 +63,7 @@ pub fn options() -> PostgresOptions {
         statement_timeout: Duration::from_secs(10),
         schema: None,
         application_name: "cardcore-test".into(),
+        ..Default::default()
     }
 }
 

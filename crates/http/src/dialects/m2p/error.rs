@@ -318,7 +318,7 @@ pub fn m2p_error(e: ServiceError, op: Op) -> M2pError {
             retry_after_seconds, ..
         } => M2pError::business(S::TOO_MANY_REQUESTS, "rate.limited", "Too many requests", e.to_string())
             .retry(retry_after_seconds),
-        ServiceError::Unavailable(cause) => {
+        ServiceError::Unavailable(cause) | ServiceError::Retryable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             M2pError::http(S::SERVICE_UNAVAILABLE, "The service is temporarily unavailable").retry(1)
         }

@@ -138,7 +138,7 @@ pub fn p100_error(e: ServiceError) -> P100Error {
         ServiceError::Rule(rule) => P100Error::coded("P403", None, rule.to_string()),
         ServiceError::Conflict { message, .. } => P100Error::coded("P403", None, message),
         ServiceError::Forbidden(why) => P100Error::coded("P403", None, why),
-        ServiceError::Unavailable(cause) => {
+        ServiceError::Unavailable(cause) | ServiceError::Retryable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             P100Error::coded(
                 "P501",

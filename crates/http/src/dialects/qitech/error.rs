@@ -222,7 +222,7 @@ pub fn qi_error(e: ServiceError, scope: &Scope) -> QiError {
                 "Too many requests",
             )
         },
-        ServiceError::Unavailable(cause) => {
+        ServiceError::Unavailable(cause) | ServiceError::Retryable(cause) => {
             tracing::warn!(%cause, "database unavailable");
             QiError::new(
                 S::SERVICE_UNAVAILABLE,
