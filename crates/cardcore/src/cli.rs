@@ -30,10 +30,48 @@ pub enum Command {
     /// Master key helpers.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+    /// Back up the SQLite database while the server serves (`--to FILE`),
+    /// or check a backup or a restored database (`backup verify`).
+    Backup(BackupArgs),
+    /// Restore a SQLite backup into a new database file (never over one).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Development/benchmark only: a new tenant with N cards whose PIN is set, and a CSV of them.
     Seed(crate::seed::SeedArgs),
     /// Import a vendor's cardholders and cards (JSON Lines; PINs as encrypted blocks or Visa PVVs).
     Import(crate::import::ImportArgs),
+}
+
+/// `cardcore backup`: a copy, or `verify`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+    /// Where to write the backup (a new file; written under a temporary
+    /// name, mode 0600, and renamed when complete).
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Check a SQLite backup FILE (read-only), or with --database a live
+    /// (restored) database: integrity, migrations, counts of tenants, cards
+    /// and events, and that the master key opens its keys and a card's PAN.
+    Verify {
+        /// The backup file; without it, the database of --database.
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 /// Where the database is and how to open its keys.

@@ -2,6 +2,7 @@
 //! `main` only parses the command line and calls [`run`]; tests call
 //! [`Server::start`] to run a real server on a free port.
 
+pub mod backup;
 pub mod cli;
 pub mod import;
 mod listener;
@@ -289,6 +290,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Backup(args) => match args.command {
+            Some(cli::BackupCommand::Verify { file, db }) => backup::verify(file.as_deref(), &db).await,
+            None => {
+                let Some(to) = args.to else {
+                    bail!("`cardcore backup` needs --to FILE (or `backup verify`); see --help");
+                };
+                backup::backup(&to, &args.db).await
+            }
+        },
+        Command::Restore { from, db } => backup::restore(&from, &db).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Import(args) => import::run(args).await,
         Command::MasterKey(MasterKeyCommand::Generate) => {
@@ -448,7 +459,7 @@ pub fn database_url(db: &DbArgs) -> String {
     db.database.clone().unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned())
 }
 
-fn display_url(url: &str) -> String {
+pub(crate) fn display_url(url: &str) -> String {
     // Never print a password from a postgres:// URL.
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
@@ -505,7 +516,7 @@ pub async fn open_store(db: &DbArgs) -> anyhow::Result<Arc<dyn Store>> {
     )
 }
 
-fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         return Ok(());
     }

@@ -601,3 +601,73 @@ impl Keyring {
 fn poisoned() -> ServiceError {
     ServiceError::internal("key cache lock poisoned")
 }
+
+/// What [`verify_master_key`] opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCheck {
+    /// Service keys unwrapped (all of them).
+    pub service_keys: usize,
+    /// Whether a card's sealed PAN was opened (false: the database has no card).
+    pub pan_opened: bool,
+}
+
+/// Checks, reading nothing but its arguments, that `master` is the master
+/// key of a database: its check value (`meta.master_key_check`), every
+/// service key, and one card's sealed PAN under the data key version it
+/// records. Errors name what did not open, never a value.
+pub fn verify_master_key(
+    master: &MasterKey,
+    check_hex: Option<&str>,
+    keys: &[StoredKey],
+    pan: Option<&cardcore_store::PanRow>,
+) -> Result<KeyCheck, ServiceError> {
+    let Some(check) = check_hex else {
+        return Err(ServiceError::Startup(
+            "the database has no master key check value (it was never opened by cardcore)".into(),
+        ));
+    };
+    let wrapped =
+        hex::decode(check).map_err(|_| ServiceError::Startup("the master key check value is corrupt".into()))?;
+    master.unwrap(MASTER_CHECK_LABEL, &wrapped).map_err(|_| {
+        ServiceError::Startup("the master key does not match this database (its check value does not open)".into())
+    })?;
+    let mut data_keys = HashMap::new();
+    let mut opened = 0;
+    for k in keys {
+        let Some(purpose) = Purpose::parse(&k.purpose) else {
+            continue;
+        };
+        let raw = master.unwrap(&label(purpose, k.version), &k.wrapped).map_err(|_| {
+            ServiceError::Startup(format!(
+                "service key {} v{} does not open with the master key",
+                k.purpose, k.version
+            ))
+        })?;
+        opened += 1;
+        if purpose == Purpose::Data {
+            data_keys.insert(
+                k.version,
+                DataKey::from_bytes(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
+            );
+        }
+    }
+    let pan_opened = match pan {
+        None => false,
+        Some(row) => {
+            let key = data_keys.get(&row.data_key_version).ok_or_else(|| {
+                ServiceError::Startup(format!(
+                    "card {} names data key v{}, which the database does not hold",
+                    row.id, row.data_key_version
+                ))
+            })?;
+            let aad = format!("cardcore/pan/{}/{}", row.tenant_id, row.id);
+            key.open(aad.as_bytes(), &row.pan_sealed)
+                .map_err(|_| ServiceError::Startup(format!("the sealed PAN of card {} does not open", row.id)))?;
+            true
+        }
+    };
+    Ok(KeyCheck {
+        service_keys: opened,
+        pan_opened,
+    })
+}

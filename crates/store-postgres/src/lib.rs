@@ -356,6 +356,45 @@ impl Store for PostgresStore {
         })
     }
 
+    async fn migration_status(&self) -> StoreResult<cardcore_store::MigrationStatus> {
+        self.run(|| async {
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+            let rows: Vec<(i64, bool, Vec<u8>)> = if exists {
+                sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?
+            } else {
+                Vec::new()
+            };
+            Ok(cardcore_store::MigrationStatus::compare(
+                &MIGRATOR.iter().map(|m| (m.version, m.checksum.as_ref())).collect::<Vec<_>>(),
+                &rows,
+            ))
+        })
+        .await
+    }
+
+    async fn row_counts(&self) -> StoreResult<cardcore_store::RowCounts> {
+        self.run(|| async {
+            let (tenants, cards, events): (i64, i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM cards), (SELECT count(*) FROM events)",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(cardcore_store::RowCounts {
+                tenants: tenants.max(0) as u64,
+                cards: cards.max(0) as u64,
+                events: events.max(0) as u64,
+            })
+        })
+        .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.run(|| async {
             sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;

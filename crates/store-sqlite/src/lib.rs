@@ -44,6 +44,15 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The rows of a database's migration table `(version, success, checksum)`
+/// against this build's migrations (for a file read without the store).
+pub fn migration_status(applied: &[(i64, bool, Vec<u8>)]) -> cardcore_store::MigrationStatus {
+    cardcore_store::MigrationStatus::compare(
+        &MIGRATOR.iter().map(|m| (m.version, m.checksum.as_ref())).collect::<Vec<_>>(),
+        applied,
+    )
+}
+
 /// Pool settings.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -165,6 +174,37 @@ impl Store for SqliteStore {
             .run(&self.writer)
             .await
             .map_err(|e| StoreError::caused("migration failed", e))
+    }
+
+    async fn migration_status(&self) -> StoreResult<cardcore_store::MigrationStatus> {
+        let exists: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(map_err)?;
+        let rows: Vec<(i64, bool, Vec<u8>)> = if exists > 0 {
+            sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?
+        } else {
+            Vec::new()
+        };
+        Ok(migration_status(&rows))
+    }
+
+    async fn row_counts(&self) -> StoreResult<cardcore_store::RowCounts> {
+        let (tenants, cards, events): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM tenants), (SELECT count(*) FROM cards), (SELECT count(*) FROM events)",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_err)?;
+        Ok(cardcore_store::RowCounts {
+            tenants: tenants.max(0) as u64,
+            cards: cards.max(0) as u64,
+            events: events.max(0) as u64,
+        })
     }
 
     async fn ping(&self) -> StoreResult<()> {

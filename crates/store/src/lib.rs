@@ -133,6 +133,61 @@ pub struct PoolStatus {
     pub max: u32,
 }
 
+/// Rows in the tables a backup check counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowCounts {
+    pub tenants: u64,
+    pub cards: u64,
+    pub events: u64,
+}
+
+/// The database's migrations against this binary's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Versions this binary carries, in order.
+    pub known: Vec<i64>,
+    /// Versions applied to the database (successfully), in order.
+    pub applied: Vec<i64>,
+    /// Applied versions whose recorded checksum differs from this binary's.
+    pub changed: Vec<i64>,
+    /// Versions the database recorded as started but not finished.
+    pub failed: Vec<i64>,
+}
+
+impl MigrationStatus {
+    /// Compares a binary's migrations `(version, checksum)` with the rows of
+    /// the database's migration table `(version, success, checksum)`.
+    pub fn compare(known: &[(i64, &[u8])], applied: &[(i64, bool, Vec<u8>)]) -> Self {
+        let mut status = Self {
+            known: known.iter().map(|(v, _)| *v).collect(),
+            ..Self::default()
+        };
+        for (version, success, checksum) in applied {
+            if !success {
+                status.failed.push(*version);
+                continue;
+            }
+            status.applied.push(*version);
+            if let Some((_, mine)) = known.iter().find(|(v, _)| v == version) {
+                if *mine != checksum.as_slice() {
+                    status.changed.push(*version);
+                }
+            }
+        }
+        status
+    }
+
+    /// Known versions not applied yet.
+    pub fn pending(&self) -> Vec<i64> {
+        self.known.iter().copied().filter(|v| !self.applied.contains(v)).collect()
+    }
+
+    /// Applied versions this binary does not know (a newer binary ran).
+    pub fn unknown(&self) -> Vec<i64> {
+        self.applied.iter().copied().filter(|v| !self.known.contains(v)).collect()
+    }
+}
+
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -144,6 +199,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
+
+    /// The database's migrations against this binary's (reads only).
+    async fn migration_status(&self) -> StoreResult<MigrationStatus>;
+
+    /// How many tenants, cards and events there are.
+    async fn row_counts(&self) -> StoreResult<RowCounts>;
 
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
