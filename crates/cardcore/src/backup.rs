@@ -53,7 +53,10 @@ fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
 
 /// Flushes a directory's entries (a rename is durable once its directory is).
 fn sync_dir(path: &Path) {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -84,7 +87,10 @@ pub async fn backup(to: &Path, db: &DbArgs) -> anyhow::Result<()> {
         bail!("there is no SQLite database at {}", source.display());
     }
     if to.exists() {
-        bail!("{} exists: choose a new file name (a backup never replaces a file)", to.display());
+        bail!(
+            "{} exists: choose a new file name (a backup never replaces a file)",
+            to.display()
+        );
     }
     let to = to.to_owned();
     let started = std::time::Instant::now();
@@ -122,8 +128,7 @@ fn copy_online(source: &Path, to: &Path) -> anyhow::Result<RowCounts> {
         .with_context(|| format!("cannot open {}", source.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         let target = partial.to_str().context("the backup path is not UTF-8")?;
-        conn.execute("VACUUM INTO ?1", [target])
-            .context("VACUUM INTO failed")?;
+        conn.execute("VACUUM INTO ?1", [target]).context("VACUUM INTO failed")?;
         drop(conn);
         let file = std::fs::File::open(&partial)?;
         file.sync_all()?;
@@ -299,7 +304,10 @@ fn describe_migrations(status: &cardcore_store::MigrationStatus) -> anyhow::Resu
     let pending = status.pending();
     let unknown = status.unknown();
     Ok(match (pending.is_empty(), unknown.is_empty()) {
-        (true, true) => format!("{} applied, up to {last:04}, as this binary expects", status.applied.len()),
+        (true, true) => format!(
+            "{} applied, up to {last:04}, as this binary expects",
+            status.applied.len()
+        ),
         (false, _) => format!("up to {last:04}; this binary would apply {pending:?} at start"),
         (true, false) => format!("up to {last:04}, newer than this binary (it does not know {unknown:?})"),
     })
@@ -319,7 +327,9 @@ fn verify_file(path: &Path, master: &MasterKey) -> anyhow::Result<Verified> {
     let status = cardcore_store_sqlite::migration_status(&applied);
     let counts = counts(&conn)?;
     let check: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'master_key_check'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'master_key_check'", [], |r| {
+            r.get(0)
+        })
         .map(Some)
         .or_else(|e| match e {
             rusqlite::Error::QueryReturnedNoRows => Ok(None),
@@ -401,8 +411,8 @@ pub async fn restore(from: &Path, db: &DbArgs) -> anyhow::Result<()> {
         let partial = temporary_beside(&target_owned)?;
         let copied = (|| -> anyhow::Result<()> {
             let mut out = create_private(&partial)?;
-            let mut input = std::fs::File::open(&from_owned)
-                .with_context(|| format!("cannot open {}", from_owned.display()))?;
+            let mut input =
+                std::fs::File::open(&from_owned).with_context(|| format!("cannot open {}", from_owned.display()))?;
             std::io::copy(&mut input, &mut out)?;
             out.flush()?;
             out.sync_all()?;
@@ -423,7 +433,9 @@ pub async fn restore(from: &Path, db: &DbArgs) -> anyhow::Result<()> {
             "  {} tenant(s), {} card(s), {} event(s); migrations {}; the master key opens it",
             v.counts.tenants, v.counts.cards, v.counts.events, v.migrations
         ),
-        None => println!("  integrity: ok; the master key was not checked (give --master-key-file or CARDCORE_MASTER_KEY)"),
+        None => {
+            println!("  integrity: ok; the master key was not checked (give --master-key-file or CARDCORE_MASTER_KEY)")
+        }
     }
     println!(
         "  start the server with the same master key (CARDCORE_MASTER_KEY, --master-key-file, or {} beside the database)",

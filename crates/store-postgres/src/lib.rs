@@ -371,7 +371,10 @@ impl Store for PostgresStore {
                 Vec::new()
             };
             Ok(cardcore_store::MigrationStatus::compare(
-                &MIGRATOR.iter().map(|m| (m.version, m.checksum.as_ref())).collect::<Vec<_>>(),
+                &MIGRATOR
+                    .iter()
+                    .map(|m| (m.version, m.checksum.as_ref()))
+                    .collect::<Vec<_>>(),
                 &rows,
             ))
         })

@@ -48,7 +48,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 /// against this build's migrations (for a file read without the store).
 pub fn migration_status(applied: &[(i64, bool, Vec<u8>)]) -> cardcore_store::MigrationStatus {
     cardcore_store::MigrationStatus::compare(
-        &MIGRATOR.iter().map(|m| (m.version, m.checksum.as_ref())).collect::<Vec<_>>(),
+        &MIGRATOR
+            .iter()
+            .map(|m| (m.version, m.checksum.as_ref()))
+            .collect::<Vec<_>>(),
         applied,
     )
 }

@@ -179,12 +179,20 @@ impl MigrationStatus {
 
     /// Known versions not applied yet.
     pub fn pending(&self) -> Vec<i64> {
-        self.known.iter().copied().filter(|v| !self.applied.contains(v)).collect()
+        self.known
+            .iter()
+            .copied()
+            .filter(|v| !self.applied.contains(v))
+            .collect()
     }
 
     /// Applied versions this binary does not know (a newer binary ran).
     pub fn unknown(&self) -> Vec<i64> {
-        self.applied.iter().copied().filter(|v| !self.known.contains(v)).collect()
+        self.applied
+            .iter()
+            .copied()
+            .filter(|v| !self.known.contains(v))
+            .collect()
     }
 }
 

@@ -158,6 +158,23 @@ impl Database {
         }
     }
 
+    /// A SQLite database not made yet (a restore makes it), with `master_key`.
+    pub fn sqlite_unmade(master_key: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("restored").join("cardcore.db").display());
+        Self {
+            dir,
+            schema: None,
+            master_key: master_key.to_owned(),
+            url,
+        }
+    }
+
+    /// The SQLite file (SQLite only).
+    pub fn sqlite_file(&self) -> PathBuf {
+        PathBuf::from(self.url.strip_prefix("sqlite://").expect("a SQLite database"))
+    }
+
     /// A fresh schema on the test PostgreSQL (check [`postgres_or_skip`] first).
     pub fn postgres() -> Self {
         let schema = format!("{SCHEMA_PREFIX}{}", uuid::Uuid::now_v7().simple());
