@@ -19,8 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server (migrations are applied at start).
     Serve(ServeArgs),
-    /// Apply database migrations and exit.
-    Migrate(DbArgs),
+    /// Apply database migrations and exit (`--check`: only say whether this
+    /// binary can run on the database as it is).
+    Migrate(MigrateArgs),
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -45,6 +46,18 @@ pub enum Command {
     Seed(crate::seed::SeedArgs),
     /// Import a vendor's cardholders and cards (JSON Lines; PINs as encrypted blocks or Visa PVVs).
     Import(crate::import::ImportArgs),
+}
+
+/// `cardcore migrate`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Change nothing: exit 0 if this binary can run on the database as it
+    /// is, 2 if it needs its pending migrations applied first, 1 if it
+    /// cannot run on it (a newer, changed or failed migration).
+    #[arg(long)]
+    pub check: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// `cardcore backup`: a copy, or `verify`.
@@ -212,6 +225,11 @@ pub struct ServeArgs {
     /// Serve /metrics on this address only (and not on --listen); keep it off the public network.
     #[arg(long, env = "CARDCORE_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// On SIGTERM, /readyz answers 503 at once and the node keeps serving
+    /// this many seconds (so the balancer sees it and stops sending), then
+    /// stops accepting, finishes the requests in flight and exits.
+    #[arg(long, env = "CARDCORE_DRAIN_SECONDS", default_value_t = 0)]
+    pub drain_seconds: u64,
     /// Boxed: the SMS flags would make `Command::Serve` much larger than the other commands.
     #[command(flatten)]
     pub sms: Box<SmsArgs>,

@@ -20,7 +20,7 @@ use cardcore_http::dialects::m2p::settings::M2pRequired;
 use cardcore_service::{Keyring, Service, ServiceConfig};
 use cardcore_store::Store;
 use cardcore_store_sqlite::{SqliteOptions, SqliteStore};
-use cli::{Cli, Command, DbArgs, KeysCommand, LogFormat, MasterKeyCommand, ServeArgs, TenantCommand};
+use cli::{Cli, Command, DbArgs, KeysCommand, LogFormat, MasterKeyCommand, MigrateArgs, ServeArgs, TenantCommand};
 use tokio::net::TcpListener;
 
 pub use master_key::resolve_master_key;
@@ -46,10 +46,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let signal = ShutdownSignal::install()?;
             let server = Server::start(&args, None).await?;
             signal.wait().await;
+            server.service.start_draining();
+            if args.drain_seconds > 0 {
+                tracing::info!(
+                    drain_seconds = args.drain_seconds,
+                    "stopping: /readyz answers 503; serving on while the balancer takes the node out"
+                );
+                tokio::time::sleep(Duration::from_secs(args.drain_seconds)).await;
+            }
             tracing::info!("shutting down: finishing requests in flight");
             server.stop().await
         }
-        Command::Migrate(db) => {
+        Command::Migrate(MigrateArgs { check: true, db }) => migrate_check(&db).await,
+        Command::Migrate(MigrateArgs { check: false, db }) => {
             let store = open_store(&db).await?;
             store.migrate().await?;
             println!("migrations applied to {}", display_url(&database_url(&db)));
@@ -310,6 +319,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cardcore migrate --check`: can this binary run on the database as it is?
+/// Exit 0: yes, nothing to apply. Exit 2 (printed): yes once its pending
+/// migrations are applied (`serve` applies them at start). Exit 1: no.
+async fn migrate_check(db: &DbArgs) -> anyhow::Result<()> {
+    let store = open_store(db).await?;
+    let status = store.migration_status().await?;
+    let url = display_url(&database_url(db));
+    let last = status.applied.last().copied().unwrap_or(0);
+    let mine = status.known.last().copied().unwrap_or(0);
+    if !status.failed.is_empty() {
+        bail!(
+            "{url}: migrations {:?} started and did not finish; this binary cannot run on it",
+            status.failed
+        );
+    }
+    if !status.changed.is_empty() {
+        bail!(
+            "{url}: migrations {:?} were applied by a different build (checksums differ); this binary cannot run on it",
+            status.changed
+        );
+    }
+    let unknown = status.unknown();
+    if !unknown.is_empty() {
+        bail!(
+            "{url}: the database is at migration {last:04}, newer than this binary ({mine:04}; it does not know {unknown:?}):              this binary does not start on it (nodes of this version already running keep running); roll forward"
+        );
+    }
+    let pending = status.pending();
+    if pending.is_empty() {
+        println!("{url}: at migration {last:04}, as this binary expects: it can run on it as it is");
+        return Ok(());
+    }
+    println!(
+        "{url}: at migration {last:04}; this binary needs {pending:?} first (`cardcore migrate`, or `serve` applies them at start).          Nodes of the previous release keep running once they are applied (see docs/DEPLOYMENT.md, Migrations)"
+    );
+    std::process::exit(2);
 }
 
 /// `cardcore tenant api-key ...`.
@@ -824,6 +871,7 @@ impl Server {
     /// Stops accepting, lets requests and webhook attempts in flight
     /// finish (no new attempt starts), and returns.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.service.start_draining();
         let _ = self.shutdown.send(true);
         let served = self.task.await;
         for task in self.background {

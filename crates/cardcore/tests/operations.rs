@@ -437,3 +437,101 @@ async fn a_backup_taken_under_load_restores_every_acknowledged_change_and_resume
         receiver.since(started).len()
     );
 }
+
+// --- hand-over ----------------------------------------------------------------
+
+/// On SIGTERM `/readyz` turns 503 at once while the node keeps answering
+/// requests for `--drain-seconds`, then it exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readyz_unready_at_once_serves_through_the_drain_then_exits() {
+    use std::time::{Duration, Instant};
+    let db = Database::sqlite();
+    let tenant = db.create_tenant("drain");
+    let mut node = db.start("draining", &["--drain-seconds", "2"]);
+    let api = Api::new(&node, &tenant.key);
+    let card = id(&api.new_card("drain-1").await);
+    assert_eq!(api.get("/readyz").await.status, 200);
+
+    let signalled = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    // The signal arrives asynchronously: the first answer after it is seen is 503.
+    let unready = loop {
+        let r = api.get("/readyz").await;
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "still ready 1 s after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(unready.code(), "service_unavailable");
+    assert!(unready.text.contains("stopping"), "{}", unready.text);
+    // Requests are still served during the drain, and it stays unready.
+    api.post(&format!("/v1/cards/{card}/lock"), json!({})).await.ok();
+    assert_eq!(api.get(&format!("/v1/cards/{card}")).await.ok()["status"], "LOCKED");
+    assert_eq!(api.get("/readyz").await.status, 503);
+    assert_eq!(node.terminate().code(), Some(0));
+    let lived = signalled.elapsed();
+    assert!(
+        lived >= Duration::from_secs(2),
+        "left before the drain period: {lived:?}"
+    );
+}
+
+/// `migrate --check` changes nothing and says whether this binary runs on the database.
+#[test]
+fn migrate_check_says_whether_this_binary_runs_on_the_database() {
+    let run = |db: &Database| {
+        let out = std::process::Command::new(support::BIN)
+            .args(["migrate", "--check"])
+            .args(db.args())
+            .env("CARDCORE_MASTER_KEY", &db.master_key)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // A database no migration ran on: it needs them (exit 2), and stays as it was.
+    let fresh = Database::sqlite();
+    let (code, text) = run(&fresh);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("needs [1, 2, 3"), "{text}");
+    let (code, _) = run(&fresh);
+    assert_eq!(code, Some(2), "--check applied nothing");
+
+    let db = Database::sqlite();
+    db.create_tenant("check");
+    let (code, text) = run(&db);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("as it is"), "{text}");
+
+    // A newer release migrated it: this binary would not start.
+    let conn = rusqlite::Connection::open(db.sqlite_file()).unwrap();
+    conn.execute(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', '2030-01-01 00:00:00', 1, x'00', 1)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, text) = run(&db);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("newer than this binary") && text.contains("9999"),
+        "{text}"
+    );
+}

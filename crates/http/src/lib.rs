@@ -161,7 +161,7 @@ async fn healthz() -> impl IntoResponse {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the node is not stopping and the database answers.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -170,11 +170,19 @@ async fn healthz() -> impl IntoResponse {
     summary = "Readiness",
     responses(
         (status = 200, description = "The database answers.", body = Ready),
-        (status = 503, description = "`service_unavailable`: the database is not reachable.",
+        (status = 503, description = "`service_unavailable`: the node is stopping (SIGTERM), or the database is not reachable.",
             content_type = "application/problem+json", body = Problem),
     )
 )]
 async fn readyz(State(s): State<AppState>) -> axum::response::Response {
+    if s.service.draining() {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the node is stopping: it finishes the requests it has and takes no new ones",
+        )
+        .into_response();
+    }
     match s.service.store().ping().await {
         Ok(()) => Json(Ready {
             status: "ready",

@@ -151,6 +151,8 @@ pub struct Service {
     /// Where tenant decision requests go out (the webhooks crate's client).
     decision_transport: std::sync::OnceLock<Arc<dyn authorization_endpoint::DecisionTransport>>,
     endpoint_cache: authorization_endpoint::EndpointCache,
+    /// Set when the node was told to stop: `/readyz` answers 503 from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Service {
@@ -180,12 +182,24 @@ impl Service {
             clock: clock::Clock::default(),
             decision_transport: std::sync::OnceLock::new(),
             endpoint_cache: authorization_endpoint::EndpointCache::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// The store (for health checks and background tasks).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Marks the node as stopping: readiness fails from now on, so a
+    /// balancer stops sending it requests while it finishes the ones it has.
+    pub fn start_draining(&self) {
+        self.draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Service::start_draining`] was called.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The keyring.
