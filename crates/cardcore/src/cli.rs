@@ -230,6 +230,10 @@ pub struct ServeArgs {
     /// stops accepting, finishes the requests in flight and exits.
     #[arg(long, env = "CARDCORE_DRAIN_SECONDS", default_value_t = 0)]
     pub drain_seconds: u64,
+    /// How often the node re-reads the stored keys (new versions, and a
+    /// rotated master key, which stops the node), in seconds.
+    #[arg(long, env = "CARDCORE_KEY_REFRESH_SECONDS", default_value_t = 60)]
+    pub key_refresh_seconds: u64,
     /// Boxed: the SMS flags would make `Command::Serve` much larger than the other commands.
     #[command(flatten)]
     pub sms: Box<SmsArgs>,
@@ -529,4 +533,16 @@ pub enum KeysCommand {
 pub enum MasterKeyCommand {
     /// Print a new random master key (64 hex characters).
     Generate,
+    /// Rewrap every stored key under a new master key, in one transaction
+    /// (the current key is given as usual). Nodes still running with the old
+    /// key stop at their next key refresh, saying why; restart them with the
+    /// new one. See docs/DEPLOYMENT.md, "Rotating the master key".
+    Rotate {
+        /// File holding the new master key (64 hex characters; make it with
+        /// `cardcore master-key generate`).
+        #[arg(long)]
+        new_key_file: PathBuf,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }

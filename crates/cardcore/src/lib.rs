@@ -45,7 +45,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             // must stop it gracefully, not kill it with the default action.
             let signal = ShutdownSignal::install()?;
             let server = Server::start(&args, None).await?;
-            signal.wait().await;
+            let mut fatal = server.fatal.clone();
+            let stopped_for = tokio::select! {
+                () = signal.wait() => None,
+                why = fatal.wait_for(Option::is_some) => why.ok().and_then(|w| w.clone()),
+            };
             server.service.start_draining();
             if args.drain_seconds > 0 {
                 tracing::info!(
@@ -55,7 +59,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_secs(args.drain_seconds)).await;
             }
             tracing::info!("shutting down: finishing requests in flight");
-            server.stop().await
+            server.stop().await?;
+            match stopped_for {
+                Some(why) => bail!(why),
+                None => Ok(()),
+            }
         }
         Command::Migrate(MigrateArgs { check: true, db }) => migrate_check(&db).await,
         Command::Migrate(MigrateArgs { check: false, db }) => {
@@ -311,6 +319,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore { from, db } => backup::restore(&from, &db).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Import(args) => import::run(args).await,
+        Command::MasterKey(MasterKeyCommand::Rotate { new_key_file, db }) => {
+            rotate_master_key(&new_key_file, &db).await
+        }
         Command::MasterKey(MasterKeyCommand::Generate) => {
             println!(
                 "{}",
@@ -319,6 +330,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `cardcore master-key rotate --new-key-file F`.
+async fn rotate_master_key(new_key_file: &Path, db: &DbArgs) -> anyhow::Result<()> {
+    let url = database_url(db);
+    let store = open_store(db).await?;
+    if !cardcore_service::keyring::database_has_keys(store.as_ref())
+        .await
+        .map_err(anyhow::Error::msg)?
+    {
+        bail!(
+            "the database at {} holds no keys yet: there is nothing to rotate",
+            display_url(&url)
+        );
+    }
+    let old = resolve_master_key(db, &url, store.as_ref()).await?;
+    let new_text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(new_key_file)
+            .with_context(|| format!("cannot read the new master key file {}", new_key_file.display()))?,
+    );
+    let new = master_key::read_key_file(new_key_file)?;
+    let rotation = cardcore_service::keyring::rotate_master_key(store.as_ref(), &old, &new)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    println!(
+        "master key rotated: {} key(s) rewrapped{} and the check value replaced, in one transaction",
+        rotation.rewrapped,
+        if rotation.already_new > 0 {
+            format!(" ({} already under the new key)", rotation.already_new)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(path) = master_key::default_key_file(db, &url) {
+        master_key::replace_key_file(&path, new_text.trim())?;
+        println!("{} now holds the new key", path.display());
+    }
+    // A node that had not stopped yet may have wrapped a key with the old
+    // key just before the commit; catch it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let swept = cardcore_service::keyring::sweep_old_master_key(store.as_ref(), &old, &new)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if swept > 0 {
+        println!("{swept} key(s) made under the old key meanwhile rewrapped too");
+    }
+    println!(
+        "nodes still running with the old key stop at their next key refresh (--key-refresh-seconds, 60 by default), \
+         saying so; restart every node and CLI with the new key, then retire the old one"
+    );
+    Ok(())
 }
 
 /// `cardcore migrate --check`: can this binary run on the database as it is?
@@ -754,6 +816,9 @@ pub struct Server {
     background: Vec<tokio::task::JoinHandle<()>>,
     /// On SQLite, the database's one-server lock (see `serve_lock.rs`).
     _db_lock: Option<serve_lock::ServeLock>,
+    /// Set (with why) when the node must stop by itself: the master key was
+    /// rotated under it.
+    pub fatal: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Server {
@@ -817,7 +882,13 @@ impl Server {
             &service.config().webhook_networks,
         )?));
         let (shutdown, mut rx) = tokio::sync::watch::channel(false);
-        spawn_key_refresh(service.clone(), rx.clone());
+        let (fatal_tx, fatal) = tokio::sync::watch::channel(None);
+        spawn_key_refresh(
+            service.clone(),
+            Duration::from_secs(args.key_refresh_seconds.max(1)),
+            fatal_tx,
+            rx.clone(),
+        );
         let background = vec![
             cardcore_webhooks::spawn(service.clone(), webhooks, rx.clone())?,
             spawn_idempotency_cleanup(service.clone(), rx.clone()),
@@ -865,6 +936,7 @@ impl Server {
             task,
             background,
             _db_lock: db_lock,
+            fatal,
         })
     }
 
@@ -929,17 +1001,32 @@ fn spawn_metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
     }
 }
 
-fn spawn_key_refresh(service: Arc<Service>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    // Another node may rotate keys; pick new versions up within a minute
-    // (an unknown version is also fetched on first sight).
+fn spawn_key_refresh(
+    service: Arc<Service>,
+    every: Duration,
+    fatal: tokio::sync::watch::Sender<Option<String>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // Another node may rotate keys; pick new versions up within `every`
+    // (an unknown version is also fetched on first sight). A master key
+    // rotated under this node stops it: its cached keys still serve until
+    // then, and it never wraps a key with the old master key.
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = service.keys().reload().await {
-                        tracing::warn!(cause = %e, "key refresh failed");
+                    match service.keys().reload().await {
+                        Ok(()) => {}
+                        Err(cardcore_service::ServiceError::Startup(why))
+                            if why == cardcore_service::keyring::MASTER_KEY_ROTATED =>
+                        {
+                            tracing::error!("{why}");
+                            let _ = fatal.send(Some(why));
+                            return;
+                        }
+                        Err(e) => tracing::warn!(cause = %e, "key refresh failed"),
                     }
                 }
                 _ = stop.changed() => return,

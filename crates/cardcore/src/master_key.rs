@@ -17,7 +17,7 @@ use crate::sqlite_path;
 /// Name of the key file on the SQLite default.
 pub const KEY_FILE: &str = "master.key";
 
-fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
+pub(crate) fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     let text = zeroize::Zeroizing::new(
         std::fs::read_to_string(path).with_context(|| format!("cannot read the master key file {}", path.display()))?,
     );
@@ -79,4 +79,34 @@ pub async fn resolve_master_key(db: &DbArgs, url: &str, store: &dyn Store) -> an
     file.sync_all()?;
     tracing::info!(path = %path.display(), "created a new master key file (back it up: without it the data is unreadable)");
     MasterKey::parse(&key).context("generated master key")
+}
+
+/// Where the master key came from: the SQLite default's `master.key`, or
+/// somewhere the operator manages (the environment, a file they named).
+pub(crate) fn default_key_file(db: &DbArgs, url: &str) -> Option<std::path::PathBuf> {
+    if std::env::var_os("CARDCORE_MASTER_KEY").is_some() || db.master_key_file.is_some() {
+        return None;
+    }
+    let db_path = sqlite_path(url)?;
+    Some(db_path.parent().unwrap_or(Path::new(".")).join(KEY_FILE))
+}
+
+/// Replaces a key file with `key` (hex): a 0600 temporary beside it, synced, renamed.
+pub(crate) fn replace_key_file(path: &Path, key_hex: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("new-{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(key_hex.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
 }

@@ -535,3 +535,113 @@ fn migrate_check_says_whether_this_binary_runs_on_the_database() {
         "{text}"
     );
 }
+
+// --- master key rotation -----------------------------------------------------------
+
+/// Two nodes on PostgreSQL under load; `master-key rotate` rewraps every
+/// key. The old nodes answer every request (no 5xx) until they stop by
+/// themselves at their next key refresh, saying why; nodes on the new key
+/// read everything; the old key no longer starts a node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_key_rotates_under_load_on_two_nodes_and_old_nodes_stop_saying_why() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let test = "the_master_key_rotates_under_load_on_two_nodes_and_old_nodes_stop_saying_why";
+    if !postgres_or_skip(test) {
+        return;
+    }
+    let mut db = Database::postgres();
+    let tenant = db.create_tenant("rotation");
+    let zone: Value = serde_json::from_str(&db.cli(&["tenant", "zone-key", "--tenant", &tenant.id, "--json"])).unwrap();
+    let refresh = ["--key-refresh-seconds", "1"];
+    let mut na = db.start("a", &refresh);
+    let mut nb = db.start("b", &refresh);
+    let a = Api::new(&na, &tenant.key);
+    let b = a.on(&nb);
+    let transport = a.get("/v1/pin-encryption-key").await.ok();
+    let card = id(&a.new_card("rotation-1").await);
+    a.put(&format!("/v1/cards/{card}/pin"), json!({ "pin": "4821" }))
+        .await
+        .ok();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for api in [a.clone(), b.clone()] {
+        let (card, stop) = (card.clone(), stop.clone());
+        load.spawn(async move {
+            let (mut answered, mut refused) = (0, 0);
+            while !stop.load(Ordering::SeqCst) {
+                let sent = api
+                    .send(
+                        Method::POST,
+                        &format!("/v1/cards/{card}/pin/verify"),
+                        Some(json!({ "pin": "4821" })),
+                        &[],
+                    )
+                    .await;
+                match sent {
+                    Ok(r) => {
+                        assert!(r.status < 500, "{} answered {}: {}", api.base, r.status, r.text);
+                        assert_eq!(r.body["valid"], true, "{}", r.text);
+                        answered += 1;
+                    }
+                    // The node stopped: its listener is gone.
+                    Err(_) => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+            (answered, refused)
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let new_key = support::master_key();
+    let key_file = db.dir.path().join("new-master.key");
+    std::fs::write(&key_file, &new_key).unwrap();
+    let rotated = db.cli(&["master-key", "rotate", "--new-key-file", key_file.to_str().unwrap()]);
+    assert!(rotated.contains("master key rotated"), "{rotated}");
+
+    // Both old nodes stop by themselves, non-zero, saying why.
+    for node in [&mut na, &mut nb] {
+        let status = node.wait_exit(Duration::from_secs(20)).expect("the old node stopped");
+        assert!(!status.success(), "{status}");
+        let log = node.log_tail();
+        assert!(log.contains("the master key was rotated"), "{log}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    while let Some(r) = load.join_next().await {
+        let (answered, _) = r.unwrap();
+        assert!(answered > 0);
+    }
+
+    // The old key no longer opens the database.
+    let out = std::process::Command::new(support::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(db.args())
+        .env("CARDCORE_MASTER_KEY", &db.master_key)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
+
+    // Nodes on the new key read everything the old one wrapped.
+    db.master_key = new_key;
+    let nc = db.start("c", &[]);
+    let c = Api::new(&nc, &tenant.key);
+    let r = c
+        .post(&format!("/v1/cards/{card}/pin/verify"), json!({ "pin": "4821" }))
+        .await
+        .ok();
+    assert_eq!(r["valid"], true);
+    assert_eq!(c.get("/v1/pin-encryption-key").await.ok(), transport);
+    let verified = db.cli(&["backup", "verify"]);
+    assert!(verified.contains("a card's sealed PAN"), "{verified}");
+    let zone_id = zone["key_id"].as_str().unwrap();
+    let keys: Value = serde_json::from_str(&db.cli(&["tenant", "zone-key", "--tenant", &tenant.id, "--json"])).unwrap();
+    assert_ne!(keys["key_id"].as_str().unwrap(), zone_id);
+    assert_eq!(db.sql("SELECT count(*) FROM zone_keys"), "2");
+}

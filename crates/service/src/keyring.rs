@@ -101,6 +101,10 @@ fn zone_label(tenant: TenantId, id: ZoneKeyId, algorithm: &str) -> String {
 const MASTER_CHECK_META: &str = "master_key_check";
 const MASTER_CHECK_LABEL: &str = "cardcore/master-key-check";
 
+/// What a node says when the master key was rotated under it.
+pub const MASTER_KEY_ROTATED: &str = "the master key was rotated (`cardcore master-key rotate`): this node still has \
+     the old one and stops; restart it with the new master key";
+
 /// One unwrapped key.
 #[derive(Clone)]
 pub enum Key {
@@ -136,6 +140,9 @@ struct Keys {
 /// All keys of this database, unwrapped.
 pub struct Keyring {
     master: MasterKey,
+    /// The master key check value this node opened: a different one in the
+    /// database means the master key was rotated under it.
+    check: String,
     store: Arc<dyn Store>,
     keys: RwLock<Keys>,
     zones: RwLock<HashMap<TenantId, Vec<ZoneKey>>>,
@@ -158,10 +165,10 @@ impl Keyring {
     /// Checks the master key against the database, makes any missing key
     /// (version 1), and loads them all.
     pub async fn open(master: MasterKey, store: Arc<dyn Store>) -> Result<Self, ServiceError> {
-        match store.meta(MASTER_CHECK_META).await? {
+        let check = match store.meta(MASTER_CHECK_META).await? {
             Some(check) => {
                 let wrapped =
-                    hex::decode(check).map_err(|_| ServiceError::internal("master key check value is corrupt"))?;
+                    hex::decode(&check).map_err(|_| ServiceError::internal("master key check value is corrupt"))?;
                 master.unwrap(MASTER_CHECK_LABEL, &wrapped).map_err(|_| {
                     ServiceError::Startup(
                         "the master key does not match this database: it was created with another master key \
@@ -169,6 +176,7 @@ impl Keyring {
                             .into(),
                     )
                 })?;
+                check
             }
             None => {
                 if !store.service_keys().await?.is_empty() {
@@ -176,15 +184,18 @@ impl Keyring {
                         "the database holds keys but no master key check value".into(),
                     ));
                 }
-                let check = master.wrap(MASTER_CHECK_LABEL, &SecretBytes::from_slice(&[0u8; 32]), &mut OsRng);
-                if !store.put_meta_if_absent(MASTER_CHECK_META, &hex::encode(check)).await? {
+                let check =
+                    hex::encode(master.wrap(MASTER_CHECK_LABEL, &SecretBytes::from_slice(&[0u8; 32]), &mut OsRng));
+                if !store.put_meta_if_absent(MASTER_CHECK_META, &check).await? {
                     // Another node initialised first: its check value must open with our key.
                     return Box::pin(Self::open(master, store)).await;
                 }
+                check
             }
-        }
+        };
         let ring = Self {
             master,
+            check,
             store,
             keys: RwLock::new(Keys::default()),
             zones: RwLock::new(HashMap::new()),
@@ -211,8 +222,20 @@ impl Keyring {
         Ok(())
     }
 
+    /// Fails with [`MASTER_KEY_ROTATED`] when the database's master key
+    /// check value is no longer the one this node opened: the master key
+    /// was rotated, and this node must stop rather than wrap a key with the
+    /// old one or fail requests on keys it cannot open.
+    pub async fn master_key_current(&self) -> Result<(), ServiceError> {
+        match self.store.meta(MASTER_CHECK_META).await? {
+            Some(check) if check == self.check => Ok(()),
+            _ => Err(ServiceError::Startup(MASTER_KEY_ROTATED.into())),
+        }
+    }
+
     async fn add_version(&self, purpose: Purpose, version: i32) -> Result<bool, ServiceError> {
         let key = purpose.generate()?;
+        self.master_key_current().await?;
         let wrapped = self.master.wrap(&label(purpose, version), &key, &mut OsRng);
         Ok(self
             .store
@@ -244,6 +267,7 @@ impl Keyring {
 
     /// Re-reads every key from the database.
     pub async fn reload(&self) -> Result<(), ServiceError> {
+        self.master_key_current().await?;
         let stored = self.store.service_keys().await?;
         let mut keys = Keys::default();
         for s in stored {
@@ -443,6 +467,7 @@ impl Keyring {
             .await
             .map_err(|e| ServiceError::caused("transport key generation stopped", e))?
             .map_err(|e| ServiceError::caused("transport key generation", e))?;
+        self.master_key_current().await?;
         let wrapped = self.master.wrap(&transport_label(tenant, version), &key, &mut OsRng);
         Ok(self
             .store
@@ -535,6 +560,7 @@ impl Keyring {
         }
         .map_err(|e| ServiceError::caused("key check value", e))?;
         let id = ZoneKeyId::new();
+        self.master_key_current().await?;
         let wrapped = self.master.wrap(&zone_label(tenant, id, algorithm), &key, &mut OsRng);
         self.store
             .insert_zone_key(&ZoneKeyRecord {
@@ -647,7 +673,7 @@ pub fn verify_master_key(
         if purpose == Purpose::Data {
             data_keys.insert(
                 k.version,
-                DataKey::from_bytes(&raw).map_err(|e| ServiceError::Internal(e.to_string()))?,
+                DataKey::from_bytes(&raw).map_err(|e| ServiceError::caused("rewrapping a data key", e))?,
             );
         }
     }
@@ -670,4 +696,110 @@ pub fn verify_master_key(
         service_keys: opened,
         pan_opened,
     })
+}
+
+/// What [`rotate_master_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// Keys rewrapped under the new master key.
+    pub rewrapped: usize,
+    /// Keys found already under the new key (a rotation run again).
+    pub already_new: usize,
+}
+
+fn wrapped_label(id: &cardcore_store::WrappedKeyId) -> Option<String> {
+    use cardcore_store::WrappedKeyId;
+    Some(match id {
+        WrappedKeyId::Service { purpose, version } => label(Purpose::parse(purpose)?, *version),
+        WrappedKeyId::Transport { tenant, version } => transport_label(*tenant, *version),
+        WrappedKeyId::Zone { tenant, id, algorithm } => zone_label(*tenant, *id, algorithm),
+    })
+}
+
+/// Rewraps every key the master key wraps from `old` to `new`, and the
+/// check value, in one transaction. A key already under `new` (a previous
+/// run, or a key an old node made meanwhile and a later sweep catches) is
+/// left as it is; a key that opens with neither stops it, changing nothing.
+pub async fn rotate_master_key(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> Result<Rotation, ServiceError> {
+    let check = store
+        .meta(MASTER_CHECK_META)
+        .await?
+        .ok_or_else(|| ServiceError::Startup("the database has no master key check value".into()))?;
+    let wrapped_check = hex::decode(&check).map_err(|_| ServiceError::internal("master key check value is corrupt"))?;
+    if old.unwrap(MASTER_CHECK_LABEL, &wrapped_check).is_err() {
+        return Err(ServiceError::Startup(
+            if new.unwrap(MASTER_CHECK_LABEL, &wrapped_check).is_ok() {
+                "the database is already under the new master key".into()
+            } else {
+                "the current master key (CARDCORE_MASTER_KEY, --master-key-file or master.key) does not open this database".into()
+            },
+        ));
+    }
+    let mut rewrapped = Vec::new();
+    let mut already_new = 0;
+    for key in store.wrapped_keys().await? {
+        let Some(label) = wrapped_label(&key.id) else {
+            continue;
+        };
+        if new.unwrap(&label, &key.wrapped).is_ok() {
+            already_new += 1;
+            continue;
+        }
+        let raw = old.unwrap(&label, &key.wrapped).map_err(|_| {
+            ServiceError::Startup(format!(
+                "{:?} opens with neither the old nor the new master key",
+                key.id
+            ))
+        })?;
+        rewrapped.push(cardcore_store::WrappedKey {
+            id: key.id,
+            wrapped: new.wrap(&label, &raw, &mut OsRng),
+        });
+    }
+    let new_check = hex::encode(new.wrap(MASTER_CHECK_LABEL, &SecretBytes::from_slice(&[0u8; 32]), &mut OsRng));
+    if !store.rewrap_keys(&check, &new_check, &rewrapped).await? {
+        return Err(ServiceError::Conflict {
+            code: "master_key_changed",
+            message: "the master key check value changed meanwhile (another rotation?); nothing was changed".into(),
+        });
+    }
+    Ok(Rotation {
+        rewrapped: rewrapped.len(),
+        already_new,
+    })
+}
+
+/// After a rotation: rewraps keys still under `old` (made by a node that
+/// had not stopped yet) to `new`; the check value is already `new`'s.
+pub async fn sweep_old_master_key(store: &dyn Store, old: &MasterKey, new: &MasterKey) -> Result<usize, ServiceError> {
+    let check = store
+        .meta(MASTER_CHECK_META)
+        .await?
+        .ok_or_else(|| ServiceError::Startup("the database has no master key check value".into()))?;
+    let mut rewrapped = Vec::new();
+    for key in store.wrapped_keys().await? {
+        let Some(label) = wrapped_label(&key.id) else {
+            continue;
+        };
+        if new.unwrap(&label, &key.wrapped).is_ok() {
+            continue;
+        }
+        if let Ok(raw) = old.unwrap(&label, &key.wrapped) {
+            rewrapped.push(cardcore_store::WrappedKey {
+                id: key.id,
+                wrapped: new.wrap(&label, &raw, &mut OsRng),
+            });
+        }
+    }
+    if rewrapped.is_empty() {
+        return Ok(0);
+    }
+    // Same check value in and out: only the keys change, still atomically.
+    if !store.rewrap_keys(&check, &check, &rewrapped).await? {
+        return Err(ServiceError::Conflict {
+            code: "master_key_changed",
+            message: "the master key check value changed during the sweep".into(),
+        });
+    }
+    Ok(rewrapped.len())
 }

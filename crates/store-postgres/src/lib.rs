@@ -398,6 +398,99 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn wrapped_keys(&self) -> StoreResult<Vec<cardcore_store::WrappedKey>> {
+        use cardcore_store::{WrappedKey, WrappedKeyId};
+        self.run(|| async {
+            let mut out = Vec::new();
+            let rows: Vec<(String, i32, Vec<u8>)> =
+                sqlx::query_as("SELECT purpose, version, wrapped FROM service_keys")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            for (purpose, version, wrapped) in rows {
+                out.push(WrappedKey {
+                    id: WrappedKeyId::Service { purpose, version },
+                    wrapped,
+                });
+            }
+            let rows: Vec<(uuid::Uuid, i32, Vec<u8>)> =
+                sqlx::query_as("SELECT tenant_id, version, wrapped FROM tenant_transport_keys")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            for (tenant, version, wrapped) in rows {
+                out.push(WrappedKey {
+                    id: WrappedKeyId::Transport {
+                        tenant: TenantId(tenant),
+                        version,
+                    },
+                    wrapped,
+                });
+            }
+            let rows: Vec<(uuid::Uuid, uuid::Uuid, String, Vec<u8>)> =
+                sqlx::query_as("SELECT id, tenant_id, algorithm, wrapped FROM zone_keys")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+            for (id, tenant, algorithm, wrapped) in rows {
+                out.push(WrappedKey {
+                    id: WrappedKeyId::Zone {
+                        tenant: TenantId(tenant),
+                        id: id.into(),
+                        algorithm,
+                    },
+                    wrapped,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn rewrap_keys(
+        &self,
+        old_check: &str,
+        new_check: &str,
+        keys: &[cardcore_store::WrappedKey],
+    ) -> StoreResult<bool> {
+        use cardcore_store::WrappedKeyId;
+        self.run(|| async {
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            let swapped = sqlx::query("UPDATE meta SET value = $1 WHERE key = 'master_key_check' AND value = $2")
+                .bind(new_check)
+                .bind(old_check)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            if swapped.rows_affected() != 1 {
+                return Ok(false);
+            }
+            for k in keys {
+                let q = match &k.id {
+                    WrappedKeyId::Service { purpose, version } => {
+                        sqlx::query("UPDATE service_keys SET wrapped = $1 WHERE purpose = $2 AND version = $3")
+                            .bind(&k.wrapped)
+                            .bind(purpose.clone())
+                            .bind(*version)
+                    }
+                    WrappedKeyId::Transport { tenant, version } => sqlx::query(
+                        "UPDATE tenant_transport_keys SET wrapped = $1 WHERE tenant_id = $2 AND version = $3",
+                    )
+                    .bind(&k.wrapped)
+                    .bind(tenant.0)
+                    .bind(*version),
+                    WrappedKeyId::Zone { id, .. } => sqlx::query("UPDATE zone_keys SET wrapped = $1 WHERE id = $2")
+                        .bind(&k.wrapped)
+                        .bind(id.0),
+                };
+                q.execute(&mut *tx).await.map_err(map_err)?;
+            }
+            tx.commit().await.map_err(map_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.run(|| async {
             sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;

@@ -210,6 +210,95 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn wrapped_keys(&self) -> StoreResult<Vec<cardcore_store::WrappedKey>> {
+        use cardcore_store::{WrappedKey, WrappedKeyId};
+        let parse = |s: String| -> StoreResult<uuid::Uuid> {
+            s.parse().map_err(|_| StoreError::internal("a key's id is not a UUID"))
+        };
+        let mut out = Vec::new();
+        let rows: Vec<(String, i32, Vec<u8>)> = sqlx::query_as("SELECT purpose, version, wrapped FROM service_keys")
+            .fetch_all(&self.writer)
+            .await
+            .map_err(map_err)?;
+        for (purpose, version, wrapped) in rows {
+            out.push(WrappedKey {
+                id: WrappedKeyId::Service { purpose, version },
+                wrapped,
+            });
+        }
+        let rows: Vec<(String, i32, Vec<u8>)> =
+            sqlx::query_as("SELECT tenant_id, version, wrapped FROM tenant_transport_keys")
+                .fetch_all(&self.writer)
+                .await
+                .map_err(map_err)?;
+        for (tenant, version, wrapped) in rows {
+            out.push(WrappedKey {
+                id: WrappedKeyId::Transport {
+                    tenant: TenantId(parse(tenant)?),
+                    version,
+                },
+                wrapped,
+            });
+        }
+        let rows: Vec<(String, String, String, Vec<u8>)> =
+            sqlx::query_as("SELECT id, tenant_id, algorithm, wrapped FROM zone_keys")
+                .fetch_all(&self.writer)
+                .await
+                .map_err(map_err)?;
+        for (id, tenant, algorithm, wrapped) in rows {
+            out.push(WrappedKey {
+                id: WrappedKeyId::Zone {
+                    tenant: TenantId(parse(tenant)?),
+                    id: parse(id)?.into(),
+                    algorithm,
+                },
+                wrapped,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn rewrap_keys(
+        &self,
+        old_check: &str,
+        new_check: &str,
+        keys: &[cardcore_store::WrappedKey],
+    ) -> StoreResult<bool> {
+        use cardcore_store::WrappedKeyId;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        let swapped = sqlx::query("UPDATE meta SET value = ? WHERE key = 'master_key_check' AND value = ?")
+            .bind(new_check)
+            .bind(old_check)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if swapped.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for k in keys {
+            let q = match &k.id {
+                WrappedKeyId::Service { purpose, version } => {
+                    sqlx::query("UPDATE service_keys SET wrapped = ? WHERE purpose = ? AND version = ?")
+                        .bind(&k.wrapped)
+                        .bind(purpose.clone())
+                        .bind(*version)
+                }
+                WrappedKeyId::Transport { tenant, version } => {
+                    sqlx::query("UPDATE tenant_transport_keys SET wrapped = ? WHERE tenant_id = ? AND version = ?")
+                        .bind(&k.wrapped)
+                        .bind(id_str(tenant))
+                        .bind(*version)
+                }
+                WrappedKeyId::Zone { id, .. } => sqlx::query("UPDATE zone_keys SET wrapped = ? WHERE id = ?")
+                    .bind(&k.wrapped)
+                    .bind(id_str(id)),
+            };
+            q.execute(&mut *tx).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await.map_err(map_err)?;
         Ok(())

@@ -196,6 +196,34 @@ impl MigrationStatus {
     }
 }
 
+/// Which key a master-key-wrapped value is (its wrapping label is made from this).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WrappedKeyId {
+    /// `service_keys`.
+    Service { purpose: String, version: i32 },
+    /// `tenant_transport_keys`.
+    Transport { tenant: TenantId, version: i32 },
+    /// `zone_keys` (zone PIN keys and PVKs).
+    Zone {
+        tenant: TenantId,
+        id: cardcore_domain::ZoneKeyId,
+        algorithm: String,
+    },
+}
+
+/// A key wrapped by the master key, as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub id: WrappedKeyId,
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for WrappedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WrappedKey({:?}, [wrapped])", self.id)
+    }
+}
+
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -213,6 +241,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many tenants, cards and events there are.
     async fn row_counts(&self) -> StoreResult<RowCounts>;
+
+    /// Every key the master key wraps (service, transport and zone keys).
+    async fn wrapped_keys(&self) -> StoreResult<Vec<WrappedKey>>;
+
+    /// In one transaction: replaces the master key check value `old_check`
+    /// with `new_check` and each key's wrapped value with the one given.
+    /// Returns false, changing nothing, when the check value is no longer
+    /// `old_check` (another rotation came first).
+    async fn rewrap_keys(&self, old_check: &str, new_check: &str, keys: &[WrappedKey]) -> StoreResult<bool>;
 
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;

@@ -360,6 +360,21 @@ impl Node {
     }
 
     /// SIGTERM and waits (up to 30 s) for a graceful exit.
+    /// Waits up to `limit` for the node to exit by itself; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.running = false;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn terminate(&mut self) -> ExitStatus {
         assert!(self.running, "node {} is not running", self.name);
         self.signal("-TERM");
