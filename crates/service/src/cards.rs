@@ -659,6 +659,9 @@ impl Service {
         }
         let reason = self.parse_reason(&reason, action == LifecycleAction::Block)?;
         let reason = &reason;
+        // One writer of this card at a time in this process: at SERIALIZABLE,
+        // writers racing for the card abort each other (40001) instead of queueing.
+        let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
             let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
@@ -706,6 +709,9 @@ impl Service {
         let code =
             Otp::parse(activation_code).map_err(|_| ServiceError::invalid("activation_code", "must be 6 digits"))?;
         let code = &code;
+        // One writer of this card at a time in this process: at SERIALIZABLE,
+        // writers racing for the card abort each other (40001) instead of queueing.
+        let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
             let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
@@ -803,6 +809,9 @@ impl Service {
     /// program, type and limits); the old one ends BLOCKED (lost, stolen) or
     /// CLOSED (damaged, expired).
     pub async fn replace(&self, ctx: &Ctx, id: CardId, why: ReplaceReason) -> ServiceResult<Card> {
+        // One writer of this card at a time in this process: at SERIALIZABLE,
+        // writers racing for the card abort each other (40001) instead of queueing.
+        let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
             let mut old = self.lock_card(ctx, &mut *tx, id).await?;
@@ -880,6 +889,9 @@ impl Service {
     pub async fn set_limits(&self, ctx: &Ctx, id: CardId, limits: Limits) -> ServiceResult<Limits> {
         limits.validate()?;
         let limits = &limits;
+        // One writer of this card at a time in this process: at SERIALIZABLE,
+        // writers racing for the card abort each other (40001) instead of queueing.
+        let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
             let mut rec = self.lock_card(ctx, &mut *tx, id).await?;

@@ -649,6 +649,9 @@ impl Service {
     /// in the `otp.created` event; only its keyed hash is stored.
     pub async fn create_otp(&self, ctx: &Ctx, id: CardId, purpose: OtpPurpose) -> ServiceResult<OtpIssued> {
         self.card_throttle.check(ctx.tenant_id(), id)?;
+        // One writer of this card at a time in this process: at SERIALIZABLE,
+        // writers racing for the card abort each other (40001) instead of queueing.
+        let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
             let rec = self.lock_card(ctx, &mut *tx, id).await?;

@@ -14,7 +14,10 @@
 //!
 //! Checks that count in memory (the per-card rate limit) and the card's turn
 //! in this process stay outside the unit, so a retry neither counts twice
-//! nor lets another decision on the card in between.
+//! nor lets another decision on the card in between. Every card write takes
+//! the card's turn: in one process, writers of a card queue in memory
+//! instead of aborting each other in the database, so at SERIALIZABLE the
+//! only writers that can collide are one per node, and retries converge.
 
 use std::future::Future;
 use std::time::Instant;
