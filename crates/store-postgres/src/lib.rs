@@ -1289,7 +1289,7 @@ impl Store for PostgresStore {
     }
 
     async fn authorization(&self, tenant: TenantId, id: AuthorizationId) -> StoreResult<Option<AuthorizationRecord>> {
-        self.run(self.authorization_one(tenant, id)).await
+        self.run(|| self.authorization_one(tenant, id)).await
     }
 
     async fn authorization_by_reference(
@@ -1297,7 +1297,7 @@ impl Store for PostgresStore {
         tenant: TenantId,
         network_reference: &str,
     ) -> StoreResult<Option<AuthorizationRecord>> {
-        self.run(self.authorization_by_ref(tenant, network_reference)).await
+        self.run(|| self.authorization_by_ref(tenant, network_reference)).await
     }
 
     async fn authorizations(
@@ -1306,7 +1306,7 @@ impl Store for PostgresStore {
         card: CardId,
         page: &MoneyPage,
     ) -> StoreResult<Vec<AuthorizationRecord>> {
-        self.run(self.authorizations_of(tenant, card, page)).await
+        self.run(|| self.authorizations_of(tenant, card, page)).await
     }
 
     async fn transaction_by_reference(
@@ -1314,7 +1314,7 @@ impl Store for PostgresStore {
         tenant: TenantId,
         network_reference: &str,
     ) -> StoreResult<Option<TransactionRecord>> {
-        self.run(self.transaction_by_ref(tenant, network_reference)).await
+        self.run(|| self.transaction_by_ref(tenant, network_reference)).await
     }
 
     async fn transactions(
@@ -1323,11 +1323,11 @@ impl Store for PostgresStore {
         card: CardId,
         page: &MoneyPage,
     ) -> StoreResult<Vec<TransactionRecord>> {
-        self.run(self.transactions_of(tenant, card, page)).await
+        self.run(|| self.transactions_of(tenant, card, page)).await
     }
 
     async fn due_authorizations(&self, now: Timestamp, limit: u32) -> StoreResult<Vec<DueAuthorization>> {
-        self.run(self.due(now, limit)).await
+        self.run(|| self.due(now, limit)).await
     }
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
