@@ -35,7 +35,7 @@ impl PostgresStore {
         &self,
         tenant: TenantId,
     ) -> StoreResult<Option<AuthorizationEndpointRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM authorization_endpoints WHERE tenant_id = $1"
             ))
