@@ -187,6 +187,8 @@ pub enum ActorKind {
     Cli,
     /// cardcore itself (e.g. a scheduled task).
     System,
+    /// An operator in the web console, signed in with an API key.
+    Console,
 }
 
 /// Through which API a request came: `native`, `cli`, `system`, or the
@@ -204,6 +206,10 @@ impl Channel {
     pub const CLI: Self = Self::api("cli");
     /// cardcore itself.
     pub const SYSTEM: Self = Self::api("system");
+    /// The operator console (`/console`).
+    pub const CONSOLE: Self = Self::api("console");
+    /// The PIN widget (`/widget/pin`), in a cardholder's browser.
+    pub const WIDGET: Self = Self::api("widget");
     /// The longest name.
     pub const MAX_LEN: usize = 32;
     /// The pattern of a name.
@@ -290,6 +296,15 @@ impl Actor {
             kind: ActorKind::ApiKey,
             api_key_id: Some(id),
             channel,
+        }
+    }
+
+    /// An operator in the console, signed in with the API key `id`.
+    pub fn console(id: ApiKeyId) -> Self {
+        Self {
+            kind: ActorKind::Console,
+            api_key_id: Some(id),
+            channel: Channel::CONSOLE,
         }
     }
 

@@ -151,6 +151,7 @@ impl Service {
                         status: None,
                         after,
                         limit: 100,
+                        ..CardFilter::default()
                     },
                 )
                 .await?;

@@ -448,6 +448,7 @@ impl Service {
                     status: query.status,
                     after: query.cursor,
                     limit: limit + 1,
+                    ..CardFilter::default()
                 },
             )
             .await?;

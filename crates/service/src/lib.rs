@@ -129,6 +129,7 @@ impl Ctx {
     /// The audit actor.
     pub fn actor(&self) -> Actor {
         match self.principal.api_key_id {
+            Some(id) if self.channel == Channel::CONSOLE => Actor::console(id),
             Some(id) => Actor::api_key(id, self.channel.clone()),
             None if self.channel == Channel::CLI => Actor::cli(),
             None => Actor::system(),

@@ -47,8 +47,8 @@ use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 use cardcore_store::PanRow;
 use cardcore_store::{
-    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
-    StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
+    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, ConsoleSessionRecord, EventQuery, PinSessionRecord, Store,
+    StoreError, StoreResult, StoredEvent, StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
@@ -1065,6 +1065,14 @@ impl Store for PostgresStore {
                 n += 1;
                 sql.push_str(&format!(" AND id > ${n}"));
             }
+            if filter.last_four.is_some() {
+                n += 1;
+                sql.push_str(&format!(" AND last_four = ${n}"));
+            }
+            if filter.expiry.is_some() {
+                sql.push_str(&format!(" AND expiry_month = ${} AND expiry_year = ${}", n + 1, n + 2));
+                n += 2;
+            }
             sql.push_str(&format!(" ORDER BY id LIMIT ${}", n + 1));
             let mut q = sqlx::query(&sql).bind(tenant.0);
             if let Some(c) = filter.cardholder_id {
@@ -1075,6 +1083,12 @@ impl Store for PostgresStore {
             }
             if let Some(a) = filter.after {
                 q = q.bind(a.0);
+            }
+            if let Some(l) = &filter.last_four {
+                q = q.bind(l.clone());
+            }
+            if let Some(e) = filter.expiry {
+                q = q.bind(i32::from(e.month())).bind(i32::from(e.year()));
             }
             let rows = q
                 .bind(i64::from(filter.limit))
@@ -1200,6 +1214,172 @@ impl Store for PostgresStore {
 
     async fn event(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<StoredEvent>> {
         self.event_one(tenant, id).await
+    }
+
+    async fn recent_events(&self, tenant: TenantId, card: Option<CardId>, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        self.run(async {
+            let columns = "id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at";
+            let sql = if card.is_some() {
+                format!(
+                    "SELECT {columns} FROM events WHERE tenant_id = $1 AND card_id = $2 \
+                     ORDER BY tx_id DESC, seq DESC LIMIT $3"
+                )
+            } else {
+                format!("SELECT {columns} FROM events WHERE tenant_id = $1 ORDER BY tx_id DESC, seq DESC LIMIT $2")
+            };
+            let mut q = sqlx::query(&sql).bind(tenant.0);
+            if let Some(c) = card {
+                q = q.bind(c.0);
+            }
+            let rows = q
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+            rows.iter().map(rows::event).collect()
+        })
+        .await
+    }
+
+    async fn cardholders_by_phone(&self, tenant: TenantId, number: &str, limit: u32) -> StoreResult<Vec<Cardholder>> {
+        self.run(async {
+            let rows = sqlx::query(&format!(
+                "SELECT {CARDHOLDER_COLUMNS} FROM cardholders WHERE tenant_id = $1 \
+                 AND (phone_number = $2 OR phone_country_code || phone_number = $2) ORDER BY created_at, id LIMIT $3"
+            ))
+            .bind(tenant.0)
+            .bind(number)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+            rows.iter().map(rows::cardholder).collect()
+        })
+        .await
+    }
+
+    async fn insert_console_session(&self, session: &ConsoleSessionRecord) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query(
+                "WITH gone AS (DELETE FROM console_sessions WHERE expires_at < $4) \
+                 INSERT INTO console_sessions (token_hash, tenant_id, api_key_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&session.token_hash)
+            .bind(session.tenant_id.0)
+            .bind(session.api_key_id.0)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn console_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<ConsoleSessionRecord>> {
+        self.run(async {
+            let row = sqlx::query(
+                "SELECT token_hash, tenant_id, api_key_id, created_at, expires_at FROM console_sessions \
+                 WHERE token_hash = $1 AND expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref()
+                .map(|r| {
+                    Ok(ConsoleSessionRecord {
+                        token_hash: rows::get(r, "token_hash")?,
+                        tenant_id: rows::get::<uuid::Uuid>(r, "tenant_id")?.into(),
+                        api_key_id: rows::get::<uuid::Uuid>(r, "api_key_id")?.into(),
+                        created_at: rows::get(r, "created_at")?,
+                        expires_at: rows::get(r, "expires_at")?,
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn delete_console_session(&self, token_hash: &[u8]) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn insert_pin_session(&self, session: &PinSessionRecord) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query(
+                "WITH gone AS (DELETE FROM pin_sessions WHERE expires_at < $10) \
+                 INSERT INTO pin_sessions (token_hash, tenant_id, card_id, api_key_id, purpose, allowed_origin, \
+                 created_at, expires_at, used_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&session.token_hash)
+            .bind(session.tenant_id.0)
+            .bind(session.card_id.0)
+            .bind(session.api_key_id.0)
+            .bind(&session.purpose)
+            .bind(&session.allowed_origin)
+            .bind(session.created_at)
+            .bind(session.expires_at)
+            .bind(session.used_at)
+            .bind(session.created_at - chrono::Duration::days(1))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn pin_session(&self, token_hash: &[u8]) -> StoreResult<Option<PinSessionRecord>> {
+        self.run(async {
+            let row = sqlx::query(&format!("SELECT {PIN_SESSION_COLUMNS} FROM pin_sessions WHERE token_hash = $1"))
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+            row.as_ref().map(pin_session_row).transpose()
+        })
+        .await
+    }
+
+    async fn claim_pin_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<PinSessionRecord>> {
+        self.run(async {
+            let row = sqlx::query(&format!(
+                "UPDATE pin_sessions SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                 RETURNING {PIN_SESSION_COLUMNS}"
+            ))
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+            row.as_ref().map(pin_session_row).transpose()
+        })
+        .await
+    }
+
+    async fn release_pin_session(&self, token_hash: &[u8], used_at: Timestamp) -> StoreResult<()> {
+        self.run(async {
+            sqlx::query("UPDATE pin_sessions SET used_at = NULL WHERE token_hash = $1 AND used_at = $2")
+                .bind(token_hash)
+                .bind(used_at)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn webhook_endpoints(&self, tenant: TenantId) -> StoreResult<Vec<WebhookEndpointRecord>> {
@@ -1368,6 +1548,23 @@ fn json<T: serde::Serialize>(value: &T) -> Json<&T> {
 
 /// The advisory lock key of a card: its 128 bits folded to 64. A collision
 /// only makes two cards queue behind each other.
+const PIN_SESSION_COLUMNS: &str =
+    "token_hash, tenant_id, card_id, api_key_id, purpose, allowed_origin, created_at, expires_at, used_at";
+
+fn pin_session_row(r: &sqlx::postgres::PgRow) -> StoreResult<PinSessionRecord> {
+    Ok(PinSessionRecord {
+        token_hash: rows::get(r, "token_hash")?,
+        tenant_id: rows::get::<uuid::Uuid>(r, "tenant_id")?.into(),
+        card_id: rows::get::<uuid::Uuid>(r, "card_id")?.into(),
+        api_key_id: rows::get::<uuid::Uuid>(r, "api_key_id")?.into(),
+        purpose: rows::get(r, "purpose")?,
+        allowed_origin: rows::get(r, "allowed_origin")?,
+        created_at: rows::get(r, "created_at")?,
+        expires_at: rows::get(r, "expires_at")?,
+        used_at: rows::get(r, "used_at")?,
+    })
+}
+
 fn card_lock_key(id: CardId) -> i64 {
     let (hi, lo) = id.0.as_u64_pair();
     i64::from_ne_bytes((hi ^ lo).to_ne_bytes())

@@ -30,8 +30,8 @@ use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 use cardcore_store::PanRow;
 use cardcore_store::{
-    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, EventQuery, Store, StoreError, StoreResult, StoredEvent,
-    StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
+    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, ConsoleSessionRecord, EventQuery, PinSessionRecord, Store,
+    StoreError, StoreResult, StoredEvent, StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
@@ -160,6 +160,20 @@ impl SqliteStore {
         let path = path.split('?').next().unwrap_or(path);
         Self::open(Path::new(path), options).await
     }
+}
+
+fn pin_session_row(r: &SqliteRow) -> StoreResult<PinSessionRecord> {
+    Ok(PinSessionRecord {
+        token_hash: rows::get(r, "token_hash")?,
+        tenant_id: rows::id(r, "tenant_id")?,
+        card_id: rows::id(r, "card_id")?,
+        api_key_id: rows::id(r, "api_key_id")?,
+        purpose: rows::get(r, "purpose")?,
+        allowed_origin: rows::get(r, "allowed_origin")?,
+        created_at: rows::parse_ts(&rows::get::<String>(r, "created_at")?)?,
+        expires_at: rows::parse_ts(&rows::get::<String>(r, "expires_at")?)?,
+        used_at: rows::opt_ts(r, "used_at")?,
+    })
 }
 
 fn id_str(id: &impl std::fmt::Display) -> String {
@@ -741,6 +755,12 @@ impl Store for SqliteStore {
         if filter.after.is_some() {
             sql.push_str(" AND id > ?");
         }
+        if filter.last_four.is_some() {
+            sql.push_str(" AND last_four = ?");
+        }
+        if filter.expiry.is_some() {
+            sql.push_str(" AND expiry_month = ? AND expiry_year = ?");
+        }
         sql.push_str(" ORDER BY id LIMIT ?");
         let mut q = sqlx::query(&sql).bind(id_str(&tenant));
         if let Some(c) = filter.cardholder_id {
@@ -751,6 +771,12 @@ impl Store for SqliteStore {
         }
         if let Some(a) = filter.after {
             q = q.bind(id_str(&a));
+        }
+        if let Some(l) = &filter.last_four {
+            q = q.bind(l.clone());
+        }
+        if let Some(e) = filter.expiry {
+            q = q.bind(i64::from(e.month())).bind(i64::from(e.year()));
         }
         let rows = q
             .bind(i64::from(filter.limit))
@@ -823,6 +849,149 @@ impl Store for SqliteStore {
 
     async fn event(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<StoredEvent>> {
         self.event_one(tenant, id).await
+    }
+
+    async fn recent_events(&self, tenant: TenantId, card: Option<CardId>, limit: u32) -> StoreResult<Vec<StoredEvent>> {
+        let sql = if card.is_some() {
+            "SELECT * FROM events WHERE tenant_id = ? AND card_id = ? ORDER BY seq DESC LIMIT ?"
+        } else {
+            "SELECT * FROM events WHERE tenant_id = ? ORDER BY seq DESC LIMIT ?"
+        };
+        let mut q = sqlx::query(sql).bind(id_str(&tenant));
+        if let Some(c) = card {
+            q = q.bind(id_str(&c));
+        }
+        let rows = q
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn cardholders_by_phone(&self, tenant: TenantId, number: &str, limit: u32) -> StoreResult<Vec<Cardholder>> {
+        let rows = sqlx::query(
+            "SELECT * FROM cardholders WHERE tenant_id = ? \
+             AND (phone_number = ? OR phone_country_code || phone_number = ?) ORDER BY created_at, id LIMIT ?",
+        )
+        .bind(id_str(&tenant))
+        .bind(number)
+        .bind(number)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(|r| rows::cardholder(r)).collect()
+    }
+
+    async fn insert_console_session(&self, session: &ConsoleSessionRecord) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at < ?")
+            .bind(ts(&session.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO console_sessions (token_hash, tenant_id, api_key_id, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&session.token_hash)
+        .bind(id_str(&session.tenant_id))
+        .bind(id_str(&session.api_key_id))
+        .bind(ts(&session.created_at))
+        .bind(ts(&session.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn console_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<ConsoleSessionRecord>> {
+        let row = sqlx::query("SELECT * FROM console_sessions WHERE token_hash = ? AND expires_at > ?")
+            .bind(token_hash)
+            .bind(ts(&now))
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref()
+            .map(|r| {
+                Ok(ConsoleSessionRecord {
+                    token_hash: rows::get(r, "token_hash")?,
+                    tenant_id: rows::id(r, "tenant_id")?,
+                    api_key_id: rows::id(r, "api_key_id")?,
+                    created_at: rows::parse_ts(&rows::get::<String>(r, "created_at")?)?,
+                    expires_at: rows::parse_ts(&rows::get::<String>(r, "expires_at")?)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn delete_console_session(&self, token_hash: &[u8]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn insert_pin_session(&self, session: &PinSessionRecord) -> StoreResult<()> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        sqlx::query("DELETE FROM pin_sessions WHERE expires_at < ?")
+            .bind(ts(&(session.created_at - chrono::Duration::days(1))))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO pin_sessions (token_hash, tenant_id, card_id, api_key_id, purpose, allowed_origin, \
+             created_at, expires_at, used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session.token_hash)
+        .bind(id_str(&session.tenant_id))
+        .bind(id_str(&session.card_id))
+        .bind(id_str(&session.api_key_id))
+        .bind(&session.purpose)
+        .bind(&session.allowed_origin)
+        .bind(ts(&session.created_at))
+        .bind(ts(&session.expires_at))
+        .bind(session.used_at.as_ref().map(ts))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn pin_session(&self, token_hash: &[u8]) -> StoreResult<Option<PinSessionRecord>> {
+        let row = sqlx::query("SELECT * FROM pin_sessions WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(pin_session_row).transpose()
+    }
+
+    async fn claim_pin_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<PinSessionRecord>> {
+        let row = sqlx::query(
+            "UPDATE pin_sessions SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? \
+             RETURNING *",
+        )
+        .bind(ts(&now))
+        .bind(token_hash)
+        .bind(ts(&now))
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(pin_session_row).transpose()
+    }
+
+    async fn release_pin_session(&self, token_hash: &[u8], used_at: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE pin_sessions SET used_at = NULL WHERE token_hash = ? AND used_at = ?")
+            .bind(token_hash)
+            .bind(ts(&used_at))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
     }
 
     async fn webhook_endpoints(&self, tenant: TenantId) -> StoreResult<Vec<WebhookEndpointRecord>> {

@@ -33,7 +33,7 @@ use crate::{
     DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
     WebhookDelivery, WebhookEndpointRecord,
 };
-use crate::{EndpointFormat, TenantSmsRecord};
+use crate::{ConsoleSessionRecord, EndpointFormat, PinSessionRecord, TenantSmsRecord};
 use cardcore_domain::WebhookEndpointId;
 
 /// A fresh, migrated, empty database for one contract test.
@@ -124,6 +124,10 @@ macro_rules! contract_tests {
             cardholders_are_updated_in_their_tenant_only,
             authorizations_and_transactions_round_trip_page_and_stay_unique,
             authorization_endpoints_are_one_per_tenant,
+            console_search_finds_cards_by_last_four_and_expiry_and_holders_by_phone,
+            recent_events_are_newest_first,
+            console_sessions_expire_and_end,
+            pin_sessions_are_spent_once_before_they_expire,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -937,6 +941,7 @@ pub async fn cards_are_filtered_and_paged_by_id(store: Arc<dyn Store>) {
             status: Some(CardStatus::Active),
             after: Some(ana_active[0].id),
             limit: 100,
+            ..CardFilter::default()
         })
         .await,
         ana_active[1..]
@@ -2720,4 +2725,146 @@ pub async fn authorization_endpoints_are_one_per_tenant(store: Arc<dyn Store>) {
     assert!(!tx.delete_authorization_endpoint(a.id).await.unwrap());
     tx.commit().await.unwrap();
     assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), None);
+}
+
+/// The console's search: cards by last four digits (and expiry) and
+/// cardholders by phone, each in its tenant only.
+pub async fn console_search_finds_cards_by_last_four_and_expiry_and_holders_by_phone(store: Arc<dyn Store>) {
+    let (t, ana) = tenant_with_holder(&*store, "acme").await;
+    let (other, other_holder) = tenant_with_holder(&*store, "globex").await;
+    let mut a = card(t.id, ana.id);
+    a.card.last_four = "1111".into();
+    let mut b = card(t.id, ana.id);
+    b.card.last_four = "1111".into();
+    b.card.expiry = Expiry::new(4, 2030).unwrap();
+    let mut c = card(other.id, other_holder.id);
+    c.card.last_four = "1111".into();
+    insert_cards(&*store, &[&a, &b]).await;
+    insert_cards(&*store, &[&c]).await;
+    let found = store
+        .cards(
+            t.id,
+            &CardFilter {
+                last_four: Some("1111".into()),
+                limit: 10,
+                ..CardFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 2);
+    let found = store
+        .cards(
+            t.id,
+            &CardFilter {
+                last_four: Some("1111".into()),
+                expiry: Some(Expiry::new(4, 2030).unwrap()),
+                limit: 10,
+                ..CardFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b.card.id]);
+
+    assert_eq!(store.cardholders_by_phone(t.id, "912345678", 10).await.unwrap(), vec![ana.clone()]);
+    assert_eq!(store.cardholders_by_phone(t.id, "351912345678", 10).await.unwrap(), vec![ana]);
+    assert!(store.cardholders_by_phone(t.id, "000", 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.cardholders_by_phone(other.id, "912345678", 10).await.unwrap(),
+        vec![other_holder]
+    );
+}
+
+/// The newest events first, of one card or of the tenant.
+pub async fn recent_events_are_newest_first(store: Arc<dyn Store>) {
+    let (t, ana) = tenant_with_holder(&*store, "acme").await;
+    let a = card(t.id, ana.id);
+    let b = card(t.id, ana.id);
+    insert_cards(&*store, &[&a, &b]).await;
+    let e1 = event(t.id, Some(a.card.id), EventType::CardStatusChanged, json!({"n": 1}));
+    let e2 = event(t.id, Some(b.card.id), EventType::CardStatusChanged, json!({"n": 2}));
+    let e3 = event(t.id, Some(a.card.id), EventType::CardPinSet, json!({"n": 3}));
+    for e in [&e1, &e2, &e3] {
+        insert_events(&*store, &[e]).await;
+    }
+    let ids = |v: Vec<StoredEvent>| v.into_iter().map(|e| e.event.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.recent_events(t.id, Some(a.card.id), 10).await.unwrap()),
+        vec![e3.event.id, e1.event.id]
+    );
+    assert_eq!(
+        ids(store.recent_events(t.id, None, 2).await.unwrap()),
+        vec![e3.event.id, e2.event.id]
+    );
+}
+
+/// A console session is found until it expires, and not after sign-out.
+pub async fn console_sessions_expire_and_end(store: Arc<dyn Store>) {
+    let t = tenant("acme");
+    let key = api_key(t.id, false);
+    assert!(store.create_tenant(&t, &key).await.unwrap());
+    let session = ConsoleSessionRecord {
+        token_hash: unique_bytes(32),
+        tenant_id: t.id,
+        api_key_id: key.id,
+        created_at: at(10),
+        expires_at: at(100),
+    };
+    store.insert_console_session(&session).await.unwrap();
+    assert_eq!(
+        store.console_session(&session.token_hash, at(50)).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(store.console_session(&session.token_hash, at(100)).await.unwrap(), None);
+    assert_eq!(store.console_session(&unique_bytes(32), at(50)).await.unwrap(), None);
+    store.delete_console_session(&session.token_hash).await.unwrap();
+    assert_eq!(store.console_session(&session.token_hash, at(50)).await.unwrap(), None);
+}
+
+/// A PIN session is spent by one caller only, never after it expires, and
+/// comes back only when given back with the instant it was spent at.
+pub async fn pin_sessions_are_spent_once_before_they_expire(store: Arc<dyn Store>) {
+    let t = tenant("acme");
+    let key = api_key(t.id, false);
+    assert!(store.create_tenant(&t, &key).await.unwrap());
+    let h = cardholder(t.id, "holder-1");
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx.insert_cardholder(&h).await.unwrap());
+    tx.commit().await.unwrap();
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let session = PinSessionRecord {
+        token_hash: unique_bytes(32),
+        tenant_id: t.id,
+        card_id: c.card.id,
+        api_key_id: key.id,
+        purpose: "set".into(),
+        allowed_origin: "https://app.example.com".into(),
+        created_at: at(10),
+        expires_at: at(310),
+        used_at: None,
+    };
+    store.insert_pin_session(&session).await.unwrap();
+    assert_eq!(store.pin_session(&session.token_hash).await.unwrap(), Some(session.clone()));
+    assert_eq!(store.claim_pin_session(&session.token_hash, at(310)).await.unwrap(), None, "expired");
+
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        let hash = session.token_hash.clone();
+        tokio::spawn(async move { store.claim_pin_session(&hash, at(20)).await.unwrap() })
+    });
+    let mut won = 0;
+    for claim in claims {
+        if let Some(got) = claim.await.unwrap() {
+            assert_eq!(got.used_at, Some(at(20)));
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "one claim wins");
+    store.release_pin_session(&session.token_hash, at(21)).await.unwrap();
+    assert_eq!(store.claim_pin_session(&session.token_hash, at(22)).await.unwrap(), None, "still spent");
+    store.release_pin_session(&session.token_hash, at(20)).await.unwrap();
+    assert!(store.claim_pin_session(&session.token_hash, at(22)).await.unwrap().is_some());
+    assert_eq!(store.claim_pin_session(&session.token_hash, at(23)).await.unwrap(), None);
 }

@@ -407,6 +407,38 @@ pub trait Store: Send + Sync + 'static {
     /// One event of the tenant.
     async fn event(&self, tenant: TenantId, id: EventId) -> StoreResult<Option<StoredEvent>>;
 
+    /// The tenant's newest events (of one card, when given), newest first.
+    async fn recent_events(&self, tenant: TenantId, card: Option<CardId>, limit: u32) -> StoreResult<Vec<StoredEvent>>;
+
+    /// The tenant's cardholders whose phone is `number` (the national
+    /// number, or country code and number run together), at most `limit`.
+    async fn cardholders_by_phone(&self, tenant: TenantId, number: &str, limit: u32) -> StoreResult<Vec<Cardholder>>;
+
+    // --- console and widget sessions ---------------------------------------
+
+    /// Stores a console session (and forgets sessions expired before its start).
+    async fn insert_console_session(&self, session: &ConsoleSessionRecord) -> StoreResult<()>;
+
+    /// The console session with this token hash, if it has not expired at `now`.
+    async fn console_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<ConsoleSessionRecord>>;
+
+    /// Ends a console session (sign-out).
+    async fn delete_console_session(&self, token_hash: &[u8]) -> StoreResult<()>;
+
+    /// Stores a PIN widget session (and forgets sessions expired a day before its start).
+    async fn insert_pin_session(&self, session: &PinSessionRecord) -> StoreResult<()>;
+
+    /// The PIN widget session with this token hash, used or not.
+    async fn pin_session(&self, token_hash: &[u8]) -> StoreResult<Option<PinSessionRecord>>;
+
+    /// Spends a PIN widget session: only one caller, once, before it expires,
+    /// gets it back (one statement, so two nodes cannot both spend it).
+    async fn claim_pin_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<PinSessionRecord>>;
+
+    /// Gives back a session spent at `used_at`, when what it was spent on
+    /// changed nothing (the input was refused before any secret was tried).
+    async fn release_pin_session(&self, token_hash: &[u8], used_at: Timestamp) -> StoreResult<()>;
+
     // --- webhooks ----------------------------------------------------------
 
     /// The tenant's webhook endpoints (deleted ones left out), oldest first.

@@ -282,6 +282,10 @@ pub struct CardFilter {
     pub status: Option<CardStatus>,
     /// Only cards with an id greater than this.
     pub after: Option<cardcore_domain::CardId>,
+    /// Only cards whose PAN ends in these four digits (the console's search).
+    pub last_four: Option<String>,
+    /// Only cards expiring in this month.
+    pub expiry: Option<cardcore_domain::Expiry>,
     pub limit: u32,
 }
 
@@ -301,4 +305,52 @@ pub struct EventQuery {
     /// Only events after this one.
     pub after: Option<EventId>,
     pub limit: u32,
+}
+
+/// A console sign-in. Only the SHA-256 of the session token is stored: the
+/// token itself lives in the operator's cookie alone.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsoleSessionRecord {
+    pub token_hash: Vec<u8>,
+    pub tenant_id: TenantId,
+    /// The API key that signed in: the session acts as that key, and ends
+    /// when the key is revoked.
+    pub api_key_id: ApiKeyId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl fmt::Debug for ConsoleSessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConsoleSession({}, {}, [hash])", self.tenant_id, self.api_key_id)
+    }
+}
+
+/// A PIN widget session: one use, bound to a card, a purpose and the origin
+/// of the page that embeds the widget. Only the token's SHA-256 is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PinSessionRecord {
+    pub token_hash: Vec<u8>,
+    pub tenant_id: TenantId,
+    pub card_id: CardId,
+    /// The API key that made the session; the widget acts as that key.
+    pub api_key_id: ApiKeyId,
+    /// `set`, `change` or `verify`.
+    pub purpose: String,
+    /// `scheme://host[:port]`.
+    pub allowed_origin: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When the widget spent it.
+    pub used_at: Option<Timestamp>,
+}
+
+impl fmt::Debug for PinSessionRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PinSession({}, {}, {}, {}, [hash])",
+            self.tenant_id, self.card_id, self.purpose, self.allowed_origin
+        )
+    }
 }
