@@ -8,6 +8,7 @@ pub mod authorization_endpoint;
 pub mod authorizations;
 mod card_order;
 pub mod cardholders;
+pub mod console;
 pub mod cards;
 pub mod clock;
 pub mod egress;
