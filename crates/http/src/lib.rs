@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod console;
 pub mod dialects;
 pub mod error;
 pub mod extract;
@@ -109,6 +110,7 @@ fn routes(state: &AppState, vendors: &[dialects::Dialect]) -> OpenApiRouter<AppS
     let mut base = openapi::base();
     openapi::dialects(&mut base, vendors);
     OpenApiRouter::with_openapi(base)
+        .routes(routes!(root))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics::render))
@@ -117,6 +119,37 @@ fn routes(state: &AppState, vendors: &[dialects::Dialect]) -> OpenApiRouter<AppS
         .routes(routes!(openapi::docs_asset))
         .merge(native.route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer)))
         .merge(dialects::routes(vendors))
+        .merge(console::routes())
+}
+
+/// `GET /`: a browser goes to the console; anything else gets the 404 problem.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "System",
+    operation_id = "root",
+    summary = "Where to go",
+    description = "A browser (`Accept: text/html`) is sent to `/console`; anything else gets the `404` \
+                   problem pointing to `/openapi.json`.",
+    responses(
+        (status = 303, description = "A browser: to `/console`."),
+        (status = 404, description = "`route_not_found`: see `/openapi.json`.", content_type = "application/problem+json", body = Problem),
+    )
+)]
+async fn root(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let browser = headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|m| m.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))));
+    if browser {
+        let mut res = StatusCode::SEE_OTHER.into_response();
+        res.headers_mut()
+            .insert(axum::http::header::LOCATION, axum::http::HeaderValue::from_static("/console"));
+        res
+    } else {
+        not_found().await.into_response()
+    }
 }
 
 /// `{"status": "ok"}`.

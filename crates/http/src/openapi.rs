@@ -72,6 +72,11 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "Authorization endpoint", description = "Native API: the tenant's own decision service, asked \
                                                           after cardcore's checks passed, signed as webhooks are."),
         (name = "System", description = "Health, readiness, metrics and this documentation."),
+        (name = "Console", description = "The operator console (`/console`): HTML pages for a browser, signed in \
+                                           with a tenant API key (session cookie `cardcore_console`, CSRF token on \
+                                           every form)."),
+        (name = "PIN widget", description = "The PIN widget (`/widget`): an iframe page on the cardholder's \
+                                              browser that encrypts the PIN with the tenant's transport key."),
     ),
     components(schemas(Problem)),
     modifiers(&SecuritySchemes)

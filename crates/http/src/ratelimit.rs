@@ -344,7 +344,11 @@ fn budget_of(address: IpAddr) -> IpAddr {
 /// (the system routes, health and docs, do not).
 fn is_api(path: &str, dialects: &[Dialect]) -> bool {
     path.starts_with("/v1/") || crate::dialects::of_path(dialects, path).is_some()
+        || path == CONSOLE_LOGIN
 }
+
+/// The console's sign-in: a failed one counts like any failed authentication.
+const CONSOLE_LOGIN: &str = "/console/login";
 
 fn header(res: &mut Response, name: &'static str, value: u64) {
     if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
@@ -354,6 +358,11 @@ fn header(res: &mut Response, name: &'static str, value: u64) {
 
 /// A refusal in the shape of the API `path` belongs to.
 fn refusal(dialects: &[Dialect], path: &str, e: ServiceError) -> Response {
+    if path == CONSOLE_LOGIN {
+        if let ServiceError::RateLimited { retry_after_seconds, .. } = e {
+            return crate::console::too_many(retry_after_seconds);
+        }
+    }
     match crate::dialects::of_path(dialects, path) {
         Some(d) => (d.render_error)(e),
         None => crate::error::problem_of(e).into_response(),

@@ -328,6 +328,16 @@ impl Service {
         Ok(out)
     }
 
+    /// A card with the PIN tries it has left before its PIN blocks.
+    pub async fn card_with_pin_tries(&self, ctx: &Ctx, id: CardId) -> ServiceResult<(Card, u32)> {
+        let rec = self.card_record(ctx, id).await?;
+        let left = match rec.card.pin_status {
+            cardcore_domain::PinStatus::Set => self.config.pin_max_failures.saturating_sub(rec.secrets.pin_failures),
+            _ => 0,
+        };
+        Ok((rec.card, left))
+    }
+
     /// A new activation code for an INACTIVE card, sent as a
     /// `card.activation_code` event (the old code stops working). The
     /// attempt counter and its lock stay as they are.
