@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod native;
 pub mod openapi;
 pub mod problem;
+pub mod widget;
 pub mod ratelimit;
 
 use std::sync::Arc;
@@ -120,6 +121,7 @@ fn routes(state: &AppState, vendors: &[dialects::Dialect]) -> OpenApiRouter<AppS
         .merge(native.route_layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer)))
         .merge(dialects::routes(vendors))
         .merge(console::routes())
+        .merge(widget::routes())
 }
 
 /// `GET /`: a browser goes to the console; anything else gets the 404 problem.

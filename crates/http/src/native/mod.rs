@@ -36,6 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(pins::change))
         .routes(routes!(pins::unblock))
         .routes(routes!(pins::create_otp))
+        .routes(routes!(pins::create_pin_session))
         .routes(routes!(pins::encryption_key))
         .routes(routes!(events::list))
         .routes(routes!(webhooks::event))

@@ -623,3 +623,69 @@ mod tests {
         }
     }
 }
+
+/// A PIN widget session to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinSessionBody {
+    /// What the cardholder will do in the widget.
+    #[schema(schema_with = pin_session_purpose)]
+    purpose: String,
+    /// The origin of the page that embeds the widget: `https://host[:port]`,
+    /// or `http://localhost[:port]` / `http://127.0.0.1[:port]` for development.
+    allowed_origin: String,
+}
+
+fn pin_session_purpose() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(["set", "change", "verify"])
+}
+
+/// A new PIN widget session: the token is shown once.
+#[derive(Serialize, ToSchema)]
+pub struct PinSessionCreated {
+    /// For `/widget/pin?session=...`: one use, bound to the card, the purpose and the origin.
+    session_token: String,
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: cardcore_domain::Timestamp,
+}
+
+/// `POST /v1/cards/{id}/pin-sessions`.
+#[utoipa::path(
+    post,
+    path = "/v1/cards/{id}/pin-sessions",
+    tag = "PINs and OTPs",
+    operation_id = "createPinSession",
+    summary = "Start a PIN widget session",
+    description = "A token for the PIN widget (`/widget/pin?session=...` in an iframe of a page of \
+                   `allowed_origin`): one use, 5 minutes, bound to this card, the purpose and the origin. The \
+                   cardholder types the PIN in the widget, which encrypts it under the tenant's transport key \
+                   and sends it to cardcore; the tenant's page learns only `{ok, pin_status}`.",
+    params(IdPath),
+    request_body = PinSessionBody,
+    responses(
+        (status = 201, description = "The session token (shown once) and its expiry.", body = PinSessionCreated),
+        (status = 404, description = "`card_not_found`: no such card in this tenant."),
+        (status = 422, description = "`validation_error`: `purpose` is not set, change or verify; `allowed_origin` \
+                                      is not an origin; or `id` is not a UUID."),
+    )
+)]
+pub async fn create_pin_session(
+    State(s): State<AppState>,
+    Auth(ctx): Auth,
+    ApiPath(p): ApiPath<IdPath>,
+    ApiJson(b): ApiJson<PinSessionBody>,
+) -> Result<(StatusCode, Json<PinSessionCreated>), ApiError> {
+    let purpose = cardcore_service::console::PinPurpose::parse(&b.purpose)
+        .ok_or_else(|| cardcore_service::ServiceError::invalid("purpose", "must be set, change or verify"))?;
+    let session = s
+        .service
+        .create_pin_session(&ctx, p.id, purpose, &b.allowed_origin)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PinSessionCreated {
+            session_token: session.token.to_string(),
+            expires_at: session.expires_at,
+        }),
+    ))
+}
