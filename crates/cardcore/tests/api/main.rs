@@ -14,6 +14,7 @@ mod bad_input;
 mod cardholders;
 mod cards;
 mod cli;
+mod console;
 mod dialect_cross;
 mod dialect_m2p;
 mod dialect_p100;

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cardcore_service::console::{PinPurpose, PinSession};
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
+use cardcore_domain::RuleViolation;
 use cardcore_service::ServiceError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -336,7 +337,13 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
             allow,
         ),
         Err(e) => {
-            if matches!(e, ServiceError::Invalid { .. } | ServiceError::RateLimited { .. }) {
+            let input_only = matches!(
+                e,
+                ServiceError::Invalid { .. }
+                    | ServiceError::RateLimited { .. }
+                    | ServiceError::Rule(RuleViolation::PinTooWeak(_) | RuleViolation::PinLength { .. })
+            );
+            if input_only {
                 if let Err(release) = svc.release_pin_session(&session).await {
                     tracing::warn!(cause = %release, "could not give a PIN session back");
                 }
