@@ -16,8 +16,8 @@ pub mod middleware;
 pub mod native;
 pub mod openapi;
 pub mod problem;
-pub mod widget;
 pub mod ratelimit;
+pub mod widget;
 
 use std::sync::Arc;
 
@@ -143,11 +143,19 @@ async fn root(headers: axum::http::HeaderMap) -> axum::response::Response {
         .get_all(axum::http::header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|m| m.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))));
+        .any(|v| {
+            v.split(',').any(|m| {
+                m.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+            })
+        });
     if browser {
         let mut res = StatusCode::SEE_OTHER.into_response();
-        res.headers_mut()
-            .insert(axum::http::header::LOCATION, axum::http::HeaderValue::from_static("/console"));
+        res.headers_mut().insert(
+            axum::http::header::LOCATION,
+            axum::http::HeaderValue::from_static("/console"),
+        );
         res
     } else {
         not_found().await.into_response()

@@ -359,7 +359,10 @@ fn header(res: &mut Response, name: &'static str, value: u64) {
 /// A refusal in the shape of the API `path` belongs to.
 fn refusal(dialects: &[Dialect], path: &str, e: ServiceError) -> Response {
     if path == CONSOLE_LOGIN {
-        if let ServiceError::RateLimited { retry_after_seconds, .. } = e {
+        if let ServiceError::RateLimited {
+            retry_after_seconds, ..
+        } = e
+        {
             return crate::console::too_many(retry_after_seconds);
         }
     }

@@ -114,7 +114,10 @@ fn token_hash(token: &str) -> Vec<u8> {
 
 /// Could `token` be one cardcore made (43 base64url characters)?
 fn well_formed(token: &str) -> bool {
-    token.len() == 43 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    token.len() == 43
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn csrf_of(token: &str) -> String {
@@ -192,9 +195,7 @@ impl Service {
             .console_session(&token_hash(token), self.now())
             .await?
             .ok_or(ServiceError::Unauthorized)?;
-        let principal = self
-            .authenticate_key_id(session.tenant_id, session.api_key_id)
-            .await?;
+        let principal = self.authenticate_key_id(session.tenant_id, session.api_key_id).await?;
         Ok(ConsoleUser {
             principal,
             csrf_token: csrf_of(token),
@@ -377,9 +378,10 @@ impl Service {
         allowed_origin: &str,
     ) -> ServiceResult<NewSessionToken> {
         let origin = normalize_origin(allowed_origin)?;
-        let key_id = ctx.principal.api_key_id.ok_or(ServiceError::Forbidden(
-            "a PIN widget session is made with an API key",
-        ))?;
+        let key_id = ctx
+            .principal
+            .api_key_id
+            .ok_or(ServiceError::Forbidden("a PIN widget session is made with an API key"))?;
         self.card_record(ctx, id).await?;
         let token = new_token();
         let now = self.now();
@@ -472,11 +474,26 @@ mod tests {
 
     #[test]
     fn origins_are_normalized_or_refused() {
-        assert_eq!(normalize_origin("https://app.example.com").unwrap(), "https://app.example.com");
-        assert_eq!(normalize_origin("https://App.Example.com:443/").unwrap(), "https://app.example.com");
-        assert_eq!(normalize_origin("https://app.example.com:8443").unwrap(), "https://app.example.com:8443");
-        assert_eq!(normalize_origin("http://localhost:3000").unwrap(), "http://localhost:3000");
-        assert_eq!(normalize_origin("http://127.0.0.1:3000").unwrap(), "http://127.0.0.1:3000");
+        assert_eq!(
+            normalize_origin("https://app.example.com").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            normalize_origin("https://App.Example.com:443/").unwrap(),
+            "https://app.example.com"
+        );
+        assert_eq!(
+            normalize_origin("https://app.example.com:8443").unwrap(),
+            "https://app.example.com:8443"
+        );
+        assert_eq!(
+            normalize_origin("http://localhost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            normalize_origin("http://127.0.0.1:3000").unwrap(),
+            "http://127.0.0.1:3000"
+        );
         for bad in [
             "",
             "http://app.example.com",

@@ -47,8 +47,8 @@ use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 use cardcore_store::PanRow;
 use cardcore_store::{
-    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, ConsoleSessionRecord, EventQuery, PinSessionRecord, Store,
-    StoreError, StoreResult, StoredEvent, StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
+    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, ConsoleSessionRecord, EventQuery, PinSessionRecord,
+    Store, StoreError, StoreResult, StoredEvent, StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
@@ -1231,11 +1231,7 @@ impl Store for PostgresStore {
             if let Some(c) = card {
                 q = q.bind(c.0);
             }
-            let rows = q
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(map_err)?;
+            let rows = q.bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
             rows.iter().map(rows::event).collect()
         })
         .await
@@ -1343,11 +1339,13 @@ impl Store for PostgresStore {
 
     async fn pin_session(&self, token_hash: &[u8]) -> StoreResult<Option<PinSessionRecord>> {
         self.run(async {
-            let row = sqlx::query(&format!("SELECT {PIN_SESSION_COLUMNS} FROM pin_sessions WHERE token_hash = $1"))
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(map_err)?;
+            let row = sqlx::query(&format!(
+                "SELECT {PIN_SESSION_COLUMNS} FROM pin_sessions WHERE token_hash = $1"
+            ))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
             row.as_ref().map(pin_session_row).transpose()
         })
         .await

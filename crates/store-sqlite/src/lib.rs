@@ -30,8 +30,8 @@ use cardcore_domain::{ApiKeyId, EventId, Timestamp, WebhookEndpointId};
 use cardcore_domain::{AuditEntry, Card, CardId, Cardholder, CardholderId, ExternalId, KitNumber, Tenant, TenantId};
 use cardcore_store::PanRow;
 use cardcore_store::{
-    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, ConsoleSessionRecord, EventQuery, PinSessionRecord, Store,
-    StoreError, StoreResult, StoredEvent, StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
+    ApiKeyRecord, AuditPage, CardFilter, CardHold, CardRecord, ConsoleSessionRecord, EventQuery, PinSessionRecord,
+    Store, StoreError, StoreResult, StoredEvent, StoredKey, TransportKeyRecord, Tx, ZoneKeyRecord,
 };
 use cardcore_store::{AuthorizationRecord, DueAuthorization, MoneyPage, TransactionRecord};
 use cardcore_store::{
@@ -881,7 +881,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        rows.iter().map(|r| rows::cardholder(r)).collect()
+        rows.iter().map(rows::cardholder).collect()
     }
 
     async fn insert_console_session(&self, session: &ConsoleSessionRecord) -> StoreResult<()> {

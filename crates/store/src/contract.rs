@@ -29,11 +29,11 @@ use crate::{
     EventQuery, MoneyPage, OnTimeout, SealedData, Store, StoreError, StoredEvent, StoredKey, TransactionKind,
     TransactionRecord, TransportKeyRecord, Verifier, ZoneKeyRecord,
 };
+use crate::{ConsoleSessionRecord, EndpointFormat, PinSessionRecord, TenantSmsRecord};
 use crate::{
     DeliveryAttempt, DeliveryOutcome, DeliveryState, IdempotencyBegin, IdempotencyStart, IdempotentResponse,
     WebhookDelivery, WebhookEndpointRecord,
 };
-use crate::{ConsoleSessionRecord, EndpointFormat, PinSessionRecord, TenantSmsRecord};
 use cardcore_domain::WebhookEndpointId;
 
 /// A fresh, migrated, empty database for one contract test.
@@ -2767,8 +2767,14 @@ pub async fn console_search_finds_cards_by_last_four_and_expiry_and_holders_by_p
         .unwrap();
     assert_eq!(found.iter().map(|c| c.id).collect::<Vec<_>>(), vec![b.card.id]);
 
-    assert_eq!(store.cardholders_by_phone(t.id, "912345678", 10).await.unwrap(), vec![ana.clone()]);
-    assert_eq!(store.cardholders_by_phone(t.id, "351912345678", 10).await.unwrap(), vec![ana]);
+    assert_eq!(
+        store.cardholders_by_phone(t.id, "912345678", 10).await.unwrap(),
+        vec![ana.clone()]
+    );
+    assert_eq!(
+        store.cardholders_by_phone(t.id, "351912345678", 10).await.unwrap(),
+        vec![ana]
+    );
     assert!(store.cardholders_by_phone(t.id, "000", 10).await.unwrap().is_empty());
     assert_eq!(
         store.cardholders_by_phone(other.id, "912345678", 10).await.unwrap(),
@@ -2846,8 +2852,15 @@ pub async fn pin_sessions_are_spent_once_before_they_expire(store: Arc<dyn Store
         used_at: None,
     };
     store.insert_pin_session(&session).await.unwrap();
-    assert_eq!(store.pin_session(&session.token_hash).await.unwrap(), Some(session.clone()));
-    assert_eq!(store.claim_pin_session(&session.token_hash, at(310)).await.unwrap(), None, "expired");
+    assert_eq!(
+        store.pin_session(&session.token_hash).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(
+        store.claim_pin_session(&session.token_hash, at(310)).await.unwrap(),
+        None,
+        "expired"
+    );
 
     let claims = (0..8).map(|_| {
         let store = store.clone();
@@ -2863,8 +2876,19 @@ pub async fn pin_sessions_are_spent_once_before_they_expire(store: Arc<dyn Store
     }
     assert_eq!(won, 1, "one claim wins");
     store.release_pin_session(&session.token_hash, at(21)).await.unwrap();
-    assert_eq!(store.claim_pin_session(&session.token_hash, at(22)).await.unwrap(), None, "still spent");
+    assert_eq!(
+        store.claim_pin_session(&session.token_hash, at(22)).await.unwrap(),
+        None,
+        "still spent"
+    );
     store.release_pin_session(&session.token_hash, at(20)).await.unwrap();
-    assert!(store.claim_pin_session(&session.token_hash, at(22)).await.unwrap().is_some());
-    assert_eq!(store.claim_pin_session(&session.token_hash, at(23)).await.unwrap(), None);
+    assert!(store
+        .claim_pin_session(&session.token_hash, at(22))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        store.claim_pin_session(&session.token_hash, at(23)).await.unwrap(),
+        None
+    );
 }

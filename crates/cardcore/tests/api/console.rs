@@ -39,7 +39,11 @@ impl Page {
 
     /// The CSRF token of the page's forms.
     fn csrf(&self) -> String {
-        let at = self.text.find(r#"name="csrf_token" value=""#).expect("a csrf_token field") + 25;
+        let at = self
+            .text
+            .find(r#"name="csrf_token" value=""#)
+            .expect("a csrf_token field")
+            + 25;
         self.text[at..at + 64].to_owned()
     }
 
@@ -152,7 +156,12 @@ async fn sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session_on_the_serve
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: no Secure");
     let tls = c
-        .send(Method::POST, "/console/login", Some(&[("api_key", &app.key)]), &[("x-forwarded-proto", "https")])
+        .send(
+            Method::POST,
+            "/console/login",
+            Some(&[("api_key", &app.key)]),
+            &[("x-forwarded-proto", "https")],
+        )
         .await;
     assert!(tls.cookie().unwrap().contains("; Secure"), "behind TLS: Secure");
 
@@ -179,7 +188,11 @@ async fn sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session_on_the_serve
 async fn a_revoked_key_ends_its_console_sessions() {
     let app = spawn_app().await;
     let tenant = app.tenant_id.parse().unwrap();
-    let key = app.service().create_api_key(tenant, Some("support"), false).await.unwrap();
+    let key = app
+        .service()
+        .create_api_key(tenant, Some("support"), false)
+        .await
+        .unwrap();
     let mut c = Console::new(&app);
     c.sign_in(&key.secret).await;
     assert_eq!(c.get("/console").await.status, StatusCode::OK);
@@ -193,7 +206,12 @@ async fn failed_sign_ins_are_limited_per_address_like_any_failed_authentication(
     let c = Console::new(&app);
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(c.post("/console/login", &[("api_key", "cc_wrong")]).await.status.as_u16());
+        statuses.push(
+            c.post("/console/login", &[("api_key", "cc_wrong")])
+                .await
+                .status
+                .as_u16(),
+        );
     }
     assert_eq!(&statuses[..2], &[401, 401], "{statuses:?}");
     let limited = c.post("/console/login", &[("api_key", &app.key)]).await;
@@ -218,18 +236,25 @@ async fn a_lock_needs_the_csrf_token_and_a_confirmation_and_is_audited_as_the_co
     let forged = c.post(&lock, &[("confirm", "yes")]).await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert!(forged.text.contains("csrf_token_invalid"));
-    let other = c.post(&lock, &[("confirm", "yes"), ("csrf_token", &"0".repeat(64))]).await;
+    let other = c
+        .post(&lock, &[("confirm", "yes"), ("csrf_token", &"0".repeat(64))])
+        .await;
     assert_eq!(other.status, StatusCode::FORBIDDEN);
     assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok()["status"], "ACTIVE");
 
-    let ask = c.post(&lock, &[("csrf_token", &csrf), ("reason_code", "CUST_REQ")]).await;
+    let ask = c
+        .post(&lock, &[("csrf_token", &csrf), ("reason_code", "CUST_REQ")])
+        .await;
     assert_eq!(ask.status, StatusCode::OK);
     assert!(ask.text.contains("Lock this card?"));
     assert!(ask.text.contains(r#"name="confirm" value="yes""#));
     assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok()["status"], "ACTIVE");
 
     let done = c
-        .post(&lock, &[("csrf_token", &csrf), ("reason_code", "CUST_REQ"), ("confirm", "yes")])
+        .post(
+            &lock,
+            &[("csrf_token", &csrf), ("reason_code", "CUST_REQ"), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER);
     assert_eq!(done.location(), format!("/console/cards/{id}?done=lock"));
@@ -244,7 +269,7 @@ async fn a_lock_needs_the_csrf_token_and_a_confirmation_and_is_audited_as_the_co
     assert_eq!(entry["actor"]["channel"], "console");
     assert!(entry["actor"]["api_key_id"].is_string());
 
-    let page = c.get(&done.location().to_owned()).await;
+    let page = c.get(done.location()).await;
     assert!(page.text.contains("Card locked."));
     assert!(page.text.contains("card.lock"));
     assert!(page.text.contains("console"));
@@ -259,14 +284,20 @@ async fn a_refused_action_shows_the_apis_stable_code_and_changes_nothing() {
     c.sign_in(&app.key).await;
     let csrf = c.get(&format!("/console/cards/{id}")).await.csrf();
     let page = c
-        .post(&format!("/console/cards/{id}/unlock"), &[("csrf_token", &csrf), ("confirm", "yes")])
+        .post(
+            &format!("/console/cards/{id}/unlock"),
+            &[("csrf_token", &csrf), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(page.status, StatusCode::CONFLICT);
     assert!(page.text.contains("invalid_status_transition"), "{}", page.text);
     assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok()["status"], "CLOSED");
 
     let block = c
-        .post(&format!("/console/cards/{id}/block"), &[("csrf_token", &csrf), ("confirm", "yes")])
+        .post(
+            &format!("/console/cards/{id}/block"),
+            &[("csrf_token", &csrf), ("confirm", "yes")],
+        )
         .await;
     assert!(block.status.is_client_error());
 
@@ -296,12 +327,18 @@ async fn every_console_action_goes_through_the_service() {
     assert_eq!(resent.status, StatusCode::SEE_OTHER, "{}", resent.text);
     let second_code = app.activation_code(&physical).await;
     assert_ne!(first_code, second_code);
-    app.post(&format!("/v1/cards/{physical}/activate"), json!({"activation_code": first_code}))
-        .await
-        .expect(422, "activation_code_invalid");
-    app.post(&format!("/v1/cards/{physical}/activate"), json!({"activation_code": second_code}))
-        .await
-        .ok();
+    app.post(
+        &format!("/v1/cards/{physical}/activate"),
+        json!({"activation_code": first_code}),
+    )
+    .await
+    .expect(422, "activation_code_invalid");
+    app.post(
+        &format!("/v1/cards/{physical}/activate"),
+        json!({"activation_code": second_code}),
+    )
+    .await
+    .ok();
     let again = act(physical.clone(), "resend-activation", vec![]).await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     assert!(again.text.contains("card_not_inactive"));
@@ -312,13 +349,19 @@ async fn every_console_action_goes_through_the_service() {
         app.verify(&id, "1111").await;
     }
     assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok()["pin_status"], "BLOCKED");
-    assert_eq!(act(id.clone(), "pin-unblock", vec![]).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        act(id.clone(), "pin-unblock", vec![]).await.status,
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(app.get(&format!("/v1/cards/{id}")).await.ok()["pin_status"], "SET");
 
     let blocked = act(
         id.clone(),
         "block",
-        vec![("reason_code", "FRAUD_SUSPECTED"), ("reason_message", "<b>odd</b> spend")],
+        vec![
+            ("reason_code", "FRAUD_SUSPECTED"),
+            ("reason_message", "<b>odd</b> spend"),
+        ],
     )
     .await;
     assert_eq!(blocked.status, StatusCode::SEE_OTHER);
@@ -329,9 +372,18 @@ async fn every_console_action_goes_through_the_service() {
 
     let replaced = act(id.clone(), "replace", vec![("reason", "stolen")]).await;
     assert_eq!(replaced.status, StatusCode::SEE_OTHER);
-    let new_id = replaced.location().trim_start_matches("/console/cards/").split('?').next().unwrap().to_owned();
+    let new_id = replaced
+        .location()
+        .trim_start_matches("/console/cards/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_id, id);
-    assert_eq!(app.get(&format!("/v1/cards/{new_id}")).await.ok()["replacement_for"], id.as_str());
+    assert_eq!(
+        app.get(&format!("/v1/cards/{new_id}")).await.ok()["replacement_for"],
+        id.as_str()
+    );
     assert_eq!(act(new_id.clone(), "close", vec![]).await.status, StatusCode::SEE_OTHER);
     assert_eq!(app.get(&format!("/v1/cards/{new_id}")).await.ok()["status"], "CLOSED");
     for entry in app.audit(&new_id).await.iter().chain(app.audit(&id).await.iter()) {
@@ -346,7 +398,11 @@ async fn reveal_needs_can_reveal_and_a_confirmation_and_is_audited_and_never_cac
     let app = spawn_app().await;
     let id = card_id(&app.active_card("virtual").await);
     let tenant = app.tenant_id.parse().unwrap();
-    let support = app.service().create_api_key(tenant, Some("support"), false).await.unwrap();
+    let support = app
+        .service()
+        .create_api_key(tenant, Some("support"), false)
+        .await
+        .unwrap();
 
     let mut c = Console::new(&app);
     c.sign_in(&support.secret).await;
@@ -354,7 +410,10 @@ async fn reveal_needs_can_reveal_and_a_confirmation_and_is_audited_and_never_cac
     assert!(!page.text.contains("/reveal"), "no reveal button without can_reveal");
     let csrf = page.csrf();
     let refused = c
-        .post(&format!("/console/cards/{id}/reveal"), &[("csrf_token", &csrf), ("confirm", "yes")])
+        .post(
+            &format!("/console/cards/{id}/reveal"),
+            &[("csrf_token", &csrf), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.text.contains("forbidden"));
@@ -364,17 +423,26 @@ async fn reveal_needs_can_reveal_and_a_confirmation_and_is_audited_and_never_cac
     let page = admin.get(&format!("/console/cards/{id}")).await;
     assert!(page.text.contains("/reveal"));
     let csrf = page.csrf();
-    let ask = admin.post(&format!("/console/cards/{id}/reveal"), &[("csrf_token", &csrf)]).await;
+    let ask = admin
+        .post(&format!("/console/cards/{id}/reveal"), &[("csrf_token", &csrf)])
+        .await;
     assert!(ask.text.contains("Reveal the PAN and CVV?"));
     let sensitive = app.get(&format!("/v1/cards/{id}/sensitive")).await.ok();
     let pan = sensitive["pan"].as_str().unwrap();
     assert!(!ask.text.contains(pan));
     let shown = admin
-        .post(&format!("/console/cards/{id}/reveal"), &[("csrf_token", &csrf), ("confirm", "yes")])
+        .post(
+            &format!("/console/cards/{id}/reveal"),
+            &[("csrf_token", &csrf), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(shown.status, StatusCode::OK);
     shown.assert_secure_headers();
-    let grouped: Vec<String> = pan.as_bytes().chunks(4).map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+    let grouped: Vec<String> = pan
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
     assert!(shown.text.contains(&grouped.join(" ")));
     let revealed: Vec<Value> = app
         .audit(&id)
@@ -396,7 +464,11 @@ async fn search_finds_a_card_by_id_kit_last_four_and_expiry_external_id_and_phon
     let id = card_id(&card);
     let mut c = Console::new(&app);
     c.sign_in(&app.key).await;
-    let last4_expiry = format!("{} {}", card["last_four"].as_str().unwrap(), card["expiry"].as_str().unwrap());
+    let last4_expiry = format!(
+        "{} {}",
+        card["last_four"].as_str().unwrap(),
+        card["expiry"].as_str().unwrap()
+    );
     for q in [
         id.clone(),
         card["kit_number"].as_str().unwrap().to_owned(),
@@ -404,12 +476,18 @@ async fn search_finds_a_card_by_id_kit_last_four_and_expiry_external_id_and_phon
         "ext-console-1".to_owned(),
     ] {
         let page = c
-            .get(&format!("/console/cards?q={}", url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()))
+            .get(&format!(
+                "/console/cards?q={}",
+                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+            ))
             .await;
         assert_eq!(page.status, StatusCode::OK, "{q}");
         assert!(page.text.contains(&id), "{q} finds the card");
         if q != card["last_four"].as_str().unwrap() {
-            assert!(!page.text.contains(other["id"].as_str().unwrap()) || q.contains(' '), "{q}");
+            assert!(
+                !page.text.contains(other["id"].as_str().unwrap()) || q.contains(' '),
+                "{q}"
+            );
         }
     }
     // Every test cardholder has the same phone: the search finds them all.
@@ -426,8 +504,15 @@ async fn search_finds_a_card_by_id_kit_last_four_and_expiry_external_id_and_phon
     let b = app.new_tenant("tenant-b").await;
     let mut cb = Console::new(&app);
     cb.sign_in(&b).await;
-    assert!(!cb.get(&format!("/console/cards?q={id}")).await.text.contains(&format!("/console/cards/{id}")));
-    assert_eq!(cb.get(&format!("/console/cards/{id}")).await.status, StatusCode::NOT_FOUND);
+    assert!(!cb
+        .get(&format!("/console/cards?q={id}"))
+        .await
+        .text
+        .contains(&format!("/console/cards/{id}")));
+    assert_eq!(
+        cb.get(&format!("/console/cards/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -439,13 +524,20 @@ async fn the_webhooks_page_adds_lists_removes_and_redelivers() {
     assert_eq!(page.status, StatusCode::OK);
     let csrf = page.csrf();
     let refused = c
-        .post("/console/webhooks", &[("csrf_token", &csrf), ("url", "https://10.1.2.3/hook")])
+        .post(
+            "/console/webhooks",
+            &[("csrf_token", &csrf), ("url", "https://10.1.2.3/hook")],
+        )
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.text);
     let added = c
         .post(
             "/console/webhooks",
-            &[("csrf_token", &csrf), ("url", "http://127.0.0.1:9/hook"), ("events", "card.status_changed")],
+            &[
+                ("csrf_token", &csrf),
+                ("url", "http://127.0.0.1:9/hook"),
+                ("events", "card.status_changed"),
+            ],
         )
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
@@ -468,16 +560,27 @@ async fn the_webhooks_page_adds_lists_removes_and_redelivers() {
         .unwrap();
     let event_id = event["id"].as_str().unwrap();
     let redelivered = c
-        .post(&format!("/console/events/{event_id}/redeliver"), &[("csrf_token", &csrf)])
+        .post(
+            &format!("/console/events/{event_id}/redeliver"),
+            &[("csrf_token", &csrf)],
+        )
         .await;
     assert_eq!(redelivered.status, StatusCode::OK, "{}", redelivered.text);
     assert!(redelivered.text.contains("Queued for redelivery"));
 
-    let ask = c.post(&format!("/console/webhooks/{endpoint}/remove"), &[("csrf_token", &csrf)]).await;
+    let ask = c
+        .post(
+            &format!("/console/webhooks/{endpoint}/remove"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
     assert_eq!(ask.status, StatusCode::OK);
     assert!(ask.text.contains("Remove this endpoint?"));
     let removed = c
-        .post(&format!("/console/webhooks/{endpoint}/remove"), &[("csrf_token", &csrf), ("confirm", "yes")])
+        .post(
+            &format!("/console/webhooks/{endpoint}/remove"),
+            &[("csrf_token", &csrf), ("confirm", "yes")],
+        )
         .await;
     assert_eq!(removed.status, StatusCode::SEE_OTHER);
     assert_eq!(app.get("/v1/webhook-endpoints").await.ok()["data"], json!([]));
@@ -501,7 +604,8 @@ async fn pin_session(app: &TestApp, card: &str, purpose: &str) -> String {
 
 async fn encrypted(app: &TestApp, pin: &str) -> String {
     let key = app.get("/v1/pin-encryption-key").await.ok();
-    cardcore_crypto::transport::encrypt_with_public_pem(key["public_key_pem"].as_str().unwrap(), pin.as_bytes()).unwrap()
+    cardcore_crypto::transport::encrypt_with_public_pem(key["public_key_pem"].as_str().unwrap(), pin.as_bytes())
+        .unwrap()
 }
 
 async fn widget_post(app: &TestApp, origin: Option<&str>, body: Value) -> (StatusCode, HeaderMap, Value) {
@@ -587,7 +691,12 @@ async fn a_pin_session_is_one_use_bound_to_its_origin_and_sets_a_pin_the_api_ver
     assert_eq!(out, json!({"ok": true, "pin_status": "SET"}));
     assert_eq!(headers["access-control-allow-origin"], ORIGIN);
     assert_eq!(app.verify(&id, "4821").await.ok()["valid"], true);
-    let set = app.audit(&id).await.into_iter().find(|e| e["type"] == "card.pin_set").unwrap();
+    let set = app
+        .audit(&id)
+        .await
+        .into_iter()
+        .find(|e| e["type"] == "card.pin_set")
+        .unwrap();
     assert_eq!(set["actor"]["channel"], "widget");
 
     // One use.
@@ -597,7 +706,10 @@ async fn a_pin_session_is_one_use_bound_to_its_origin_and_sets_a_pin_the_api_ver
         json!({"session_token": token, "encrypted_pin": encrypted(&app, "5937").await}),
     )
     .await;
-    assert_eq!((status, out["code"].as_str()), (StatusCode::GONE, Some("pin_session_gone")));
+    assert_eq!(
+        (status, out["code"].as_str()),
+        (StatusCode::GONE, Some("pin_session_gone"))
+    );
     let again = browser()
         .get(format!("{}/widget/pin?session={token}", app.base))
         .send()
@@ -640,7 +752,11 @@ async fn the_widget_verifies_with_the_try_counter_and_changes_with_an_otp() {
         json!({"session_token": token, "encrypted_pin": encrypted(&app, "4821").await}),
     )
     .await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "change needs the new PIN and an OTP");
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "change needs the new PIN and an OTP"
+    );
     let (trace, code) = app.otp(&id).await;
     let (status, _, out) = widget_post(
         &app,
@@ -678,10 +794,21 @@ async fn the_widget_preflight_and_assets() {
         .await
         .unwrap();
     assert!(!res.headers().contains_key("access-control-allow-origin"));
-    let js = browser().get(format!("{}/widget/pin.js", app.base)).send().await.unwrap();
+    let js = browser()
+        .get(format!("{}/widget/pin.js", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(js.status(), StatusCode::OK);
-    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
     assert!(js.text().await.unwrap().contains("RSA-OAEP"));
-    let gone = browser().get(format!("{}/widget/pin?session=nope", app.base)).send().await.unwrap();
+    let gone = browser()
+        .get(format!("{}/widget/pin?session=nope", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), StatusCode::GONE);
 }

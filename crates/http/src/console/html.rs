@@ -56,7 +56,12 @@ impl fmt::Write for Page {
 /// `<input type="hidden">` with an escaped value.
 pub fn hidden(name: &str, value: &str) -> String {
     let mut s = String::new();
-    let _ = write!(s, r#"<input type="hidden" name="{}" value="{}">"#, esc(name), esc(value));
+    let _ = write!(
+        s,
+        r#"<input type="hidden" name="{}" value="{}">"#,
+        esc(name),
+        esc(value)
+    );
     s
 }
 
@@ -71,7 +76,10 @@ mod tests {
             "&lt;script&gt;alert(&quot;x&quot;) &amp; &#39;y&#39;&lt;/script&gt;"
         );
         assert_eq!(esc("plain 4242 12/29"), "plain 4242 12/29");
-        assert_eq!(hidden("a\"b", "<v>"), r#"<input type="hidden" name="a&quot;b" value="&lt;v&gt;">"#);
+        assert_eq!(
+            hidden("a\"b", "<v>"),
+            r#"<input type="hidden" name="a&quot;b" value="&lt;v&gt;">"#
+        );
         assert_eq!(query("4242 12/29&x=<"), "4242+12%2F29%26x%3D%3C");
     }
 }

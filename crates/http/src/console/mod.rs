@@ -74,7 +74,10 @@ pub async fn secure(mut res: Response) -> Response {
 fn html(status: StatusCode, body: String) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
         body,
     )
         .into_response()
@@ -162,10 +165,8 @@ impl FromRequestParts<AppState> for Operator {
             }),
             Err(ServiceError::Unauthorized) => {
                 let mut res = see_other("/console/login");
-                res.headers_mut().insert(
-                    header::SET_COOKIE,
-                    session_cookie("", 0, over_tls(&parts.headers)),
-                );
+                res.headers_mut()
+                    .insert(header::SET_COOKIE, session_cookie("", 0, over_tls(&parts.headers)));
                 Err(res)
             }
             Err(e) => Err(error_page(&problem_of(e))),
@@ -258,7 +259,10 @@ pub async fn login_page() -> Response {
 pub async fn login(State(s): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, crate::extract::MAX_BODY).await else {
-        return html(StatusCode::PAYLOAD_TOO_LARGE, pages::login(Some("The form is too large.")));
+        return html(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            pages::login(Some("The form is too large.")),
+        );
     };
     let f = form(&body);
     let Some(key) = field(&f, "api_key") else {
@@ -494,12 +498,7 @@ pub const ACTIONS: [&str; 8] = [
         (status = 429, description = "Over the per-card limit: the card page with the code.", content_type = "text/html", body = String),
     )
 )]
-pub async fn card_action(
-    State(s): State<AppState>,
-    op: Operator,
-    Path(p): Path<ActionPath>,
-    body: Bytes,
-) -> Response {
+pub async fn card_action(State(s): State<AppState>, op: Operator, Path(p): Path<ActionPath>, body: Bytes) -> Response {
     let f = form(&body);
     if let Err(r) = check_csrf(&op, &f) {
         return r;
@@ -537,7 +536,10 @@ pub async fn card_action(
         "close" => status(LifecycleAction::Close).await,
         "replace" => match field(&f, "reason").and_then(replace_reason) {
             Some(why) => svc.replace(ctx, id, why).await.map(|c| c.id),
-            None => Err(ServiceError::invalid("reason", "must be lost, stolen, damaged or expired")),
+            None => Err(ServiceError::invalid(
+                "reason",
+                "must be lost, stolen, damaged or expired",
+            )),
         },
         "pin-unblock" => svc.unblock_pin(ctx, id).await.map(|_| id),
         "resend-activation" => svc.resend_activation_code(ctx, id).await.map(|_| id),
@@ -695,7 +697,13 @@ pub async fn remove_webhook(
         return r;
     }
     let Ok(id) = p.id.parse::<WebhookEndpointId>() else {
-        return render_webhooks(&s, &op, Some(Notice::Err(problem_of(ServiceError::NotFound("webhook endpoint")))), StatusCode::NOT_FOUND).await;
+        return render_webhooks(
+            &s,
+            &op,
+            Some(Notice::Err(problem_of(ServiceError::NotFound("webhook endpoint")))),
+            StatusCode::NOT_FOUND,
+        )
+        .await;
     };
     if field(&f, "confirm") != Some("yes") {
         return html(StatusCode::OK, pages::confirm_remove(&op.user, &id.to_string()));
@@ -749,7 +757,9 @@ pub async fn redeliver(State(s): State<AppState>, op: Operator, Path(p): Path<Ev
             render_webhooks(
                 &s,
                 &op,
-                Some(Notice::Ok("Queued for redelivery to every endpoint that wants it.".into())),
+                Some(Notice::Ok(
+                    "Queued for redelivery to every endpoint that wants it.".into(),
+                )),
                 StatusCode::OK,
             )
             .await
@@ -785,7 +795,10 @@ pub struct AssetPath {
 pub async fn asset(Path(p): Path<AssetPath>) -> Response {
     match p.file.as_str() {
         "console.css" => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/css; charset=utf-8"),
+            )],
             CSS,
         )
             .into_response(),

@@ -22,7 +22,10 @@ pub enum Notice {
     Ok(String),
     Err(Problem),
     /// A new webhook endpoint's secret, shown once.
-    Secret { url: String, secret: String },
+    Secret {
+        url: String,
+        secret: String,
+    },
 }
 
 fn when(t: &Timestamp) -> String {
@@ -157,7 +160,12 @@ fn problem_notice(p: &Problem) -> String {
         esc(&p.detail)
     );
     for e in &p.errors {
-        let _ = write!(s, "<br><span class=\"mono\">{}</span>: {}", esc(&e.field), esc(&e.message));
+        let _ = write!(
+            s,
+            "<br><span class=\"mono\">{}</span>: {}",
+            esc(&e.field),
+            esc(&e.message)
+        );
     }
     s.push_str("</div>");
     s
@@ -326,11 +334,16 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
         esc(&when(&c.created_at)),
     );
     if let Some(prev) = c.replacement_for {
-        let _ = write!(m, r#"<dt>Replaces</dt><dd><a class="mono" href="/console/cards/{prev}">{prev}</a></dd>"#);
+        let _ = write!(
+            m,
+            r#"<dt>Replaces</dt><dd><a class="mono" href="/console/cards/{prev}">{prev}</a></dd>"#
+        );
     }
     m.push_str("</dl></section>");
 
-    m.push_str(r#"<section class="panel" aria-labelledby="h-holder"><h2 id="h-holder">Cardholder</h2><dl class="facts">"#);
+    m.push_str(
+        r#"<section class="panel" aria-labelledby="h-holder"><h2 id="h-holder">Cardholder</h2><dl class="facts">"#,
+    );
     match v.holder {
         Some(h) => {
             let _ = write!(
@@ -372,17 +385,38 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
     m.push_str(&action_form(user, c, "lock", "Lock", "", ""));
     m.push_str(&action_form(user, c, "unlock", "Unlock", "secondary", ""));
     m.push_str(&action_form(user, c, "pin-unblock", "Unblock PIN", "secondary", ""));
-    m.push_str(&action_form(user, c, "resend-activation", "Resend activation code", "secondary", ""));
+    m.push_str(&action_form(
+        user,
+        c,
+        "resend-activation",
+        "Resend activation code",
+        "secondary",
+        "",
+    ));
     if v.can_reveal {
         m.push_str(&action_form(user, c, "reveal", "Reveal PAN and CVV", "secondary", ""));
     }
     m.push_str("</div><div class=\"actions\" style=\"margin-top:1rem\">");
-    m.push_str(&action_form(user, c, "block", "Block", "danger", &reason_fields(c, "block")));
+    m.push_str(&action_form(
+        user,
+        c,
+        "block",
+        "Block",
+        "danger",
+        &reason_fields(c, "block"),
+    ));
     let rid = format!("rr-{}", c.id.as_uuid().simple());
     let replace_fields = format!(
         r#"<div><label for="{rid}">Replacement reason</label><select id="{rid}" name="reason"><option value="lost">lost</option><option value="stolen">stolen</option><option value="damaged">damaged</option><option value="expired">expired</option></select></div>"#
     );
-    m.push_str(&action_form(user, c, "replace", "Replace", "secondary", &replace_fields));
+    m.push_str(&action_form(
+        user,
+        c,
+        "replace",
+        "Replace",
+        "secondary",
+        &replace_fields,
+    ));
     m.push_str(&action_form(user, c, "close", "Close", "danger", ""));
     m.push_str("</div></section>");
 
@@ -393,7 +427,10 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
             Some(r) => format!(
                 r#"<span class="mono">{}</span>{}"#,
                 esc(r.code.as_str()),
-                r.message.as_deref().map(|msg| format!(" — {}", esc(msg))).unwrap_or_default()
+                r.message
+                    .as_deref()
+                    .map(|msg| format!(" — {}", esc(msg)))
+                    .unwrap_or_default()
             ),
             None => String::new(),
         };
@@ -425,7 +462,9 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
     m.push_str("</nav></section>");
 
     // Events and deliveries.
-    m.push_str(r#"<section class="panel" aria-labelledby="h-events"><h2 id="h-events">Events and webhook deliveries</h2>"#);
+    m.push_str(
+        r#"<section class="panel" aria-labelledby="h-events"><h2 id="h-events">Events and webhook deliveries</h2>"#,
+    );
     m.push_str(&events_table(user, v.events, false));
     m.push_str("</section>");
 
@@ -468,7 +507,9 @@ fn events_table(user: &ConsoleUser, events: &[EventDeliveries], with_card: bool)
                     deliveries,
                     "<li>{} — {}{} ({} ms)</li>",
                     esc(&when(&a.at)),
-                    a.status.map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no answer".into()),
+                    a.status
+                        .map(|s| format!("HTTP {s}"))
+                        .unwrap_or_else(|| "no answer".into()),
                     a.error.as_deref().map(|e| format!(": {}", esc(e))).unwrap_or_default(),
                     a.duration_ms
                 );
@@ -522,7 +563,11 @@ pub fn confirm(user: &ConsoleUser, card: &Card, action: &str, fields: &HashMap<S
         }
     }
     let mut details = String::new();
-    for (name, label) in [("reason_code", "Reason code"), ("reason_message", "Message"), ("reason", "Reason")] {
+    for (name, label) in [
+        ("reason_code", "Reason code"),
+        ("reason_message", "Message"),
+        ("reason", "Reason"),
+    ] {
         if let Some(v) = fields.get(name).filter(|v| !v.trim().is_empty()) {
             let _ = write!(details, "<dt>{}</dt><dd>{}</dd>", label, esc(v));
         }
@@ -534,12 +579,20 @@ pub fn confirm(user: &ConsoleUser, card: &Card, action: &str, fields: &HashMap<S
         last4 = esc(&card.last_four),
         id = card.id,
         status = badge(card.status.as_str()),
-        details = if details.is_empty() { String::new() } else { format!(r#"<dl class="facts">{details}</dl>"#) },
+        details = if details.is_empty() {
+            String::new()
+        } else {
+            format!(r#"<dl class="facts">{details}</dl>"#)
+        },
         action = esc(action),
         csrf = hidden("csrf_token", &user.csrf_token),
         carried = carried,
         confirm = hidden("confirm", "yes"),
-        class = if matches!(action, "block" | "close") { "danger" } else { "" },
+        class = if matches!(action, "block" | "close") {
+            "danger"
+        } else {
+            ""
+        },
         verb = esc(&action.replace('-', " ")),
     );
     shell(Some(user), action_title(action), &m)
@@ -603,7 +656,9 @@ pub fn webhooks(
 <button type="submit">Add endpoint</button></form></section>"#,
         hidden("csrf_token", &user.csrf_token)
     );
-    m.push_str(r#"<section class="panel" aria-labelledby="h-recent"><h2 id="h-recent">Latest events and deliveries</h2>"#);
+    m.push_str(
+        r#"<section class="panel" aria-labelledby="h-recent"><h2 id="h-recent">Latest events and deliveries</h2>"#,
+    );
     m.push_str(&events_table(user, events, true));
     m.push_str("</section>");
     shell(Some(user), "Webhooks", &m)

@@ -10,9 +10,9 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cardcore_domain::RuleViolation;
 use cardcore_service::console::{PinPurpose, PinSession};
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
-use cardcore_domain::RuleViolation;
 use cardcore_service::ServiceError;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -53,7 +53,10 @@ fn csp(origin: &str) -> String {
 fn html_page(status: StatusCode, body: String, frame_ancestors: &str) -> Response {
     let mut res = (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
         body,
     )
         .into_response();
@@ -140,11 +143,7 @@ pub async fn page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> Resp
         Ok(k) => k,
         Err(e) => return problem_of(e).into_response(),
     };
-    let spki: String = key
-        .public_key_pem
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
+    let spki: String = key.public_key_pem.lines().filter(|l| !l.starts_with("-----")).collect();
     let (title, fields, button) = match session.purpose {
         PinPurpose::Set => (
             "Choose your PIN",
@@ -165,7 +164,11 @@ pub async fn page(State(s): State<AppState>, Query(q): Query<PageQuery>) -> Resp
             ),
             "Change PIN",
         ),
-        PinPurpose::Verify => ("Enter your PIN", pin_field("pin", "PIN", "current-password"), "Check PIN"),
+        PinPurpose::Verify => (
+            "Enter your PIN",
+            pin_field("pin", "PIN", "current-password"),
+            "Check PIN",
+        ),
     };
     let main = format!(
         r#"<form id="pin-form" novalidate data-session="{session}" data-purpose="{purpose}" data-origin="{origin}" data-key="{key}" data-key-id="{key_id}" data-trace="{trace}">
@@ -221,7 +224,8 @@ pub struct WidgetOutcome {
 fn outcome(status: StatusCode, body: WidgetOutcome, allow_origin: Option<&str>) -> Response {
     let mut res = (status, axum::Json(body)).into_response();
     no_store(&mut res);
-    res.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+    res.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = allow_origin.and_then(|o| HeaderValue::from_str(o).ok()) {
         res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
@@ -461,7 +465,10 @@ pub async fn preflight(headers: HeaderMap) -> Response {
             if let Ok(v) = HeaderValue::from_str(&normal) {
                 h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
                 h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
-                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("content-type"),
+                );
                 h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("300"));
             }
         }
