@@ -19,6 +19,21 @@ for pair in psec:psec cryptography:cryptography openapi_spec_validator:openapi-s
     fi
 done
 
+# The browser test (tests/browser/console_browser.py): Debian's Chromium,
+# driven headless through Playwright's Python package (no browser download).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing chromium"
+    if [ "$(id -u)" = 0 ]; then APT=apt-get; else APT="sudo apt-get"; fi
+    { $APT update -qq && $APT install -y -qq chromium chromium-driver; } >/dev/null 2>&1 ||
+        echo "warning: could not install chromium; the browser test will skip (or fail under CI)" >&2
+fi
+if ! python3 -c "import playwright" 2>/dev/null; then
+    echo "== installing playwright"
+    python3 -m pip install --quiet --disable-pip-version-check playwright || {
+        echo "warning: could not install playwright; the browser test will skip (or fail under CI)" >&2
+    }
+fi
+
 if [ -x scripts/ensure-postgres.sh ]; then
     if ! scripts/ensure-postgres.sh; then
         if [ -n "${CI:-}" ]; then
@@ -37,4 +52,7 @@ cargo test --workspace "$@"
 # arguments narrow the run to some tests.
 if [ $# -eq 0 ]; then
     python3 scripts/check-docs.py
+    # The console and the PIN widget in a real browser (fails under CI when
+    # Chromium or Playwright is missing; refreshes docs/screenshots/).
+    python3 tests/browser/console_browser.py
 fi

@@ -131,7 +131,7 @@ pub fn results(user: &ConsoleUser, q: &str, cards: &[Card], error: Option<&Probl
     } else {
         let _ = write!(
             m,
-            r#"<h2>{} found</h2><div class="scroll"><table><thead><tr><th scope="col">Card</th><th scope="col">Status</th><th scope="col">Expiry</th><th scope="col" class="hide-sm">Kit</th><th scope="col" class="hide-sm">Type</th></tr></thead><tbody>"#,
+            r#"<h2>{} found</h2><div class="scroll" tabindex="0" role="region" aria-label="Cards found (scrolls sideways)"><table><thead><tr><th scope="col">Card</th><th scope="col">Status</th><th scope="col">Expiry</th><th scope="col" class="hide-sm">Kit</th><th scope="col" class="hide-sm">Type</th></tr></thead><tbody>"#,
             cards.len()
         );
         for c in cards {
@@ -360,12 +360,12 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
             let _ = write!(m, r#"<dt>Id</dt><dd class="mono">{}</dd>"#, c.cardholder_id);
         }
     }
-    m.push_str("</dl></section>");
+    m.push_str("</dl></section></div>");
 
     // Limits.
     let _ = write!(
         m,
-        r#"<section class="panel" aria-labelledby="h-limits"><h2 id="h-limits">Limits ({})</h2><div class="scroll"><table><thead><tr><th scope="col">Channel</th><th scope="col">Enabled</th><th scope="col">Per transaction</th><th scope="col">Daily</th></tr></thead><tbody>"#,
+        r#"<section class="panel" aria-labelledby="h-limits"><h2 id="h-limits">Limits ({})</h2><div class="scroll" tabindex="0" role="region" aria-label="Limits (scrolls sideways)"><table><thead><tr><th scope="col">Channel</th><th scope="col">Enabled</th><th scope="col">Per transaction</th><th scope="col">Daily</th></tr></thead><tbody>"#,
         esc(&c.limits.currency)
     );
     for (channel, l) in c.limits.channels.named() {
@@ -378,7 +378,7 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
             esc(&amount(l.daily, &c.limits.currency)),
         );
     }
-    m.push_str("</tbody></table></div></section></div>");
+    m.push_str("</tbody></table></div></section>");
 
     // Actions.
     m.push_str(r#"<section class="panel" aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2><p class="muted">Each action asks for confirmation first, and follows the API's rules.</p><div class="actions">"#);
@@ -421,7 +421,7 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
     m.push_str("</div></section>");
 
     // Audit trail.
-    m.push_str(r#"<section class="panel" aria-labelledby="h-audit"><h2 id="h-audit">Audit trail</h2><div class="scroll"><table><thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Who</th><th scope="col">Why</th><th scope="col" class="hide-sm">Request</th></tr></thead><tbody>"#);
+    m.push_str(r#"<section class="panel" aria-labelledby="h-audit"><h2 id="h-audit">Audit trail</h2><div class="scroll" tabindex="0" role="region" aria-label="Audit trail (scrolls sideways)"><table><thead><tr><th scope="col">When</th><th scope="col">What</th><th scope="col">Who</th><th scope="col">Why</th><th scope="col" class="hide-sm">Request</th></tr></thead><tbody>"#);
     for e in &v.audit.data {
         let why = match &e.reason {
             Some(r) => format!(
@@ -482,7 +482,7 @@ fn state_name(s: DeliveryState) -> &'static str {
 
 fn events_table(user: &ConsoleUser, events: &[EventDeliveries], with_card: bool) -> String {
     let mut m = String::from(
-        r#"<div class="scroll"><table><thead><tr><th scope="col">When</th><th scope="col">Event</th><th scope="col">Deliveries</th><th scope="col">Redeliver</th></tr></thead><tbody>"#,
+        r#"<div class="scroll" tabindex="0" role="region" aria-label="Events and deliveries (scrolls sideways)"><table><thead><tr><th scope="col">When</th><th scope="col">Event</th><th scope="col">Deliveries</th><th scope="col">Redeliver</th></tr></thead><tbody>"#,
     );
     if events.is_empty() {
         m.push_str(r#"<tr><td colspan="4" class="muted">No events.</td></tr>"#);
@@ -628,7 +628,7 @@ pub fn webhooks(
     if let Some(n) = &notice {
         m.push_str(&notice_html(n));
     }
-    m.push_str(r#"<section class="panel" aria-labelledby="h-endpoints"><h2 id="h-endpoints">Endpoints</h2><div class="scroll"><table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Format</th><th scope="col" class="hide-sm">Created</th><th scope="col">Remove</th></tr></thead><tbody>"#);
+    m.push_str(r#"<section class="panel" aria-labelledby="h-endpoints"><h2 id="h-endpoints">Endpoints</h2><div class="scroll" tabindex="0" role="region" aria-label="Endpoints (scrolls sideways)"><table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Format</th><th scope="col" class="hide-sm">Created</th><th scope="col">Remove</th></tr></thead><tbody>"#);
     if endpoints.is_empty() {
         m.push_str(r#"<tr><td colspan="5" class="muted">No endpoints yet.</td></tr>"#);
     }
