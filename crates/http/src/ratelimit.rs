@@ -385,7 +385,8 @@ pub struct Edge {
 pub async fn limit(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
     let Edge { limits, dialects } = edge;
     let path = req.uri().path().to_owned();
-    if !is_api(&path, &dialects) {
+    // The sign-in form itself (GET) stays reachable; posting it counts.
+    if !is_api(&path, &dialects) || (path == CONSOLE_LOGIN && req.method() != axum::http::Method::POST) {
         return next.run(req).await;
     }
     let address = req

@@ -211,6 +211,17 @@ impl Service {
         Ok(())
     }
 
+    /// A random token for the sign-in form (before there is a session): the
+    /// same value goes in a cookie and in the form.
+    pub fn new_login_csrf() -> String {
+        new_token().to_string()
+    }
+
+    /// Whether the sign-in form's token matches its cookie (constant time).
+    pub fn login_csrf_ok(cookie: &str, given: &str) -> bool {
+        well_formed(cookie) && cookie.len() == given.len() && bool::from(cookie.as_bytes().ct_eq(given.as_bytes()))
+    }
+
     /// Whether `given` is the CSRF token of the session `token` (constant time).
     pub fn console_csrf_ok(token: &str, given: &str) -> bool {
         let want = csrf_of(token);

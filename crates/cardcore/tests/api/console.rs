@@ -102,9 +102,37 @@ impl<'a> Console<'a> {
         self.send(Method::POST, path, Some(form), &[]).await
     }
 
+    /// Posts the sign-in form as a browser does: the form's CSRF token with
+    /// its cookie.
+    async fn login(&self, key: &str, headers: &[(&str, &str)]) -> Page {
+        let form = self.get("/console/login").await;
+        let cookie = form
+            .headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("cardcore_console_login="))
+            .expect("the sign-in form's cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let csrf = form.text.split(r#"name="csrf_token" value=""#).nth(1).unwrap();
+        let csrf = &csrf[..csrf.find('"').unwrap()];
+        let mut all = vec![("cookie", cookie.split(';').next().unwrap())];
+        all.extend_from_slice(headers);
+        self.send(
+            Method::POST,
+            "/console/login",
+            Some(&[("api_key", key), ("csrf_token", csrf)]),
+            &all,
+        )
+        .await
+    }
+
     /// Signs in with `key`; the cookie is kept.
     async fn sign_in(&mut self, key: &str) -> Page {
-        let page = self.post("/console/login", &[("api_key", key)]).await;
+        let page = self.login(key, &[]).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
         let cookie = page.cookie().expect("a session cookie");
         self.cookie = Some(cookie.split(';').next().unwrap().to_owned());
@@ -141,7 +169,13 @@ async fn sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session_on_the_serve
     let app = spawn_app().await;
     let mut c = Console::new(&app);
 
-    let wrong = c.post("/console/login", &[("api_key", "cc_not-a-real-key")]).await;
+    // Without the sign-in form's token (another site posting the form): 403.
+    let forged = c.post("/console/login", &[("api_key", &app.key)]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.cookie().is_none());
+    assert!(forged.text.contains("csrf_token_invalid"));
+
+    let wrong = c.login("cc_not-a-real-key", &[]).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.cookie().is_none());
     assert!(wrong.text.contains("not valid"));
@@ -155,14 +189,7 @@ async fn sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session_on_the_serve
         assert!(cookie.contains(attr), "{cookie} has {attr}");
     }
     assert!(!cookie.contains("Secure"), "plain HTTP: no Secure");
-    let tls = c
-        .send(
-            Method::POST,
-            "/console/login",
-            Some(&[("api_key", &app.key)]),
-            &[("x-forwarded-proto", "https")],
-        )
-        .await;
+    let tls = c.login(&app.key, &[("x-forwarded-proto", "https")]).await;
     assert!(tls.cookie().unwrap().contains("; Secure"), "behind TLS: Secure");
 
     let home = c.get("/console").await;
@@ -206,15 +233,10 @@ async fn failed_sign_ins_are_limited_per_address_like_any_failed_authentication(
     let c = Console::new(&app);
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(
-            c.post("/console/login", &[("api_key", "cc_wrong")])
-                .await
-                .status
-                .as_u16(),
-        );
+        statuses.push(c.login("cc_wrong", &[]).await.status.as_u16());
     }
     assert_eq!(&statuses[..2], &[401, 401], "{statuses:?}");
-    let limited = c.post("/console/login", &[("api_key", &app.key)]).await;
+    let limited = c.login(&app.key, &[]).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
     assert!(limited.headers.contains_key("retry-after"));
     assert!(limited.cookie().is_none());

@@ -234,8 +234,28 @@ pub async fn home(op: Operator) -> Response {
     summary = "Console: sign-in form",
     responses((status = 200, description = "The form: one field, the tenant API key.", content_type = "text/html", body = String))
 )]
-pub async fn login_page() -> Response {
-    html(StatusCode::OK, pages::login(None))
+pub async fn login_page(headers: HeaderMap) -> Response {
+    login_form(StatusCode::OK, None, &headers)
+}
+
+/// The sign-in form's CSRF cookie.
+const LOGIN_COOKIE: &str = "cardcore_console_login";
+
+/// The sign-in form with a fresh pre-session CSRF token: the same random
+/// value in a cookie (`cardcore_console_login`, HttpOnly, SameSite=Strict,
+/// Path=/console/login) and in the form, so another site cannot sign a
+/// browser in to an account of its choosing.
+fn login_form(status: StatusCode, error: Option<&str>, headers: &HeaderMap) -> Response {
+    let token = Service::new_login_csrf();
+    let mut res = html(status, pages::login(error, &token));
+    let value = format!(
+        "{LOGIN_COOKIE}={token}; Path=/console/login; HttpOnly; SameSite=Strict; Max-Age=3600{}",
+        if over_tls(headers) { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
 }
 
 /// `POST /console/login`.
@@ -245,7 +265,7 @@ pub async fn login_page() -> Response {
     tag = "Console",
     operation_id = "consoleLogin",
     summary = "Console: sign in",
-    description = "Form field `api_key`. A valid key: `303` to `/console` with the session cookie \
+    description = "Form fields `api_key` and `csrf_token` (the sign-in form's, matching its cookie). A valid key: `303` to `/console` with the session cookie \
                    `cardcore_console` (HttpOnly, SameSite=Strict, Path=/console, Secure behind TLS, 8 hours). \
                    A wrong key: the form again, `401`, no cookie; failures count against the client address \
                    like any failed authentication.",
@@ -253,20 +273,35 @@ pub async fn login_page() -> Response {
     responses(
         (status = 303, description = "Signed in: to `/console`, with the cookie."),
         (status = 401, description = "Wrong or missing key: the form with an error.", content_type = "text/html", body = String),
+        (status = 403, description = "`csrf_token_invalid`: the form's token does not match its cookie.", content_type = "text/html", body = String),
+        (status = 413, description = "The form is over 64 KiB.", content_type = "text/html", body = String),
         (status = 429, description = "Too many failed sign-ins from this address.", content_type = "text/html", body = String),
     )
 )]
 pub async fn login(State(s): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(body) = axum::body::to_bytes(body, crate::extract::MAX_BODY).await else {
-        return html(
+        return login_form(
             StatusCode::PAYLOAD_TOO_LARGE,
-            pages::login(Some("The form is too large.")),
+            Some("The form is too large."),
+            &parts.headers,
         );
     };
     let f = form(&body);
+    let sent = cookie_of(&parts.headers, LOGIN_COOKIE).unwrap_or("");
+    if !Service::login_csrf_ok(sent, f.get("csrf_token").map(String::as_str).unwrap_or("")) {
+        return login_form(
+            StatusCode::FORBIDDEN,
+            Some("The form expired; sign in again. (code: csrf_token_invalid)"),
+            &parts.headers,
+        );
+    }
     let Some(key) = field(&f, "api_key") else {
-        return html(StatusCode::UNAUTHORIZED, pages::login(Some("Enter a tenant API key.")));
+        return login_form(
+            StatusCode::UNAUTHORIZED,
+            Some("Enter a tenant API key."),
+            &parts.headers,
+        );
     };
     match s.service.console_sign_in(key).await {
         Ok((principal, session)) => {
@@ -283,9 +318,10 @@ pub async fn login(State(s): State<AppState>, req: Request) -> Response {
         }
         Err(e @ ServiceError::Unauthorized) => {
             crate::ratelimit::note_failure(&parts, &e);
-            html(
+            login_form(
                 StatusCode::UNAUTHORIZED,
-                pages::login(Some("This API key is not valid (code: unauthorized).")),
+                Some("This API key is not valid (code: unauthorized)."),
+                &parts.headers,
             )
         }
         Err(e) => error_page(&problem_of(e)),

@@ -80,13 +80,18 @@ pub fn message_page(title: &str, message: &str) -> String {
 }
 
 /// The sign-in form.
-pub fn login(error: Option<&str>) -> String {
+pub fn login(error: Option<&str>, csrf: &str) -> String {
     let mut m = String::from(r#"<div class="panel login"><h1>Sign in</h1>"#);
     if let Some(e) = error {
         let _ = write!(m, r#"<div class="notice err" role="alert">{}</div>"#, esc(e));
     }
+    let _ = write!(
+        m,
+        r#"<form method="post" action="/console/login">{}"#,
+        hidden("csrf_token", csrf)
+    );
     m.push_str(
-        r#"<form method="post" action="/console/login">
+        r#"
 <div class="field"><label for="api_key">Tenant API key</label>
 <input type="password" id="api_key" name="api_key" autocomplete="off" required spellcheck="false" style="width:100%"></div>
 <button type="submit">Sign in</button>
