@@ -239,6 +239,7 @@ async fn failed_sign_ins_are_limited_per_address_like_any_failed_authentication(
     let limited = c.login(&app.key, &[]).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
     assert!(limited.headers.contains_key("retry-after"));
+    limited.assert_secure_headers();
     assert!(limited.cookie().is_none());
 }
 

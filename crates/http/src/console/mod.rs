@@ -61,13 +61,17 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// The headers every console answer carries.
 pub async fn secure(mut res: Response) -> Response {
+    set_secure_headers(&mut res);
+    res
+}
+
+fn set_secure_headers(res: &mut Response) {
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    res
 }
 
 /// An HTML answer.
@@ -107,6 +111,7 @@ pub fn too_many(retry_after_seconds: u64) -> Response {
     if let Ok(v) = HeaderValue::from_str(&retry_after_seconds.to_string()) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    set_secure_headers(&mut res);
     res
 }
 
