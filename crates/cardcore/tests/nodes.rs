@@ -912,3 +912,122 @@ async fn thirty_concurrent_authorizations_on_two_nodes_approve_exactly_three() {
     assert_eq!(count_type(&events, "authorization.approved"), 3);
     assert_eq!(count_type(&events, "authorization.declined"), 27);
 }
+
+/// A console session and a PIN widget session live in the database: signed
+/// in on one node, the session works on the other, and signing out on the
+/// other ends it on the first; a PIN session made on one node is spent once
+/// across both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_and_pin_sessions_hold_across_nodes() {
+    let Some(c) = cluster("console_and_pin_sessions_hold_across_nodes", &[]) else {
+        return;
+    };
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = browser.get(format!("{}/console/login", c.a.base)).send().await.unwrap();
+    let login_cookie = form.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let text = form.text().await.unwrap();
+    let csrf = text.split(r#"name="csrf_token" value=""#).nth(1).unwrap();
+    let csrf = csrf[..csrf.find('"').unwrap()].to_owned();
+    let signed_in = browser
+        .post(format!("{}/console/login", c.a.base))
+        .header("cookie", login_cookie)
+        .form(&[("api_key", c.a.key.as_str()), ("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |base: String| {
+        let browser = browser.clone();
+        let cookie = cookie.clone();
+        async move {
+            browser
+                .get(format!("{base}/console"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let on_b = page(c.b.base.clone()).await;
+    assert_eq!(on_b.status(), 200, "node b knows node a's session");
+    let text = on_b.text().await.unwrap();
+    let session_csrf = text.split(r#"name="csrf_token" value=""#).nth(1).unwrap();
+    let session_csrf = session_csrf[..session_csrf.find('"').unwrap()].to_owned();
+    let out = browser
+        .post(format!("{}/console/logout", c.b.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf_token", session_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        page(c.a.base.clone()).await.status(),
+        303,
+        "signed out on b: gone on a too"
+    );
+
+    // A PIN session made on a, spent on b, is gone on a.
+    let holder =
+        c.a.post(
+            "/v1/cardholders",
+            json!({"external_id": "n-1", "name": "Ana", "phone": {"country_code": "351", "number": "912345678"}}),
+        )
+        .await
+        .ok();
+    let card =
+        c.a.post("/v1/cards", json!({"cardholder_id": holder["id"], "type": "virtual"}))
+            .await
+            .ok();
+    let card = id(&card);
+    let session =
+        c.a.post(
+            &format!("/v1/cards/{card}/pin-sessions"),
+            json!({"purpose": "set", "allowed_origin": "https://app.example.com"}),
+        )
+        .await
+        .ok();
+    let token = session["session_token"].as_str().unwrap();
+    let pem = c.a.call(Method::GET, "/v1/pin-encryption-key", None).await.ok()["public_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let post = |base: String, pin: &'static str| {
+        let browser = browser.clone();
+        let pem = pem.clone();
+        let token = token.to_owned();
+        async move {
+            let encrypted = cardcore_crypto::transport::encrypt_with_public_pem(&pem, pin.as_bytes()).unwrap();
+            browser
+                .post(format!("{base}/widget/pin"))
+                .header("origin", "https://app.example.com")
+                .json(&json!({"session_token": token, "encrypted_pin": encrypted}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (x, y) = tokio::join!(post(c.b.base.clone(), "4821"), post(c.a.base.clone(), "5937"));
+    let mut statuses = [x.as_u16(), y.as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 410], "one node spends it, the other finds it spent");
+    let right = if x.as_u16() == 200 { "4821" } else { "5937" };
+    assert_eq!(verify(&c.a, &card, right).await.ok()["valid"], true);
+}
