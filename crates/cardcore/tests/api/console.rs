@@ -692,6 +692,7 @@ async fn a_pin_session_is_one_use_bound_to_its_origin_and_sets_a_pin_the_api_ver
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{out}");
     assert_eq!(out["ok"], false);
     assert!(out["code"].is_string());
+    assert_eq!(out["session_open"], true, "a weak PIN gives the session back");
 
     // Another origin is refused before anything is spent.
     let (status, headers, out) = widget_post(

@@ -219,6 +219,10 @@ pub struct WidgetOutcome {
     /// `verify` and `change` with a wrong PIN: tries left.
     #[serde(skip_serializing_if = "Option::is_none")]
     remaining_attempts: Option<u64>,
+    /// `true` when the input alone was refused and the session was given
+    /// back: the cardholder may correct it and send again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    session_open: bool,
 }
 
 fn outcome(status: StatusCode, body: WidgetOutcome, allow_origin: Option<&str>) -> Response {
@@ -240,6 +244,7 @@ fn refused(status: StatusCode, code: &str) -> Response {
             pin_status: None,
             code: Some(code.to_owned()),
             remaining_attempts: None,
+            session_open: false,
         },
         None,
     )
@@ -319,6 +324,8 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
                 pin_status: None,
                 code: Some("validation_error".into()),
                 remaining_attempts: None,
+                // Refused before the session was spent.
+                session_open: true,
             },
             allow,
         );
@@ -337,6 +344,7 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
                 pin_status: Some(pin_status),
                 code: (!ok).then(|| "pin_incorrect".to_owned()),
                 remaining_attempts: remaining,
+                session_open: false,
             },
             allow,
         ),
@@ -347,9 +355,11 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
                     | ServiceError::RateLimited { .. }
                     | ServiceError::Rule(RuleViolation::PinTooWeak(_) | RuleViolation::PinLength { .. })
             );
+            let mut session_open = false;
             if input_only {
-                if let Err(release) = svc.release_pin_session(&session).await {
-                    tracing::warn!(cause = %release, "could not give a PIN session back");
+                match svc.release_pin_session(&session).await {
+                    Ok(()) => session_open = true,
+                    Err(release) => tracing::warn!(cause = %release, "could not give a PIN session back"),
                 }
             }
             let pin_status = svc
@@ -365,6 +375,7 @@ pub async fn submit(State(s): State<AppState>, headers: HeaderMap, body: Bytes) 
                     pin_status,
                     code: Some(p.code.clone()),
                     remaining_attempts: p.extra.get("remaining_attempts").and_then(|v| v.as_u64()),
+                    session_open,
                 },
                 allow,
             );
@@ -387,6 +398,7 @@ fn refused_by(e: &ServiceError, allow: Option<&str>) -> Response {
             pin_status: None,
             code: Some(p.code),
             remaining_attempts: None,
+            session_open: false,
         },
         allow,
     )

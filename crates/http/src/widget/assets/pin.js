@@ -111,10 +111,13 @@
           if (out.remaining_attempts !== undefined && out.code === "pin_incorrect") {
             text += " Tries left: " + out.remaining_attempts + ".";
           }
+          if (!out.session_open && out.code !== "pin_session_gone") {
+            text += " Please start again.";
+          }
           show(text, "err");
-          button.disabled = out.code === "pin_session_gone";
+          // Only a session given back (the input alone was refused) takes another try.
+          button.disabled = !out.session_open;
         }
-        if (!out.ok && out.code !== "pin_session_gone") { button.disabled = false; }
         tell(!!out.ok, out.pin_status || null, out.ok ? undefined : out.code);
       })
       .catch(function () {
