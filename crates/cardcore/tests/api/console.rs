@@ -294,6 +294,8 @@ async fn a_lock_needs_the_csrf_token_and_a_confirmation_and_is_audited_as_the_co
 
     let page = c.get(done.location()).await;
     assert!(page.text.contains("Card locked."));
+    assert!(page.text.contains("Spend (EUR"), "spend this day and month");
+    assert!(page.text.contains("Spending controls"));
     assert!(page.text.contains("card.lock"));
     assert!(page.text.contains("console"));
 }

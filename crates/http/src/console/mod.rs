@@ -481,8 +481,13 @@ pub async fn render_card(
         Ok(e) => e,
         Err(e) => return error_page(&problem_of(e)),
     };
+    // Spend this day and month, and the spending controls (authorizations).
+    let spend = svc.spend(&op.ctx, id).await.ok();
+    let controls = svc.controls(&op.ctx, id).await.ok();
     let view = pages::CardView {
         card: &card,
+        spend: spend.as_ref(),
+        controls: controls.as_ref(),
         holder: holder.as_ref(),
         tries_left,
         max_tries: svc.config().pin_max_failures,

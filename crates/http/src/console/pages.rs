@@ -208,6 +208,8 @@ pub fn done_message(action: &str) -> Option<String> {
 /// What the card page shows.
 pub struct CardView<'a> {
     pub card: &'a Card,
+    pub spend: Option<&'a cardcore_service::authorizations::CardSpend>,
+    pub controls: Option<&'a cardcore_service::authorizations::EffectiveControls>,
     pub holder: Option<&'a Cardholder>,
     pub tries_left: u32,
     pub max_tries: u32,
@@ -384,6 +386,46 @@ pub fn card(user: &ConsoleUser, v: &CardView<'_>) -> String {
         );
     }
     m.push_str("</tbody></table></div></section>");
+
+    // Spend and controls.
+    if let Some(spend) = v.spend {
+        let _ = write!(
+            m,
+            r#"<section class="panel" aria-labelledby="h-spend"><h2 id="h-spend">Spend ({}, {})</h2><div class="scroll" tabindex="0" role="region" aria-label="Spend (scrolls sideways)"><table><thead><tr><th scope="col">Channel</th><th scope="col">Today</th><th scope="col">This month</th><th scope="col">Count today</th></tr></thead><tbody>"#,
+            esc(&spend.currency),
+            esc(&spend.time_zone)
+        );
+        for (channel, c) in &spend.channels {
+            let window = |w: &cardcore_service::authorizations::WindowSpend| match w.limit {
+                Some(l) => format!(
+                    "{} of {}",
+                    amount(Some(w.used), &spend.currency),
+                    amount(Some(l), &spend.currency)
+                ),
+                None => amount(Some(w.used), &spend.currency),
+            };
+            let _ = write!(
+                m,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                esc(channel),
+                esc(&window(&c.daily)),
+                esc(&window(&c.monthly)),
+                c.daily.count,
+                c.daily_count_limit.map(|l| format!(" of {l}")).unwrap_or_default(),
+            );
+        }
+        m.push_str("</tbody></table></div>");
+        if let Some(controls) = v.controls {
+            let json = serde_json::to_string_pretty(&controls.controls).unwrap_or_default();
+            let _ = write!(
+                m,
+                r#"<details><summary>Spending controls ({})</summary><pre class="mono">{}</pre></details>"#,
+                esc(controls.source),
+                esc(&json)
+            );
+        }
+        m.push_str("</section>");
+    }
 
     // Actions.
     m.push_str(r#"<section class="panel" aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2><p class="muted">Each action asks for confirmation first, and follows the API's rules.</p><div class="actions">"#);
