@@ -56,7 +56,7 @@ async fn fixture() -> Fixture {
     let service: Arc<Service> = server.service.clone();
     let (_, key) = service.create_tenant("bench").await.unwrap();
     let principal = service.authenticate(&key.secret).await.unwrap();
-    let ctx = Ctx::new(principal, cardcore_domain::Channel::Native, None);
+    let ctx = Ctx::new(principal, cardcore_domain::Channel::NATIVE, None);
     let holder = service
         .create_cardholder(
             &ctx,

@@ -158,7 +158,7 @@ async fn root(headers: axum::http::HeaderMap) -> axum::response::Response {
         );
         res
     } else {
-        not_found().await.into_response()
+        route_not_found().into_response()
     }
 }
 

@@ -343,8 +343,7 @@ fn budget_of(address: IpAddr) -> IpAddr {
 /// Routes that need a credential: the native API's and every dialect's
 /// (the system routes, health and docs, do not).
 fn is_api(path: &str, dialects: &[Dialect]) -> bool {
-    path.starts_with("/v1/") || crate::dialects::of_path(dialects, path).is_some()
-        || path == CONSOLE_LOGIN
+    path.starts_with("/v1/") || crate::dialects::of_path(dialects, path).is_some() || path == CONSOLE_LOGIN
 }
 
 /// The console's sign-in: a failed one counts like any failed authentication.

@@ -419,7 +419,7 @@ impl Service {
             .await
             .map_err(|_| ServiceError::NotFound("pin session"))?;
         let purpose = PinPurpose::parse(&record.purpose)
-            .ok_or_else(|| ServiceError::Internal("a PIN session with an unknown purpose".into()))?;
+            .ok_or_else(|| ServiceError::internal("a PIN session with an unknown purpose"))?;
         Ok(PinSession {
             card_id: record.card_id,
             purpose,
@@ -430,7 +430,7 @@ impl Service {
                     can_reveal: false,
                     ..principal
                 },
-                cardcore_domain::Channel::Widget,
+                cardcore_domain::Channel::WIDGET,
                 None,
             ),
             token_hash: record.token_hash,

@@ -1217,7 +1217,7 @@ impl Store for PostgresStore {
     }
 
     async fn recent_events(&self, tenant: TenantId, card: Option<CardId>, limit: u32) -> StoreResult<Vec<StoredEvent>> {
-        self.run(async {
+        self.run(|| async {
             let columns = "id, tenant_id, card_id, type, data, sealed_data, sealed_key_version, created_at";
             let sql = if card.is_some() {
                 format!(
@@ -1238,7 +1238,7 @@ impl Store for PostgresStore {
     }
 
     async fn cardholders_by_phone(&self, tenant: TenantId, number: &str, limit: u32) -> StoreResult<Vec<Cardholder>> {
-        self.run(async {
+        self.run(|| async {
             let rows = sqlx::query(&format!(
                 "SELECT {CARDHOLDER_COLUMNS} FROM cardholders WHERE tenant_id = $1 \
                  AND (phone_number = $2 OR phone_country_code || phone_number = $2) ORDER BY created_at, id LIMIT $3"
@@ -1255,7 +1255,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_console_session(&self, session: &ConsoleSessionRecord) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query(
                 "WITH gone AS (DELETE FROM console_sessions WHERE expires_at < $4) \
                  INSERT INTO console_sessions (token_hash, tenant_id, api_key_id, created_at, expires_at) \
@@ -1275,7 +1275,7 @@ impl Store for PostgresStore {
     }
 
     async fn console_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<ConsoleSessionRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(
                 "SELECT token_hash, tenant_id, api_key_id, created_at, expires_at FROM console_sessions \
                  WHERE token_hash = $1 AND expires_at > $2",
@@ -1301,7 +1301,7 @@ impl Store for PostgresStore {
     }
 
     async fn delete_console_session(&self, token_hash: &[u8]) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
                 .bind(token_hash)
                 .execute(&self.pool)
@@ -1313,7 +1313,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_pin_session(&self, session: &PinSessionRecord) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query(
                 "WITH gone AS (DELETE FROM pin_sessions WHERE expires_at < $10) \
                  INSERT INTO pin_sessions (token_hash, tenant_id, card_id, api_key_id, purpose, allowed_origin, \
@@ -1338,7 +1338,7 @@ impl Store for PostgresStore {
     }
 
     async fn pin_session(&self, token_hash: &[u8]) -> StoreResult<Option<PinSessionRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "SELECT {PIN_SESSION_COLUMNS} FROM pin_sessions WHERE token_hash = $1"
             ))
@@ -1352,7 +1352,7 @@ impl Store for PostgresStore {
     }
 
     async fn claim_pin_session(&self, token_hash: &[u8], now: Timestamp) -> StoreResult<Option<PinSessionRecord>> {
-        self.run(async {
+        self.run(|| async {
             let row = sqlx::query(&format!(
                 "UPDATE pin_sessions SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
                  RETURNING {PIN_SESSION_COLUMNS}"
@@ -1368,7 +1368,7 @@ impl Store for PostgresStore {
     }
 
     async fn release_pin_session(&self, token_hash: &[u8], used_at: Timestamp) -> StoreResult<()> {
-        self.run(async {
+        self.run(|| async {
             sqlx::query("UPDATE pin_sessions SET used_at = NULL WHERE token_hash = $1 AND used_at = $2")
                 .bind(token_hash)
                 .bind(used_at)

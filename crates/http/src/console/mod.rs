@@ -164,7 +164,7 @@ impl FromRequestParts<AppState> for Operator {
         };
         match state.service.console_user(&token).await {
             Ok(user) => Ok(Operator {
-                ctx: Ctx::new(user.principal.clone(), Channel::Console, request_id_of(parts)),
+                ctx: Ctx::new(user.principal.clone(), Channel::CONSOLE, request_id_of(parts)),
                 user,
                 token,
             }),

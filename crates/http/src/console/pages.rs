@@ -232,7 +232,7 @@ fn actor(e: &AuditEntry) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    let channel = serde_json::to_value(e.actor.channel)
+    let channel = serde_json::to_value(&e.actor.channel)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
