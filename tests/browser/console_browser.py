@@ -14,8 +14,9 @@ browser download).
   4. axe-core (vendored from npm, tests/browser/vendor) on the sign-in page,
      the search results, the card page at desktop and phone width, and the
      widget: any serious or critical violation fails.
-  5. Screenshots of the card page and the widget, for the README
-     (docs/screenshots/).
+  5. Screenshots of the card page and the widget: into a temporary folder,
+     or, with UPDATE_SCREENSHOTS=1, into docs/screenshots/ for the README
+     (so a test run leaves the checkout as it was).
 
 Run by scripts/test.sh. Needs /usr/bin/chromium and `pip install playwright`;
 without them it skips, except under CI=true, where it fails.
@@ -39,7 +40,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="cardcore-shots-"))
+)
 CHROMIUM = os.environ.get("CARDCORE_CHROMIUM", "/usr/bin/chromium")
 
 
