@@ -9,6 +9,13 @@
 #                [--scenarios "healthz verify ..."] [--pg-url URL] [--out DIR]
 #                [--keep] [--no-build] [--soak-duration S]
 #
+# `authorize` and `authorize-pin` send POST /v1/authorizations (12.50 at a
+# grocery, a fresh network_reference each; the second with the card's PIN as
+# a format-4 block under the zone key `cardcore seed` made) to cards whose
+# limits and spending controls the seed set. Only APPROVED answers count in
+# req/s; declines are shown beside the errors, by reason:
+#   bench/run.sh --backend both --scenarios "authorize authorize-pin"
+#
 # The scenario `soak` (not in the default list: it takes 10 minutes) keeps
 # a mixed load on the server for --soak-duration seconds (default 600): the
 # scenarios verify, verify-wrong, pin-set, lock-unlock, m2p-validate and
@@ -29,7 +36,7 @@ BACKEND=both
 WARMUP=2
 THREADS=1
 PIN=4821
-SCENARIOS="healthz verify verify-burst verify-wrong pin-set lock-unlock p100-pin m2p-validate"
+SCENARIOS="healthz verify verify-burst verify-wrong pin-set lock-unlock p100-pin m2p-validate authorize authorize-pin"
 PG_URL=${CARDCORE_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 OUT=""
 KEEP=0

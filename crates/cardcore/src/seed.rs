@@ -1,11 +1,14 @@
-//! `cardcore seed`: a development and benchmark command. Creates a tenant and
-//! N cardholders, each with one ACTIVE virtual card whose PIN is set, through
-//! the service's own card-making code (`cardcore_service::seed`), a batch per
+//! `cardcore seed`: a development and benchmark command. Creates a tenant
+//! with an AES zone PIN key and N cardholders, each with one ACTIVE virtual
+//! card whose PIN, limits and spending controls are set, through the
+//! service's own card-making code (`cardcore_service::seed`), a batch per
 //! transaction, and writes what a load generator needs to a CSV file.
 //!
 //! The file starts with `# key=value` lines (tenant id, name, API key, PIN,
-//! card count), then `card_id,external_id,kit_number,phone_country_code,
-//! phone_number,expiry`. It holds an API key: it is created with mode 0600.
+//! zone key id, card count), then `card_id,external_id,kit_number,
+//! phone_country_code,phone_number,expiry,pin_block` (the card's PIN as a
+//! format-4 block under the zone key, as a terminal sends it). It holds an
+//! API key: it is created with mode 0600.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 use cardcore_crypto::Pin;
 use cardcore_domain::Channel;
+use cardcore_service::keyring::ZoneKey;
 use cardcore_service::seed::{SeededCard, MAX_BATCH};
 use cardcore_service::{cli_principal, Ctx, Service, ServiceConfig};
 use clap::Args;
@@ -68,19 +72,27 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
         .create_tenant(&args.tenant_name)
         .await
         .map_err(anyhow::Error::msg)?;
+    // The terminals' key: the PIN blocks of authorizations are under it.
+    let zone_key = service
+        .keys()
+        .create_zone_key(tenant.id, "aes")
+        .await
+        .map_err(anyhow::Error::msg)?;
     writeln!(
         file,
-        "# cardcore seed: development/benchmark data\n# tenant_id={}\n# tenant_name={}\n# api_key={}\n# pin={}\n# cards={}",
+        "# cardcore seed: development/benchmark data\n# tenant_id={}\n# tenant_name={}\n# api_key={}\n# pin={}\n# zone_key_id={}\n# cards={}",
         tenant.id,
         tenant.name,
         key.secret.as_str(),
         args.pin,
+        zone_key.id,
         args.cards
     )?;
     writeln!(
         file,
-        "card_id,external_id,kit_number,phone_country_code,phone_number,expiry"
+        "card_id,external_id,kit_number,phone_country_code,phone_number,expiry,pin_block"
     )?;
+    let zone_key = Arc::new(zone_key);
     let ctx = Arc::new(Ctx::new(
         cli_principal(tenant.clone()),
         Channel::CLI,
@@ -98,7 +110,14 @@ pub async fn run(args: SeedArgs) -> anyhow::Result<()> {
     for _ in 0..turns {
         while next < args.cards && tasks.len() < args.jobs as usize {
             let count = u32::try_from((args.cards - next).min(u64::from(args.batch))).unwrap_or(args.batch);
-            tasks.spawn(seed_batch(service.clone(), ctx.clone(), next, count, pin.clone()));
+            tasks.spawn(seed_batch(
+                service.clone(),
+                ctx.clone(),
+                next,
+                count,
+                pin.clone(),
+                zone_key.clone(),
+            ));
             next += u64::from(count);
         }
         let Some(joined) = tasks.join_next().await else {
@@ -133,9 +152,10 @@ async fn seed_batch(
     first: u64,
     count: u32,
     pin: Arc<Pin>,
+    zone_key: Arc<ZoneKey>,
 ) -> anyhow::Result<Vec<SeededCard>> {
     service
-        .seed_cards(&ctx, first, count, &pin)
+        .seed_cards(&ctx, first, count, &pin, Some(&zone_key))
         .await
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("seeding cards {first}..{}", first + u64::from(count)))
@@ -149,8 +169,14 @@ fn write_rows(file: &mut impl std::io::Write, cards: &[SeededCard]) -> std::io::
     for c in cards {
         writeln!(
             file,
-            "{},{},{},{},{},{}",
-            c.card_id, c.external_id, c.kit_number, c.phone_country_code, c.phone_number, c.expiry
+            "{},{},{},{},{},{},{}",
+            c.card_id,
+            c.external_id,
+            c.kit_number,
+            c.phone_country_code,
+            c.phone_number,
+            c.expiry,
+            c.pin_block.as_deref().unwrap_or("")
         )?;
     }
     Ok(())

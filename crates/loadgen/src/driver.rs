@@ -49,6 +49,9 @@ pub struct ConnStats {
     pub requests: u64,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Authorizations answered `DECLINED`, by `decline_reason` (neither
+    /// successes nor errors).
+    pub declines: BTreeMap<String, u64>,
     pub unblocks: u64,
 }
 
@@ -61,6 +64,7 @@ impl ConnStats {
             requests: 0,
             ok: 0,
             errors: BTreeMap::new(),
+            declines: BTreeMap::new(),
             unblocks: 0,
         }
     }
@@ -78,6 +82,9 @@ impl ConnStats {
         self.ok += other.ok;
         for (k, v) in &other.errors {
             *self.errors.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.declines {
+            *self.declines.entry(k.clone()).or_default() += v;
         }
         self.unblocks += other.unblocks;
     }
@@ -140,8 +147,12 @@ impl Conn {
     }
 }
 
+/// Error keys of declined authorizations start with this.
+const DECLINED: &str = "declined:";
+
 /// Sends `step` and classifies the outcome: `Ok(())` when it is a 2xx with
-/// the expected body, else the error key.
+/// the expected body, else the error key (`declined:REASON` for an
+/// authorization answered `DECLINED`).
 async fn attempt(conn: &mut Conn, material: &Material, scenario: Scenario, step: &Step) -> (Result<(), String>, Bytes) {
     let req = match material.request(scenario, step) {
         Ok(r) => r,
@@ -150,7 +161,10 @@ async fn attempt(conn: &mut Conn, material: &Material, scenario: Scenario, step:
     match conn.send(req).await {
         Err(_) => (Err("transport".into()), Bytes::new()),
         Ok(a) if !a.status.is_success() => (Err(a.status.as_u16().to_string()), a.body),
-        Ok(a) if !step.expect.body_ok(&a.body) => (Err("unexpected_body".into()), a.body),
+        Ok(a) if !step.expect.body_ok(&a.body) => match crate::scenario::decline_reason(&a.body) {
+            Some(reason) => (Err(format!("{DECLINED}{reason}")), a.body),
+            None => (Err("unexpected_body".into()), a.body),
+        },
         Ok(a) => (Ok(()), a.body),
     }
 }
@@ -219,7 +233,10 @@ async fn connection(
                         record(&mut stats.parts[part], us);
                         stats.part_requests[part] += 1;
                     }
-                    Err(key) => stats.error(key.clone()),
+                    Err(key) => match key.strip_prefix(DECLINED) {
+                        Some(reason) => *stats.declines.entry(reason.to_owned()).or_default() += 1,
+                        None => stats.error(key.clone()),
+                    },
                 }
             }
             // A blocked PIN (a previous run interrupted mid-pair, or cards

@@ -86,6 +86,13 @@ pub struct ScenarioResult {
     pub errors: u64,
     /// `"409"`, `"transport"`, `"unexpected_body"`, ... → count.
     pub errors_by_status: BTreeMap<String, u64>,
+    /// Authorizations answered `DECLINED` (not in `errors`, not in the
+    /// throughput): a benchmark of declines is not what is measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub declines: Option<u64>,
+    /// `decline_reason` → count.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub declines_by_reason: BTreeMap<String, u64>,
     /// Successful requests per second over the measured window.
     pub throughput_rps: f64,
     /// Latency of the successful requests.

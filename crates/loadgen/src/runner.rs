@@ -170,6 +170,11 @@ pub async fn run_scenario(args: &RunArgs) -> anyhow::Result<ScenarioResult> {
     } else {
         None
     };
+    if scenario.needs_pin_blocks() && (seed.zone_key_id.is_none() || seed.cards.iter().any(|c| c.pin_block.is_none())) {
+        return Ok(unavailable(
+            "the seed file has no PIN blocks: seed again with this version's `cardcore seed`".into(),
+        ));
+    }
     let material = Arc::new(Material {
         host: host.clone(),
         native_auth: header(&format!("Bearer {}", seed.api_key), "the API key")?,
@@ -178,6 +183,8 @@ pub async fn run_scenario(args: &RunArgs) -> anyhow::Result<ScenarioResult> {
         wrong_pin: scenario::wrong_pin_for(&seed.pin),
         pin: seed.pin.clone(),
         seed,
+        run_nonce: rand::random(),
+        next_reference: std::sync::atomic::AtomicU64::new(0),
     });
 
     // Probe: one iteration on the first card, outside the measurement. A
@@ -200,7 +207,7 @@ pub async fn run_scenario(args: &RunArgs) -> anyhow::Result<ScenarioResult> {
                     String::from_utf8_lossy(&a.body)
                 );
             }
-            if !a.status.is_success() {
+            if !a.status.is_success() || !step.expect.body_ok(&a.body) {
                 eprintln!(
                     "cardcore-load: warning: probe {} {} answered {}: {}",
                     step.method,
@@ -250,6 +257,8 @@ pub async fn run_scenario(args: &RunArgs) -> anyhow::Result<ScenarioResult> {
         requests: stats.requests,
         errors: stats.errors.values().sum(),
         errors_by_status: stats.errors.clone(),
+        declines: scenario.authorizes().then(|| stats.declines.values().sum()),
+        declines_by_reason: stats.declines.clone(),
         throughput_rps: (stats.ok as f64 / secs * 10.0).round() / 10.0,
         latency: Latency::of(&stats.all),
         parts: if scenario.parts().len() > 1 {

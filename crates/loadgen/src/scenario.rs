@@ -1,5 +1,7 @@
 //! The scenarios: what one connection sends, card after card.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::Method;
@@ -28,6 +30,15 @@ pub enum Scenario {
     P100Pin,
     /// M2P `POST /m2p/prepaid/customer/v1/cards/v2/validate-pin`, right PIN (a read).
     M2pValidate,
+    /// `POST /v1/authorizations`: a 12.50 purchase at a grocery in Lisbon
+    /// on a card with limits and spending controls set (`cardcore seed`),
+    /// each with a fresh `network_reference`. Approved: a hold written
+    /// (authorization, card totals, audit entry, event in one transaction).
+    Authorize,
+    /// The same with the card's PIN as a format-4 block under the tenant's
+    /// zone key (`cardcore seed` writes one per card), verified in the
+    /// decision on the card's try counter.
+    AuthorizePin,
 }
 
 /// What a scenario's throughput is compared with.
@@ -57,6 +68,8 @@ pub enum Expect {
     Success,
     ValidTrue,
     ValidFalse,
+    /// An authorization answered `APPROVED`.
+    Approved,
 }
 
 impl Expect {
@@ -67,8 +80,21 @@ impl Expect {
             Self::Success => true,
             Self::ValidTrue => find(b"\"valid\":true"),
             Self::ValidFalse => find(b"\"valid\":false"),
+            Self::Approved => find(b"\"status\":\"APPROVED\""),
         }
     }
+}
+
+/// The `decline_reason` of an authorization answered `DECLINED`, if it is one.
+/// Declines are counted apart from errors: a benchmark of declines is not
+/// what `authorize` measures.
+pub fn decline_reason(body: &[u8]) -> Option<String> {
+    let find = |needle: &[u8]| body.windows(needle.len()).position(|w| w == needle);
+    find(b"\"status\":\"DECLINED\"")?;
+    let key = b"\"decline_reason\":\"";
+    let start = find(key)? + key.len();
+    let len = body[start..].iter().position(|&b| b == b'"')?;
+    Some(String::from_utf8_lossy(&body[start..start + len]).into_owned())
 }
 
 /// One request to send.
@@ -83,7 +109,7 @@ pub struct Step {
 impl Scenario {
     /// Every scenario, in the order bench/run.sh runs them.
     #[cfg(test)]
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 10] = [
         Self::Healthz,
         Self::Verify,
         Self::VerifyBurst,
@@ -92,6 +118,8 @@ impl Scenario {
         Self::LockUnlock,
         Self::P100Pin,
         Self::M2pValidate,
+        Self::Authorize,
+        Self::AuthorizePin,
     ];
 
     /// The name on the command line and in results.
@@ -105,6 +133,8 @@ impl Scenario {
             Self::LockUnlock => "lock-unlock",
             Self::P100Pin => "p100-pin",
             Self::M2pValidate => "m2p-validate",
+            Self::Authorize => "authorize",
+            Self::AuthorizePin => "authorize-pin",
         }
     }
 
@@ -112,7 +142,12 @@ impl Scenario {
         match self {
             Self::Healthz => Kind::Ceiling,
             Self::Verify | Self::VerifyBurst | Self::M2pValidate => Kind::Read,
-            Self::VerifyWrong | Self::PinSet | Self::LockUnlock | Self::P100Pin => Kind::Write,
+            Self::VerifyWrong
+            | Self::PinSet
+            | Self::LockUnlock
+            | Self::P100Pin
+            | Self::Authorize
+            | Self::AuthorizePin => Kind::Write,
         }
     }
 
@@ -143,7 +178,22 @@ impl Scenario {
     pub fn needs_m2p_token(self) -> bool {
         self == Self::M2pValidate
     }
+
+    /// Whether it sends authorizations (whose declines are counted apart).
+    pub fn authorizes(self) -> bool {
+        matches!(self, Self::Authorize | Self::AuthorizePin)
+    }
+
+    /// Whether it needs the seed's PIN blocks (`cardcore seed` of this version).
+    pub fn needs_pin_blocks(self) -> bool {
+        self == Self::AuthorizePin
+    }
 }
+
+/// What `authorize` buys: 12.50 (minor units) of the card's currency.
+pub const AUTHORIZE_AMOUNT: u64 = 1250;
+/// The card currency of `cardcore seed` (the server's default).
+pub const AUTHORIZE_CURRENCY: &str = "EUR";
 
 /// The cards `verify-burst` shares among all its connections.
 pub const BURST_CARDS: usize = 8;
@@ -158,6 +208,11 @@ pub struct Material {
     pub pin: String,
     pub wrong_pin: String,
     pub seed: SeedFile,
+    /// Makes this run's network references unique (random per run, so a
+    /// second run against the same database never replays the first).
+    pub run_nonce: u64,
+    /// The next network reference's number.
+    pub next_reference: AtomicU64,
 }
 
 pub static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -177,6 +232,36 @@ fn json(v: serde_json::Value) -> Option<Bytes> {
 }
 
 impl Material {
+    /// A network reference no other request of this run (or an earlier run) used.
+    pub fn fresh_reference(&self) -> String {
+        let n = self.next_reference.fetch_add(1, Ordering::Relaxed);
+        format!("load-{:016x}-{n}", self.run_nonce)
+    }
+
+    fn authorization(&self, card: &SeedCard, with_pin: bool) -> Step {
+        let mut body = serde_json::json!({
+            "card_id": &*card.card_id,
+            "amount": AUTHORIZE_AMOUNT,
+            "currency": AUTHORIZE_CURRENCY,
+            "merchant": {"mcc": "5411", "name": "Mercado", "city": "Lisboa", "country": "PT", "id": "M123"},
+            "channel": "pos",
+            "network_reference": self.fresh_reference(),
+        });
+        if with_pin {
+            body["pin_block"] = card.pin_block.as_deref().unwrap_or("").into();
+            body["format"] = "ISO-4".into();
+            if let Some(key) = &self.seed.zone_key_id {
+                body["key_id"] = key.as_str().into();
+            }
+        }
+        Step {
+            method: Method::POST,
+            path: "/v1/authorizations".into(),
+            body: json(body),
+            expect: Expect::Approved,
+        }
+    }
+
     /// Request `part` of one iteration of `scenario` on `card`.
     pub fn step(&self, scenario: Scenario, card: &SeedCard, part: usize) -> Step {
         let id = &card.card_id;
@@ -237,6 +322,8 @@ impl Material {
                 })),
                 expect: Expect::ValidTrue,
             },
+            (Scenario::Authorize, _) => self.authorization(card, false),
+            (Scenario::AuthorizePin, _) => self.authorization(card, true),
         }
     }
 
@@ -300,6 +387,59 @@ mod tests {
         assert!(!Expect::ValidTrue.body_ok(br#"{"valid":false,"remaining_attempts":2}"#));
         assert!(Expect::ValidFalse.body_ok(br#"{"valid":false}"#));
         assert!(Expect::Success.body_ok(b""));
+        assert!(Expect::Approved.body_ok(br#"{"id":"a","status":"APPROVED","response_code":"00"}"#));
+        assert!(!Expect::Approved.body_ok(br#"{"id":"a","status":"DECLINED","response_code":"51"}"#));
+    }
+
+    fn material(seed: SeedFile) -> Material {
+        Material {
+            host: HeaderValue::from_static("127.0.0.1:1"),
+            native_auth: HeaderValue::from_static("Bearer k"),
+            p100_key: HeaderValue::from_static("k"),
+            m2p_auth: None,
+            pin: "4821".into(),
+            wrong_pin: "4822".into(),
+            seed,
+            run_nonce: 0xabc,
+            next_reference: AtomicU64::new(0),
+        }
+    }
+
+    #[test]
+    fn authorizations_carry_a_fresh_reference_and_the_pin_block() {
+        let seed = crate::seedfile::parse(
+            "# tenant_id=t\n# api_key=k\n# pin=4821\n# zone_key_id=zk\n\
+             card_id,external_id,kit_number,phone_country_code,phone_number,expiry,pin_block\n\
+             c1,e,1,351,9,11/29,00112233445566778899AABBCCDDEEFF\n",
+        )
+        .unwrap();
+        let m = material(seed);
+        let card = m.seed.cards[0].clone();
+        let body = |s: &Step| -> serde_json::Value { serde_json::from_slice(s.body.as_ref().unwrap()).unwrap() };
+        let a = body(&m.step(Scenario::Authorize, &card, 0));
+        let b = body(&m.step(Scenario::Authorize, &card, 0));
+        assert_ne!(a["network_reference"], b["network_reference"]);
+        assert_eq!(a["card_id"], "c1");
+        assert_eq!(a.get("pin_block"), None);
+        let p = m.step(Scenario::AuthorizePin, &card, 0);
+        assert_eq!((p.path.as_str(), p.expect), ("/v1/authorizations", Expect::Approved));
+        let p = body(&p);
+        assert_eq!(p["pin_block"], "00112233445566778899AABBCCDDEEFF");
+        assert_eq!(
+            (p["format"].as_str(), p["key_id"].as_str()),
+            (Some("ISO-4"), Some("zk"))
+        );
+    }
+
+    #[test]
+    fn declines_are_told_apart_by_reason() {
+        assert_eq!(
+            decline_reason(br#"{"status":"DECLINED","decline_reason":"LIMIT_EXCEEDED","response_code":"61"}"#)
+                .as_deref(),
+            Some("LIMIT_EXCEEDED")
+        );
+        assert_eq!(decline_reason(br#"{"status":"APPROVED","decline_reason":null}"#), None);
+        assert_eq!(decline_reason(br#"{"valid":true}"#), None);
     }
 
     #[test]

@@ -6,9 +6,12 @@ use std::fmt::Write as _;
 
 use crate::report::ScenarioResult;
 
-/// What a scenario must reach (issue targets), if it has a target.
-fn target(scenario: &str) -> Option<(f64, Option<f64>)> {
+/// What a scenario must reach (issue targets) on `backend`, if it has a target.
+fn target(scenario: &str, backend: &str) -> Option<(f64, Option<f64>)> {
     match scenario {
+        // Authorizations (contract, "Speed"): >= 70 % of the bare durable
+        // commit with p99 <= 50 ms on SQLite; reported on PostgreSQL.
+        "authorize" if backend == "sqlite" => Some((0.7, Some(50.0))),
         // PIN verification: >= 50 % of the HTTP ceiling, p99 <= 5 ms.
         "verify" | "m2p-validate" => Some((0.5, Some(5.0))),
         // Durable PIN writes: >= 70 % of the bare durable commit.
@@ -70,7 +73,7 @@ pub fn render(title: &str, results: &[ScenarioResult]) -> String {
             .as_ref()
             .filter(|(_, base)| *base > 0.0)
             .map(|(_, base)| r.throughput_rps / base);
-        let verdict = match (target(&r.scenario), ratio) {
+        let verdict = match (target(&r.scenario, r.backend.as_deref().unwrap_or("")), ratio) {
             (Some((min, p99)), Some(ratio)) => {
                 let met = ratio >= min && p99.is_none_or(|p| r.latency.p99_ms <= p);
                 let p99_text = p99.map(|p| format!(", p99 ≤ {p} ms")).unwrap_or_default();
@@ -84,6 +87,14 @@ pub fn render(title: &str, results: &[ScenarioResult]) -> String {
         } else {
             let detail: Vec<String> = r.errors_by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             format!("{} ({})", r.errors, detail.join(", "))
+        };
+        // Declines are neither throughput nor errors: shown beside them.
+        let errors = match r.declines {
+            Some(n) if n > 0 => {
+                let detail: Vec<String> = r.declines_by_reason.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                format!("{errors}; declined {n} ({})", detail.join(", "))
+            }
+            _ => errors,
         };
         let _ = writeln!(
             out,
@@ -154,6 +165,23 @@ mod tests {
             },
             ..ScenarioResult::default()
         }
+    }
+
+    #[test]
+    fn authorize_has_its_target_on_sqlite_and_declines_beside_errors() {
+        let mut auth = row("authorize", "write", 800.0, 30.0);
+        auth.declines = Some(3);
+        auth.declines_by_reason.insert("LIMIT_EXCEEDED".into(), 3);
+        let mut on_pg = auth.clone();
+        on_pg.backend = Some("postgres".into());
+        let t = render_all(&[row("sqlite-commit", "baseline", 1_000.0, 2.0), auth]);
+        assert!(
+            t.contains("| authorize | 800 | 0.80 | sqlite-commit | ≥ 0.70, p99 ≤ 50 ms: met |"),
+            "{t}"
+        );
+        assert!(t.contains("| 0; declined 3 (LIMIT_EXCEEDED: 3) |"), "{t}");
+        let t = render_all(&[on_pg]);
+        assert!(t.contains("| authorize | 800 | – | – |  |"), "{t}");
     }
 
     #[test]

@@ -2,15 +2,16 @@
 //! database, a real server on a free port, and every scenario for a moment
 //! with a few connections. Every scenario must be available and error-free:
 //! a changed route or body (a dialect's, say) fails here, not in a
-//! benchmark run. No figure is asserted: speed is measured by bench/run.sh,
-//! never in tests.
+//! benchmark run. The authorization scenarios must be approved, not
+//! declined (the seeded limits and controls let them through). No figure is
+//! asserted: speed is measured by bench/run.sh, never in tests.
 
 use cardcore::cli::{Cli, Command};
 use cardcore_loadgen::runner::{run_scenario, RunArgs};
 use cardcore_loadgen::scenario::Scenario;
 use clap::Parser as _;
 
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario::Healthz,
     Scenario::Verify,
     Scenario::VerifyWrong,
@@ -18,6 +19,8 @@ const SCENARIOS: [Scenario; 7] = [
     Scenario::LockUnlock,
     Scenario::P100Pin,
     Scenario::M2pValidate,
+    Scenario::Authorize,
+    Scenario::AuthorizePin,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,6 +87,9 @@ async fn every_scenario_runs_clean_against_a_seeded_server() {
         assert!(result.requests > 0, "{line}");
         assert_eq!(result.cards, Some(40), "{line}");
         assert!(result.peak_rss_mb.is_some_and(|m| m > 0.0), "{line}");
+        if scenario.authorizes() {
+            assert_eq!(result.declines, Some(0), "{line}");
+        }
         if scenario == Scenario::VerifyWrong {
             // The wrong/right pairs never let a PIN block.
             assert_eq!(result.unblocks, Some(0), "{line}");
