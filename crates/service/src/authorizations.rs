@@ -202,6 +202,18 @@ fn refused(e: MovementRefused) -> ServiceError {
     }
 }
 
+/// A payment in another currency than the card's must say what it costs
+/// in the card's currency: a `400` naming `billing_amount` otherwise.
+fn check_billing_amount(req: &AuthorizationRequest, rec: &CardRecord) -> ServiceResult<()> {
+    if req.billing_amount.is_none() && req.currency != rec.card.limits.currency {
+        return Err(ServiceError::invalid(
+            "billing_amount",
+            "is required when currency is not the card's currency",
+        ));
+    }
+    Ok(())
+}
+
 /// Longest `network_reference` accepted.
 pub const MAX_REFERENCE_LEN: usize = 100;
 
@@ -299,11 +311,26 @@ impl Service {
     /// PIN block's decoding (a block that does not decode for this card
     /// counts as a wrong PIN: any other answer would be an oracle), the
     /// billing amount.
+    ///
+    /// A payment that names its card by id and carries neither CVV2 nor PIN
+    /// needs nothing of the card before card order: the card is not read
+    /// here (a read saved per authorization), and [`Self::decide_and_write`]
+    /// checks the billing amount on the locked card and declines an unknown
+    /// one exactly as this would have.
     pub async fn prepare_authorization(&self, ctx: &Ctx, req: AuthorizationRequest) -> ServiceResult<Prepared> {
         if let Some(pin) = &req.pin {
             // The key and the block's length depend on no card: refused the
             // same way whatever card is named.
             self.check_zone_key(ctx, pin).await?;
+        }
+        if let (CardRef::Id(id), None, None) = (&req.card, &req.cvv2, &req.pin) {
+            return Ok(Prepared {
+                id: AuthorizationId::new(),
+                card_id: Some(*id),
+                req,
+                cvv2_matches: None,
+                pin: None,
+            });
         }
         let rec = match &req.card {
             CardRef::Id(id) => self.store.card(ctx.tenant_id(), *id).await?,
@@ -321,12 +348,7 @@ impl Service {
                 pin: None,
             });
         };
-        if req.billing_amount.is_none() && req.currency != rec.card.limits.currency {
-            return Err(ServiceError::invalid(
-                "billing_amount",
-                "is required when currency is not the card's currency",
-            ));
-        }
+        check_billing_amount(&req, &rec)?;
         let now = self.now();
         let cvv2_matches = match &req.cvv2 {
             Some(c) => Some(self.cvv2_matches(&rec, c, now).await?),
@@ -407,6 +429,9 @@ impl Service {
         let Some(rec) = self.store.card(ctx.tenant_id(), id).await? else {
             return Ok(Some(DeclineReason::CardNotFound));
         };
+        // `prepare_authorization` may not have read the card: a request
+        // refused for its billing amount is refused before the tenant is asked.
+        check_billing_amount(&p.req, &rec)?;
         let settings = self.tenant_settings(ctx.tenant_id()).await?.authorizations;
         let now = self.now();
         let windows = Windows::at(now, settings.tz());
@@ -449,6 +474,8 @@ impl Service {
             drop(tx);
             return self.write_unknown_card(ctx, &p).await;
         };
+        // Checked again here: `prepare_authorization` may not have read the card.
+        check_billing_amount(&p.req, &rec)?;
         let now = self.now();
         let windows = Windows::at(now, settings.tz());
         let pin_right = self.pin_right(&rec, &p.pin).await?;
