@@ -37,19 +37,98 @@ pub struct StatusChange {
     pub changed: bool,
 }
 
-/// How a caller names a card: by id, or by a vendor's identifiers.
+/// How a caller names a card: by id, or by a vendor's identifiers. Every
+/// card operation a dialect uses takes one (`impl Into<CardRef>`), so a
+/// dialect request is one service call: the core resolves the vendor's
+/// identifiers, checks that they belong together (and the caller's
+/// optional [`HolderProof`]) before the operation decides anything.
+/// Identifiers that do not belong together, an unknown cardholder and an
+/// unknown card all answer `NotFound("card")`: the answer never tells which
+/// part was wrong. The identifiers resolved (a card's cardholder, account,
+/// kit number and expiry) never change, so resolving them before the
+/// operation's transaction answers as resolving them inside it would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardRef<'a> {
     /// The card id.
     Id(CardId),
+    /// The card with this id if it belongs to the cardholder with this
+    /// external id (P100's `externalUserId` + `cardId`).
+    OfHolder { external_id: &'a str, card_id: CardId },
+    /// The card with this id if it draws on this account (QI's wallet key).
+    InAccount { account_id: AccountId, card_id: CardId },
     /// The card with this kit number of the cardholder with this external
-    /// id (M2P's `kit` and `entityId`).
-    KitOfHolder { external_id: &'a str, kit: &'a str },
+    /// id (M2P's `kit` and `entityId`), and what the caller claims to know
+    /// about the two ([`HolderProof::NONE`]: nothing).
+    KitOfHolder {
+        external_id: &'a str,
+        kit: &'a str,
+        proof: HolderProof<'a>,
+    },
 }
 
 impl From<CardId> for CardRef<'_> {
     fn from(id: CardId) -> Self {
         Self::Id(id)
+    }
+}
+
+/// A phone number the caller says is the cardholder's, and the request
+/// field that carried it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhoneClaim<'a> {
+    pub field: &'a str,
+    pub number: &'a str,
+    /// None: any country code.
+    pub country_code: Option<&'a str>,
+}
+
+/// An expiry (`MM/YY`) the caller says is the card's, and its field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryClaim<'a> {
+    pub field: &'a str,
+    pub mm_yy: &'a str,
+}
+
+/// What a caller repeats about the card and its cardholder (M2P's
+/// `mobile`, `expiryDate`, ...). Every claim must hold; the ones that do
+/// not are field errors (`Invalid contact`, `must be MM/YY`, `Invalid
+/// expiry date`), all reported together, before the operation spends
+/// anything (an OTP try, a PIN try).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HolderProof<'a> {
+    pub phones: &'a [PhoneClaim<'a>],
+    pub expiries: &'a [ExpiryClaim<'a>],
+}
+
+impl HolderProof<'_> {
+    /// No claims.
+    pub const NONE: HolderProof<'static> = HolderProof {
+        phones: &[],
+        expiries: &[],
+    };
+
+    fn is_empty(&self) -> bool {
+        self.phones.is_empty() && self.expiries.is_empty()
+    }
+
+    fn check(&self, holder: &Cardholder, card: &Card) -> ServiceResult<()> {
+        let mut errors = ValidationErrors::new();
+        for p in self.phones {
+            let same = p.number.trim() == holder.phone.number
+                && p.country_code.is_none_or(|cc| cc == holder.phone.country_code);
+            if !same {
+                errors.add(p.field, "Invalid contact");
+            }
+        }
+        for e in self.expiries {
+            let e_trim = e.mm_yy.trim();
+            if Expiry::parse_mm_yy(e_trim).is_none() {
+                errors.add(e.field, "must be MM/YY");
+            } else if e_trim != card.expiry.to_string() {
+                errors.add(e.field, "Invalid expiry date");
+            }
+        }
+        Ok(errors.into_result()?)
     }
 }
 
@@ -395,7 +474,8 @@ impl Service {
     }
 
     /// A card of the caller's tenant.
-    pub async fn card(&self, ctx: &Ctx, id: CardId) -> ServiceResult<Card> {
+    pub async fn card(&self, ctx: &Ctx, card: impl Into<CardRef<'_>>) -> ServiceResult<Card> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         Ok(self.card_record(ctx, id).await?.card)
     }
 
@@ -417,21 +497,62 @@ impl Service {
             .card)
     }
 
-    /// The id of the card a caller names (by id, or by a vendor's
-    /// identifiers). Identifiers that do not belong together, an unknown
-    /// cardholder and an unknown card all answer `NotFound("card")`.
+    /// The id of the card a caller names (see [`CardRef`]): identifiers
+    /// that do not belong together, an unknown cardholder and an unknown
+    /// card all answer `NotFound("card")`; a claim of the caller's
+    /// [`HolderProof`] that does not hold is a field error.
     pub async fn card_id_of(&self, ctx: &Ctx, card: CardRef<'_>) -> ServiceResult<CardId> {
+        let tenant = ctx.tenant_id();
+        let not_found = || ServiceError::NotFound("card");
         match card {
             CardRef::Id(id) => Ok(id),
-            CardRef::KitOfHolder { external_id, kit } => {
+            CardRef::OfHolder { external_id, card_id } => {
+                let ext = cardcore_domain::ExternalId::parse(external_id).map_err(|_| not_found())?;
+                let holder = self
+                    .store
+                    .cardholder_by_external_id(tenant, &ext)
+                    .await?
+                    .ok_or_else(not_found)?;
+                let card = self.store.card(tenant, card_id).await?.ok_or_else(not_found)?;
+                if card.card.cardholder_id != holder.id {
+                    return Err(not_found());
+                }
+                Ok(card_id)
+            }
+            CardRef::InAccount { account_id, card_id } => {
+                let card = self.store.card(tenant, card_id).await?.ok_or_else(not_found)?;
+                if card.card.account_id != account_id {
+                    return Err(not_found());
+                }
+                Ok(card_id)
+            }
+            CardRef::KitOfHolder {
+                external_id,
+                kit,
+                proof,
+            } => {
                 let (Ok(ext), Some(kit)) = (cardcore_domain::ExternalId::parse(external_id), KitNumber::parse(kit))
                 else {
-                    return Err(ServiceError::NotFound("card"));
+                    return Err(not_found());
                 };
-                self.store
-                    .card_id_by_kit_of_holder(ctx.tenant_id(), &ext, &kit)
+                if proof.is_empty() {
+                    return self
+                        .store
+                        .card_id_by_kit_of_holder(tenant, &ext, &kit)
+                        .await?
+                        .ok_or_else(not_found);
+                }
+                let holder = self
+                    .store
+                    .cardholder_by_external_id(tenant, &ext)
                     .await?
-                    .ok_or(ServiceError::NotFound("card"))
+                    .ok_or_else(not_found)?;
+                let card = self.store.card_by_kit(tenant, &kit).await?.ok_or_else(not_found)?.card;
+                if card.cardholder_id != holder.id {
+                    return Err(not_found());
+                }
+                proof.check(&holder, &card)?;
+                Ok(card.id)
             }
         }
     }
@@ -462,10 +583,11 @@ impl Service {
     }
 
     /// Reveals PAN, CVV and expiry to a key allowed to; the reveal is audited.
-    pub async fn reveal(&self, ctx: &Ctx, id: CardId) -> ServiceResult<SensitiveData> {
+    pub async fn reveal(&self, ctx: &Ctx, card: impl Into<CardRef<'_>>) -> ServiceResult<SensitiveData> {
         if !ctx.principal.can_reveal {
             return Err(ServiceError::Forbidden("this API key may not reveal card data"));
         }
+        let id = self.card_id_of(ctx, card.into()).await?;
         let rec = self.card_record(ctx, id).await?;
         let (_, key) = self.keys.data_key(Some(rec.secrets.data_key_version)).await?;
         let pan = key
@@ -637,11 +759,11 @@ impl Service {
     pub async fn change_status(
         &self,
         ctx: &Ctx,
-        id: CardId,
+        card: impl Into<CardRef<'_>>,
         action: LifecycleAction,
         reason: ReasonInput,
     ) -> ServiceResult<StatusChange> {
-        self.change_status_with(ctx, id, action, reason, BlockFrom::ActiveOrLocked)
+        self.change_status_with(ctx, card, action, reason, BlockFrom::ActiveOrLocked)
             .await
     }
 
@@ -650,7 +772,7 @@ impl Service {
     pub async fn change_status_with(
         &self,
         ctx: &Ctx,
-        id: CardId,
+        card: impl Into<CardRef<'_>>,
         action: LifecycleAction,
         reason: ReasonInput,
         block_from: BlockFrom,
@@ -659,6 +781,7 @@ impl Service {
             return Err(ServiceError::invalid("action", "activation needs the activation code"));
         }
         let reason = self.parse_reason(&reason, action == LifecycleAction::Block)?;
+        let id = self.card_id_of(ctx, card.into()).await?;
         let reason = &reason;
         // One writer of this card at a time in this process: at SERIALIZABLE,
         // writers racing for the card abort each other (40001) instead of queueing.
@@ -705,7 +828,13 @@ impl Service {
     /// Activates a physical card with the code issued at creation. Wrong
     /// codes are counted in the database under the card's row lock; the
     /// last allowed one locks activation (see `cardcore_domain::activation`).
-    pub async fn activate(&self, ctx: &Ctx, id: CardId, activation_code: &str) -> ServiceResult<StatusChange> {
+    pub async fn activate(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<CardRef<'_>>,
+        activation_code: &str,
+    ) -> ServiceResult<StatusChange> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let code =
             Otp::parse(activation_code).map_err(|_| ServiceError::invalid("activation_code", "must be 6 digits"))?;
@@ -809,7 +938,8 @@ impl Service {
     /// Replaces a card: a new card (new PAN, same cardholder, account,
     /// program, type and limits); the old one ends BLOCKED (lost, stolen) or
     /// CLOSED (damaged, expired).
-    pub async fn replace(&self, ctx: &Ctx, id: CardId, why: ReplaceReason) -> ServiceResult<Card> {
+    pub async fn replace(&self, ctx: &Ctx, card: impl Into<CardRef<'_>>, why: ReplaceReason) -> ServiceResult<Card> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         // One writer of this card at a time in this process: at SERIALIZABLE,
         // writers racing for the card abort each other (40001) instead of queueing.
         let _turn = self.card_order.turn(id).await;
@@ -882,20 +1012,37 @@ impl Service {
     }
 
     /// A card's limits.
-    pub async fn limits(&self, ctx: &Ctx, id: CardId) -> ServiceResult<Limits> {
+    pub async fn limits(&self, ctx: &Ctx, card: impl Into<CardRef<'_>>) -> ServiceResult<Limits> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         Ok(self.card(ctx, id).await?.limits)
     }
 
     /// Replaces a card's limits.
-    pub async fn set_limits(&self, ctx: &Ctx, id: CardId, limits: Limits) -> ServiceResult<Limits> {
+    pub async fn set_limits(&self, ctx: &Ctx, card: impl Into<CardRef<'_>>, limits: Limits) -> ServiceResult<Limits> {
         limits.validate()?;
-        let limits = &limits;
+        self.update_limits(ctx, card, move |_| limits.clone()).await
+    }
+
+    /// Changes a card's limits: `change` gets the current ones and gives
+    /// the new ones (a vendor's PATCH-style call), under the card's lock
+    /// (again on a retry), so two concurrent changes of different channels
+    /// both hold. The core validates the result.
+    pub async fn update_limits(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<CardRef<'_>>,
+        change: impl Fn(&Limits) -> Limits + Send + Sync,
+    ) -> ServiceResult<Limits> {
+        let id = self.card_id_of(ctx, card.into()).await?;
+        let change = &change;
         // One writer of this card at a time in this process: at SERIALIZABLE,
         // writers racing for the card abort each other (40001) instead of queueing.
         let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
             let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            let limits = &change(&rec.card.limits);
+            limits.validate()?;
             if rec.card.status == CardStatus::Closed {
                 return Err(RuleViolation::InvalidCardStatus {
                     status: CardStatus::Closed,

@@ -315,8 +315,14 @@ impl Service {
 
     /// Sets or resets a PIN, partner-authorised (`otp` None) or with the
     /// cardholder's OTP. Clears the try counter and any PIN block.
-    pub async fn set_pin(&self, ctx: &Ctx, id: CardId, pin: NamedPin, otp: Option<OtpProof>) -> ServiceResult<Card> {
-        self.set_pin_with(ctx, id, pin, otp, PinSetTerms::default()).await
+    pub async fn set_pin(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<crate::cards::CardRef<'_>>,
+        pin: NamedPin,
+        otp: Option<OtpProof>,
+    ) -> ServiceResult<Card> {
+        self.set_pin_with(ctx, card, pin, otp, PinSetTerms::default()).await
     }
 
     /// [`Service::set_pin`] under a vendor's narrower `terms` (a card type,
@@ -325,11 +331,12 @@ impl Service {
     pub async fn set_pin_with(
         &self,
         ctx: &Ctx,
-        id: CardId,
+        card: impl Into<crate::cards::CardRef<'_>>,
         pin: NamedPin,
         otp: Option<OtpProof>,
         terms: PinSetTerms,
     ) -> ServiceResult<Card> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let rec = self.card_record(ctx, id).await?;
         terms.check(&rec.card)?;
@@ -386,11 +393,12 @@ impl Service {
     pub async fn change_pin(
         &self,
         ctx: &Ctx,
-        id: CardId,
+        card: impl Into<crate::cards::CardRef<'_>>,
         old: NamedPin,
         new: NamedPin,
         otp: OtpProof,
     ) -> ServiceResult<Card> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let rec = self.card_record(ctx, id).await?;
         require_pin_settable(&rec.card)?;
@@ -601,7 +609,12 @@ impl Service {
     }
 
     /// Clears the try counter and a PIN block (back office).
-    pub async fn unblock_pin(&self, ctx: &Ctx, id: CardId) -> ServiceResult<StatusChange> {
+    pub async fn unblock_pin(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<crate::cards::CardRef<'_>>,
+    ) -> ServiceResult<StatusChange> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         let _turn = self.card_order.turn(id).await;
         self.unit_of_work(|| async move {
             let mut tx = self.store.begin().await?;
@@ -647,7 +660,13 @@ impl Service {
 
     /// Issues an OTP for a card and purpose. The code goes to the tenant only,
     /// in the `otp.created` event; only its keyed hash is stored.
-    pub async fn create_otp(&self, ctx: &Ctx, id: CardId, purpose: OtpPurpose) -> ServiceResult<OtpIssued> {
+    pub async fn create_otp(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<crate::cards::CardRef<'_>>,
+        purpose: OtpPurpose,
+    ) -> ServiceResult<OtpIssued> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         // One writer of this card at a time in this process: at SERIALIZABLE,
         // writers racing for the card abort each other (40001) instead of queueing.
@@ -721,7 +740,13 @@ impl Service {
     /// a wrong code counts toward the same lock as a wrong code in a PIN
     /// change, a right one resets the count and stays usable for the PIN
     /// change. One transaction: the OTP state and an audit entry.
-    pub async fn validate_otp(&self, ctx: &Ctx, id: CardId, proof: OtpProof) -> ServiceResult<OtpValidated> {
+    pub async fn validate_otp(
+        &self,
+        ctx: &Ctx,
+        card: impl Into<crate::cards::CardRef<'_>>,
+        proof: OtpProof,
+    ) -> ServiceResult<OtpValidated> {
+        let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let _turn = self.card_order.turn(id).await;
         let mut tx = self.store.begin().await?;

@@ -691,7 +691,7 @@ async fn events_accepted_while_the_receiver_or_every_node_is_down_arrive_after_a
         service
             .change_status(
                 &ctx,
-                id.parse().unwrap(),
+                id.parse::<cardcore_domain::CardId>().unwrap(),
                 LifecycleAction::Lock,
                 cardcore_service::cards::ReasonInput::default(),
             )

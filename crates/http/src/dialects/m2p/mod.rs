@@ -18,8 +18,8 @@ use axum::http::request::Parts;
 use axum::{Extension, Json};
 use cardcore_crypto::Pin;
 use cardcore_domain::otp::OtpPurpose;
-use cardcore_domain::{BlockFrom, Card, Cardholder, LifecycleAction, ReasonCode, ValidationErrors};
-use cardcore_service::cards::{CardRef, ReasonInput};
+use cardcore_domain::{BlockFrom, Cardholder, LifecycleAction, ReasonCode, ValidationErrors};
+use cardcore_service::cards::{CardRef, ExpiryClaim, HolderProof, PhoneClaim, ReasonInput};
 use cardcore_service::pins::{NamedPin, OtpProof, PinInput};
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use utoipa::openapi::OpenApi;
@@ -34,7 +34,7 @@ use types::{
     PreferencesRequest, PreferencesView, StatusRequest, StatusWanted, TokenRequest, TokenResponse, Validity,
 };
 
-use super::{all_cards, card_by_kit_of_holder, header_value, holder, only_card_of_holder, parse_body, patch_limits};
+use super::{all_cards, card_by_kit_of_holder, header_value, holder, only_card_of_holder, parse_body};
 use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::ratelimit::Gate;
@@ -280,16 +280,6 @@ fn check_mobile(errors: &mut ValidationErrors, holder: &Cardholder, mobile: Opti
     }
 }
 
-fn check_expiry(errors: &mut ValidationErrors, field: &str, card: &Card, expiry: Option<&str>) {
-    if let Some(e) = expiry {
-        if cardcore_domain::Expiry::parse_mm_yy(e.trim()).is_none() {
-            errors.add(field, "must be MM/YY");
-        } else if e.trim() != card.expiry.to_string() {
-            errors.add(field, "Invalid expiry date");
-        }
-    }
-}
-
 /// `POST .../otp/generate`: an OTP for a PIN change; the code goes to the
 /// tenant's webhook as `otp.created`, never in the answer.
 #[utoipa::path(
@@ -422,23 +412,39 @@ fn pin_parts(b: &PinRequest, op: Op, required: M2pRequired) -> ServiceResult<Pin
     })
 }
 
-/// Checks the body against the card and the cardholder.
-fn check_card(b: &PinRequest, holder: &Cardholder, card: &Card) -> ServiceResult<()> {
-    let mut errors = ValidationErrors::new();
-    check_mobile(&mut errors, holder, b.mobile.as_ref());
-    if let Some(n) = b.otp_details.as_ref().and_then(|d| d.mobile_number.as_deref()) {
-        if !same_phone(holder, n, None) {
-            errors.add("otpDetails.mobileNumber", "Invalid contact");
-        }
-    }
-    check_expiry(&mut errors, "expiryDate", card, b.expiry_date.as_deref());
-    check_expiry(
-        &mut errors,
-        "rule.expiryDate",
-        card,
-        b.rule.as_ref().and_then(|r| r.expiry_date.as_deref()),
-    );
-    Ok(errors.into_result()?)
+/// What a PIN request claims about the cardholder's phone (`mobile`, with
+/// `cc` its country code's digits, and `otpDetails.mobileNumber`); the core
+/// checks them against the cardholder ([`HolderProof`]).
+fn pin_phones<'a>(b: &'a PinRequest, cc: Option<&'a str>) -> Vec<PhoneClaim<'a>> {
+    let mobile = b.mobile.as_ref().map(|m| PhoneClaim {
+        field: "mobile",
+        number: &m.value,
+        country_code: cc,
+    });
+    let otp_mobile = b
+        .otp_details
+        .as_ref()
+        .and_then(|d| d.mobile_number.as_deref())
+        .map(|n| PhoneClaim {
+            field: "otpDetails.mobileNumber",
+            number: n,
+            country_code: None,
+        });
+    mobile.into_iter().chain(otp_mobile).collect()
+}
+
+/// What a request claims about the card's expiry (`expiryDate` when the
+/// operation reads it, and `rule.expiryDate`).
+fn expiries<'a>(expiry_date: Option<&'a str>, rule: Option<&'a types::Rule>) -> Vec<ExpiryClaim<'a>> {
+    let top = expiry_date.map(|e| ExpiryClaim {
+        field: "expiryDate",
+        mm_yy: e,
+    });
+    let rule = rule.and_then(|r| r.expiry_date.as_deref()).map(|e| ExpiryClaim {
+        field: "rule.expiryDate",
+        mm_yy: e,
+    });
+    top.into_iter().chain(rule).collect()
 }
 
 /// A PIN field: 4 plain digits, or a base64 RSA-OAEP ciphertext under the
@@ -463,13 +469,26 @@ fn pin_input(field: &'static str, value: &str) -> ServiceResult<NamedPin> {
     })
 }
 
-/// The card a PIN request is about, and the request's checked parts.
-async fn pin_request<'a>(s: &AppState, ctx: &Ctx, b: &'a PinRequest, op: Op) -> ServiceResult<(Card, PinParts<'a>)> {
+/// A PIN request's checked parts, under the tenant's required fields.
+async fn pin_request<'a>(s: &AppState, ctx: &Ctx, b: &'a PinRequest, op: Op) -> ServiceResult<PinParts<'a>> {
     let required = M2pRequired::of(&s.service.tenant_settings(ctx.tenant_id()).await?);
-    let parts = pin_parts(b, op, required)?;
-    let (holder, card) = card_by_kit_of_holder(&s.service, ctx, &b.entity_id, &b.kit).await?;
-    check_card(b, &holder, &card)?;
-    Ok((card, parts))
+    pin_parts(b, op, required)
+}
+
+/// The card with kit `kit` of the cardholder `entityId`, and what the
+/// request claims about them: the core resolves and checks it all in the
+/// operation's one call.
+fn kit_of_holder<'a>(
+    external_id: &'a str,
+    kit: &'a str,
+    phones: &'a [PhoneClaim<'a>],
+    expiries: &'a [ExpiryClaim<'a>],
+) -> CardRef<'a> {
+    CardRef::KitOfHolder {
+        external_id,
+        kit,
+        proof: HolderProof { phones, expiries },
+    }
 }
 
 fn missing(field: &str) -> ServiceError {
@@ -499,11 +518,17 @@ async fn update_pin(
     let op = Op::ChangeCardPin;
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
-        let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
+        let parts = pin_request(&s, &ctx, &b, op).await?;
         let old = pin_input("oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?)?;
         let new = pin_input("newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?)?;
         let otp = parts.otp.ok_or_else(|| missing("otpDetails"))?;
-        s.service.change_pin(&ctx, card.id, old, new, otp).await?;
+        let cc = b.mobile.as_ref().map(|m| m.country_code.digits());
+        let (phones, expiries) = (
+            pin_phones(&b, cc.as_deref()),
+            expiries(b.expiry_date.as_deref(), b.rule.as_ref()),
+        );
+        let card = kit_of_holder(&b.entity_id, &b.kit, &phones, &expiries);
+        s.service.change_pin(&ctx, card, old, new, otp).await?;
         Ok(Envelope::new(MessageResult {
             message: "Card pin change Successfully".into(),
         }))
@@ -534,9 +559,15 @@ async fn set_pin(
     let op = Op::SetCardPin;
     let outcome = async {
         let b: PinRequest = parse_body(body)?;
-        let (card, parts) = pin_request(&s, &ctx, &b, op).await?;
+        let parts = pin_request(&s, &ctx, &b, op).await?;
         let new = pin_input("newPin", parts.new_pin.ok_or_else(|| missing("newPin"))?)?;
-        s.service.set_pin(&ctx, card.id, new, parts.otp).await?;
+        let cc = b.mobile.as_ref().map(|m| m.country_code.digits());
+        let (phones, expiries) = (
+            pin_phones(&b, cc.as_deref()),
+            expiries(b.expiry_date.as_deref(), b.rule.as_ref()),
+        );
+        let card = kit_of_holder(&b.entity_id, &b.kit, &phones, &expiries);
+        s.service.set_pin(&ctx, card, new, parts.otp).await?;
         Ok(Envelope::new(MessageResult {
             message: "Card pin set Successfully".into(),
         }))
@@ -572,10 +603,7 @@ async fn validate_pin(
         let pin = pin_input("oldPin", parts.old_pin.ok_or_else(|| missing("oldPin"))?)?;
         // One service call: the core finds the card by the vendor's
         // identifiers (one indexed read) and verifies.
-        let card = CardRef::KitOfHolder {
-            external_id: &b.entity_id,
-            kit: &b.kit,
-        };
+        let card = kit_of_holder(&b.entity_id, &b.kit, &[], &[]);
         let verified = s.service.verify_pin(&ctx, card, pin).await?;
         Ok(Envelope::new(Validity { valid: verified.valid }))
     };
@@ -616,7 +644,6 @@ async fn update_status(
 ) -> Result<Json<Envelope<MessageResult>>, M2pError> {
     let outcome = async {
         let b: StatusRequest = parse_body(body)?;
-        let (_, card) = card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, &b.kit_no).await?;
         let action = match b.status {
             StatusWanted::Locked => LifecycleAction::Lock,
             StatusWanted::Unlocked => LifecycleAction::Unlock,
@@ -636,7 +663,13 @@ async fn update_status(
         // M2P: "A card must be ACTIVE to be locked or blocked".
         let change = s
             .service
-            .change_status_with(&ctx, card.id, action, reason, BlockFrom::ActiveOnly)
+            .change_status_with(
+                &ctx,
+                kit_of_holder(&b.entity_id, &b.kit_no, &[], &[]),
+                action,
+                reason,
+                BlockFrom::ActiveOnly,
+            )
             .await?;
         let word = b.status.as_str();
         let message = if change.changed {
@@ -708,17 +741,21 @@ async fn update_preferences(
                 "give at least one of ATM, E-com, POS, ContactLess",
             ));
         }
-        let (holder, card) = card_by_kit_of_holder(&s.service, &ctx, &b.entity_id, &b.kit).await?;
-        let mut errors = ValidationErrors::new();
-        check_mobile(&mut errors, &holder, b.mobile.as_ref());
-        check_expiry(
-            &mut errors,
-            "rule.expiryDate",
-            &card,
-            b.rule.as_ref().and_then(|r| r.expiry_date.as_deref()),
-        );
-        errors.into_result()?;
-        let limits = patch_limits(&s.service, &ctx, card.id, b.user_overridden.change()).await?;
+        let cc = b.mobile.as_ref().map(|m| m.country_code.digits());
+        let phones: Vec<_> = b
+            .mobile
+            .as_ref()
+            .map(|m| PhoneClaim {
+                field: "mobile",
+                number: &m.value,
+                country_code: cc.as_deref(),
+            })
+            .into_iter()
+            .collect();
+        let expiries = expiries(None, b.rule.as_ref());
+        let card = kit_of_holder(&b.entity_id, &b.kit, &phones, &expiries);
+        let change = b.user_overridden.change();
+        let limits = s.service.update_limits(&ctx, card, |l| change.clone().apply(l.clone())).await?;
         Ok(Envelope::new(PreferencesView::from(&limits)))
     };
     answer(Op::UpdatePreferences, outcome.await)
