@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use cardcore_domain::{AccountId, Card, CardId, CardStatus, Cardholder, Channel, Limits};
+use cardcore_domain::{Card, CardId, CardStatus, Cardholder, Channel, Limits};
 use cardcore_service::cards::ListCards;
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use serde::de::DeserializeOwned;
@@ -233,20 +233,6 @@ pub(crate) async fn only_card_of_holder(
         _ => None,
     };
     Ok((holder, only))
-}
-
-/// The card `card_id` if it draws on the account `account_id` (QI's wallet).
-pub(crate) async fn card_in_account(
-    service: &Service,
-    ctx: &Ctx,
-    account_id: AccountId,
-    card_id: CardId,
-) -> ServiceResult<Card> {
-    let card = service.card(ctx, card_id).await?;
-    if card.account_id != account_id {
-        return Err(ServiceError::NotFound("card"));
-    }
-    Ok(card)
 }
 
 fn card_not_found(e: ServiceError) -> ServiceError {

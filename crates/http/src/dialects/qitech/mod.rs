@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::Json;
 use cardcore_crypto::Pin;
 use cardcore_domain::{AccountId, CardId, CardType, LifecycleAction, ReasonCode};
-use cardcore_service::cards::ReasonInput;
+use cardcore_service::cards::{CardRef, ReasonInput};
 use cardcore_service::pins::{NamedPin, PinInput, PinSetTerms};
 use cardcore_service::{Ctx, ServiceError};
 use utoipa::openapi::OpenApi;
@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 use error::{qi_error, QiError, Scope};
 use types::{status, ActivateRequest, CardObject, PasswordRequest, StatusRequest, StatusWanted};
 
-use super::{card_in_account, header_value, parse_body, parse_id};
+use super::{header_value, parse_body, parse_id};
 use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::AppState;
@@ -187,10 +187,10 @@ async fn password(
     let (mut scope, wallet, card_id) = keys(path)?;
     let b: PasswordRequest = parse_body(body).map_err(fail(&scope))?;
     let pin = password_pin(&b.pin).map_err(fail(&scope))?;
-    let card = card_in_account(&s.service, &ctx, wallet, card_id)
-        .await
-        .map_err(fail(&scope))?;
-    scope.status = Some(status(&card));
+    let card = CardRef::InAccount {
+        account_id: wallet,
+        card_id,
+    };
     let pin = NamedPin {
         prefix: None,
         input: PinInput::Plain(pin),
@@ -202,11 +202,10 @@ async fn password(
         card_type: Some(CardType::Physical),
         verifiable_status: true,
     };
-    let card = s
-        .service
-        .set_pin_with(&ctx, card.id, pin, None, terms)
-        .await
-        .map_err(fail(&scope))?;
+    let card = match s.service.set_pin_with(&ctx, card, pin, None, terms).await {
+        Ok(card) => card,
+        Err(e) => return Err(refusal(&s, &ctx, card, &mut scope, e).await),
+    };
     let interval = s
         .service
         .cvv_rotation_interval_hours(&card)
@@ -242,13 +241,25 @@ async fn update_status(
     path: KeysPath,
     body: Body,
 ) -> Result<Json<CardObject>, QiError> {
-    let (mut scope, wallet, card_id) = keys(path)?;
+    let (scope, wallet, card_id) = keys(path)?;
+    let card = CardRef::InAccount {
+        account_id: wallet,
+        card_id,
+    };
+    update_status_of(&s, &ctx, card, scope, body).await
+}
+
+/// A status change of the card `card` (one service call; a refusal reads
+/// the card once more for its wording, see [`refusal`]).
+async fn update_status_of(
+    s: &AppState,
+    ctx: &Ctx,
+    card: CardRef<'_>,
+    mut scope: Scope,
+    body: Body,
+) -> Result<Json<CardObject>, QiError> {
     let b: StatusRequest = parse_body(body).map_err(fail(&scope))?;
     scope.requested = Some(b.status.as_str());
-    let card = card_in_account(&s.service, &ctx, wallet, card_id)
-        .await
-        .map_err(fail(&scope))?;
-    scope.status = Some(status(&card));
     let reason = |code: &str, message: Option<&str>| ReasonInput {
         code: Some(code.to_owned()),
         message: message.map(str::to_owned),
@@ -263,17 +274,33 @@ async fn update_status(
         StatusWanted::Fraud => (LifecycleAction::Block, reason(ReasonCode::FRAUD_CONFIRMED, None)),
         StatusWanted::Canceled => (LifecycleAction::Close, ReasonInput::default()),
     };
-    let change = s
-        .service
-        .change_status(&ctx, card.id, action, reason)
-        .await
-        .map_err(fail(&scope))?;
+    let change = match s.service.change_status(ctx, card, action, reason).await {
+        Ok(change) => change,
+        Err(e) => return Err(refusal(s, ctx, card, &mut scope, e).await),
+    };
     let interval = s
         .service
         .cvv_rotation_interval_hours(&change.card)
         .await
         .map_err(fail(&scope))?;
     Ok(Json(CardObject::new(&change.card, interval)))
+}
+
+/// QI words a status refusal with the card's QI status (`robbed`, `lost`,
+/// ..., which the core's error does not carry: it names the core status),
+/// so only then is the card read a second time; every other error renders
+/// as it is.
+async fn refusal(s: &AppState, ctx: &Ctx, card: CardRef<'_>, scope: &mut Scope, e: ServiceError) -> QiError {
+    use cardcore_domain::RuleViolation as R;
+    if matches!(
+        e,
+        ServiceError::Rule(R::InvalidStatusTransition { .. } | R::InvalidCardStatus { .. })
+    ) {
+        if let Ok(card) = s.service.card(ctx, card).await {
+            scope.status = Some(status(&card));
+        }
+    }
+    qi_error(e, scope)
 }
 
 /// `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}/activate`: with the code issued at creation.
@@ -306,13 +333,27 @@ async fn activate(
     path: KeysPath,
     body: Body,
 ) -> Result<Json<CardObject>, QiError> {
-    let (mut scope, wallet, card_id) = keys(path)?;
+    let (scope, wallet, card_id) = keys(path)?;
+    let card = CardRef::InAccount {
+        account_id: wallet,
+        card_id,
+    };
+    activate_of(&s, &ctx, card, scope, body).await
+}
+
+/// Activation of the card `card` (one service call, as [`update_status_of`]).
+async fn activate_of(
+    s: &AppState,
+    ctx: &Ctx,
+    card: CardRef<'_>,
+    mut scope: Scope,
+    body: Body,
+) -> Result<Json<CardObject>, QiError> {
     let b: ActivateRequest = parse_body(body).map_err(fail(&scope))?;
-    let card = card_in_account(&s.service, &ctx, wallet, card_id)
-        .await
-        .map_err(fail(&scope))?;
-    scope.status = Some(status(&card));
-    let change = s.service.activate(&ctx, card.id, &b.code).await.map_err(fail(&scope))?;
+    let change = match s.service.activate(ctx, card, &b.code).await {
+        Ok(change) => change,
+        Err(e) => return Err(refusal(s, ctx, card, &mut scope, e).await),
+    };
     let interval = s
         .service
         .cvv_rotation_interval_hours(&change.card)

@@ -10,26 +10,26 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 use cardcore_domain::CardId;
+use cardcore_service::cards::CardRef;
 use cardcore_service::ServiceError;
 
 use super::error::{qi_error, QiError, Scope};
 use super::types::{ActivateRequest, CardObject, StatusRequest};
-use super::{Body, KeysPath, QiAuth};
+use super::{Body, QiAuth};
 use crate::dialects::parse_id;
 use crate::AppState;
 
 type CardPath = Result<Path<String>, PathRejection>;
 
-/// The wallet-form path of the card `CARD_KEY` of the caller's tenant.
-async fn wallet_path(s: &AppState, ctx: &cardcore_service::Ctx, path: CardPath) -> Result<KeysPath, QiError> {
+/// The card `CARD_KEY` of the caller's tenant (no wallet to check).
+fn card_key(path: CardPath) -> Result<(Scope, CardRef<'static>), QiError> {
     let Path(card_key) = path.map_err(|r| qi_error(ServiceError::invalid("path", r.body_text()), &Scope::default()))?;
     let scope = Scope {
         card_key: card_key.clone(),
         ..Scope::default()
     };
     let id: CardId = parse_id("CARD_KEY", &card_key).map_err(|e| qi_error(e, &scope))?;
-    let card = s.service.card(ctx, id).await.map_err(|e| qi_error(e, &scope))?;
-    Ok(Ok(Path((card.account_id.to_string(), card_key))))
+    Ok((scope, CardRef::Id(id)))
 }
 
 /// `PATCH /prepaid/card/{CARD_KEY}`: `PATCH /wallet/{WALLET_KEY}/card/{CARD_KEY}` without the wallet.
@@ -55,8 +55,8 @@ pub(super) async fn update_status(
     path: CardPath,
     body: Body,
 ) -> Result<Json<CardObject>, QiError> {
-    let keys = wallet_path(&s, &ctx, path).await?;
-    super::update_status(State(s), QiAuth(ctx), keys, body).await
+    let (scope, card) = card_key(path)?;
+    super::update_status_of(&s, &ctx, card, scope, body).await
 }
 
 /// `PATCH /prepaid/card/{CARD_KEY}/activate`: the wallet form's activation without the wallet.
@@ -87,6 +87,6 @@ pub(super) async fn activate(
     path: CardPath,
     body: Body,
 ) -> Result<Json<CardObject>, QiError> {
-    let keys = wallet_path(&s, &ctx, path).await?;
-    super::activate(State(s), QiAuth(ctx), keys, body).await
+    let (scope, card) = card_key(path)?;
+    super::activate_of(&s, &ctx, card, scope, body).await
 }
