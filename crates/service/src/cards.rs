@@ -149,6 +149,8 @@ pub struct SensitiveData {
     /// static one.
     pub cvv_expires_at: Option<Timestamp>,
     pub expiry: Expiry,
+    /// The card revealed (a caller renders it without a second read).
+    pub card: Card,
 }
 
 /// A card's CVV2 at a moment.
@@ -611,6 +613,7 @@ impl Service {
             cvv: cvv2.cvv,
             cvv_expires_at: cvv2.expires_at,
             expiry: rec.card.expiry,
+            card: rec.card,
         })
     }
 

@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use cardcore_domain::{Card, CardId, CardStatus, Cardholder, Channel, Limits};
+use cardcore_domain::{Card, CardStatus, Cardholder, Channel, Limits};
 use cardcore_service::cards::ListCards;
 use cardcore_service::{Ctx, Service, ServiceError, ServiceResult};
 use serde::de::DeserializeOwned;
@@ -179,24 +179,6 @@ pub(crate) async fn holder(service: &Service, ctx: &Ctx, external_id: &str) -> S
     service.cardholder_by_external_id(ctx, external_id).await
 }
 
-/// The card `card_id` if it belongs to the cardholder `external_id`. A card
-/// of another cardholder, an unknown cardholder and an unknown card all
-/// answer `NotFound("card")`: identifiers that do not belong together never
-/// tell which part was wrong.
-pub(crate) async fn card_of_holder(
-    service: &Service,
-    ctx: &Ctx,
-    external_id: &str,
-    card_id: CardId,
-) -> ServiceResult<(Cardholder, Card)> {
-    let holder = holder(service, ctx, external_id).await.map_err(card_not_found)?;
-    let card = service.card(ctx, card_id).await?;
-    if card.cardholder_id != holder.id {
-        return Err(ServiceError::NotFound("card"));
-    }
-    Ok((holder, card))
-}
-
 /// The card with kit number `kit` if it belongs to the cardholder `external_id`.
 pub(crate) async fn card_by_kit_of_holder(
     service: &Service,
@@ -326,18 +308,6 @@ impl LimitsChange {
         }
         limits
     }
-}
-
-/// Reads, merges and writes a card's limits (the vendors' PATCH-style
-/// limit calls). The core validates and records the result.
-pub(crate) async fn patch_limits(
-    service: &Service,
-    ctx: &Ctx,
-    id: CardId,
-    change: LimitsChange,
-) -> ServiceResult<Limits> {
-    let current = service.limits(ctx, id).await?;
-    service.set_limits(ctx, id, change.apply(current)).await
 }
 
 /// An API key from a vendor header: trimmed; empty counts as absent.

@@ -15,7 +15,7 @@ use axum::response::Response;
 use axum::Json;
 use cardcore_crypto::Pin;
 use cardcore_domain::{CardId, CardType, LifecycleAction};
-use cardcore_service::cards::{CreateCard, ReasonInput};
+use cardcore_service::cards::{CardRef, CreateCard, ReasonInput};
 use cardcore_service::pins::{NamedPin, PinInput};
 use cardcore_service::{Ctx, ServiceError};
 use utoipa::openapi::OpenApi;
@@ -27,7 +27,7 @@ use types::{
     CardDetails, CardList, CardRequest, CardView, CreateRequest, LimitsRequest, LimitsView, Message, PinRequest,
 };
 
-use super::{all_cards, card_of_holder, header_value, holder, parse_body, parse_id, patch_limits, secret_json};
+use super::{all_cards, header_value, holder, parse_body, parse_id, secret_json};
 use crate::auth::request_id_of;
 use crate::openapi as oa;
 use crate::AppState;
@@ -232,10 +232,9 @@ async fn details(
     path: UserCardPath,
 ) -> Result<Response, P100Error> {
     let (user, card_id) = user_card(path)?;
-    let (holder, card) = card_of_holder(&s.service, &ctx, &user, card_id).await?;
-    let data = s.service.reveal(&ctx, card.id).await?;
+    let data = s.service.reveal(&ctx, of_holder(&user, card_id)).await?;
     Ok(secret_json(&CardDetails {
-        card: CardView::new(&card, holder.external_id.as_str()),
+        card: CardView::new(&data.card, &user),
         card_number: data.pan.expose(),
         cvv: data.cvv.expose(),
     }))
@@ -267,22 +266,28 @@ async fn update_pin(
     let card_id = parse_id("cardId", &b.card_id)?;
     let pin =
         Pin::parse(&b.pin).map_err(|_| ServiceError::invalid("pin", "must be a string of digits, e.g. \"1234\""))?;
-    let (_, card) = card_of_holder(&s.service, &ctx, &b.external_user_id, card_id).await?;
     let pin = NamedPin {
         prefix: None,
         input: PinInput::Plain(pin),
     };
-    s.service.set_pin(&ctx, card.id, pin, None).await?;
+    let card = of_holder(&b.external_user_id, card_id);
+    s.service.set_pin(&ctx, card, pin, None).await?;
     Ok(Json(Message {
         message: "Card pin updated successfully",
     }))
 }
 
+/// The card `card_id` of the user `externalUserId`: the core resolves it in
+/// the operation's one call (another user's card answers as an unknown one).
+fn of_holder(external_id: &str, card_id: CardId) -> CardRef<'_> {
+    CardRef::OfHolder { external_id, card_id }
+}
+
 async fn change(s: &AppState, ctx: &Ctx, b: CardRequest, action: LifecycleAction) -> Result<(), P100Error> {
     let card_id = parse_id("cardId", &b.card_id)?;
-    let (_, card) = card_of_holder(&s.service, ctx, &b.external_user_id, card_id).await?;
+    let card = of_holder(&b.external_user_id, card_id);
     s.service
-        .change_status(ctx, card.id, action, ReasonInput::default())
+        .change_status(ctx, card, action, ReasonInput::default())
         .await?;
     Ok(())
 }
@@ -352,7 +357,7 @@ async fn get_limits(
     path: UserCardPath,
 ) -> Result<Json<LimitsView>, P100Error> {
     let (user, card_id) = user_card(path)?;
-    let (_, card) = card_of_holder(&s.service, &ctx, &user, card_id).await?;
+    let card = s.service.card(&ctx, of_holder(&user, card_id)).await?;
     Ok(Json(LimitsView::new(card.id.to_string(), &card.limits)))
 }
 
@@ -379,9 +384,11 @@ async fn update_limits(
 ) -> Result<Json<LimitsView>, P100Error> {
     let b: LimitsRequest = parse_body(body)?;
     let card_id = parse_id("cardId", &b.card_id)?;
-    let (_, card) = card_of_holder(&s.service, &ctx, &b.external_user_id, card_id).await?;
-    let limits = patch_limits(&s.service, &ctx, card.id, b.change()).await?;
-    Ok(Json(LimitsView::new(card.id.to_string(), &limits)))
+    let user = b.external_user_id.clone();
+    let change = b.change();
+    let card = of_holder(&user, card_id);
+    let limits = s.service.update_limits(&ctx, card, |l| change.clone().apply(l.clone())).await?;
+    Ok(Json(LimitsView::new(card_id.to_string(), &limits)))
 }
 
 /// `DELETE /v1/card/{externalUserId}/{cardId}` (assumed path): closes the card.
@@ -405,9 +412,13 @@ async fn delete_card(
     path: UserCardPath,
 ) -> Result<Json<Message>, P100Error> {
     let (user, card_id) = user_card(path)?;
-    let (_, card) = card_of_holder(&s.service, &ctx, &user, card_id).await?;
     s.service
-        .change_status(&ctx, card.id, LifecycleAction::Close, ReasonInput::default())
+        .change_status(
+            &ctx,
+            of_holder(&user, card_id),
+            LifecycleAction::Close,
+            ReasonInput::default(),
+        )
         .await?;
     Ok(Json(Message {
         message: "Card deleted successfully",
