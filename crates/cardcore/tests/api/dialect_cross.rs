@@ -714,3 +714,157 @@ fn dialects_doc_walkthrough() {
         .expect("the printed lines after the example");
     assert_eq!(stdout.trim_end(), shown.trim_end());
 }
+
+/// Each dialect names a card by the vendor's identifiers and the core
+/// resolves them inside the operation's one call: user A naming user B's
+/// card gets exactly the answer of a card that does not exist (status and
+/// body, card keys aside), in every operation of every dialect, and nothing
+/// of B's changes. M2P's claims about the holder (a wrong `mobile` and
+/// `expiryDate`) are not even looked at for a card that is not the
+/// holder's: the answer must not tell B's card from no card.
+#[tokio::test]
+async fn a_foreign_card_answers_as_an_unknown_card_in_every_dialect() {
+    let app = spawn_app().await;
+    let key = app.key.clone();
+    let a = owned_card(&app, "physical").await;
+    let b = owned_card(&app, "physical").await;
+    assert_ne!(a.account(), b.account(), "each card has its own account (QI wallet)");
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let events_before = app.all_events().await.len();
+    let same = |what: &str, foreign: Resp, none: Resp| {
+        assert!(foreign.status.is_client_error(), "{what}: {}", foreign.text);
+        assert_eq!(
+            (foreign.status, redact(&foreign.body)),
+            (none.status, redact(&none.body)),
+            "{what}: B's card must answer as no card"
+        );
+    };
+
+    // P100: user A, B's card id / an unknown id.
+    let (user, b_id) = (a.external_id.clone(), b.id().to_owned());
+    let get = |path: String| {
+        let app = &app;
+        let key = key.clone();
+        async move { p100(app, &key, Method::GET, &path, None).await }
+    };
+    same(
+        "p100 details",
+        get(format!("/v1/card/details/{user}/{b_id}")).await,
+        get(format!("/v1/card/details/{user}/{unknown}")).await,
+    );
+    same(
+        "p100 limits",
+        get(format!("/v1/card/limits/{user}/{b_id}")).await,
+        get(format!("/v1/card/limits/{user}/{unknown}")).await,
+    );
+    for (method, path, extra) in [
+        (Method::PATCH, "/v1/card/pin", json!({"pin": "4821"})),
+        (Method::PATCH, "/v1/card/block", json!({})),
+        (Method::PATCH, "/v1/card/unblock", json!({})),
+        (Method::PATCH, "/v1/card/limits", json!({"atm": {"enabled": false}})),
+    ] {
+        let body = |card: &str| {
+            let mut v = extra.clone();
+            v["externalUserId"] = json!(user);
+            v["cardId"] = json!(card);
+            Some(v)
+        };
+        same(
+            path,
+            p100(&app, &key, method.clone(), path, body(&b_id)).await,
+            p100(&app, &key, method.clone(), path, body(&unknown)).await,
+        );
+    }
+    same(
+        "p100 delete",
+        p100(&app, &key, Method::DELETE, &format!("/v1/card/{user}/{b_id}"), None).await,
+        p100(&app, &key, Method::DELETE, &format!("/v1/card/{user}/{unknown}"), None).await,
+    );
+
+    // QI: A's wallet, B's card / an unknown card.
+    let wallet = a.account();
+    for (suffix, body) in [
+        ("/password", json!({"pin": "2143"})),
+        ("", json!({"status": "canceled"})),
+        ("/activate", json!({"code": "123456"})),
+    ] {
+        same(
+            &format!("qitech{suffix}"),
+            qi(
+                &app,
+                &key,
+                &format!("/wallet/{wallet}/card/{}{suffix}", b.id()),
+                body.clone(),
+            )
+            .await,
+            qi(&app, &key, &format!("/wallet/{wallet}/card/{unknown}{suffix}"), body).await,
+        );
+    }
+
+    // M2P: entity A, B's kit / an unknown kit, with claims that are wrong
+    // for both holders.
+    let auth = m2p_login(&app, &app.tenant_id, &key).await;
+    let pin_body = |kit: &str| {
+        json!({
+            "mobile": {"value": "1111111111", "countryCode": 91},
+            "entityId": a.external_id,
+            "kit": kit,
+            "expiryDate": "01/20",
+            "oldPin": "1234",
+            "newPin": "4821",
+            "otpDetails": {"traceNumber": "1", "mobileNumber": "1111111111", "otp": "123456"},
+        })
+    };
+    let unknown_kit = "000000000001";
+    for path in ["cards/update/pin", "cards/v2/set-pin", "cards/v2/validate-pin"] {
+        same(
+            path,
+            m2p(&app, &auth, path, pin_body(b.kit())).await,
+            m2p(&app, &auth, path, pin_body(unknown_kit)).await,
+        );
+    }
+    let status = |kit: &str| json!({"entityId": a.external_id, "kitNo": kit, "status": "BLOCKED"});
+    same(
+        "m2p status",
+        m2p(&app, &auth, "cards/status", status(b.kit())).await,
+        m2p(&app, &auth, "cards/status", status(unknown_kit)).await,
+    );
+    let prefs = |kit: &str| {
+        json!({"entityId": a.external_id, "kit": kit,
+               "mobile": {"value": "1111111111", "countryCode": 91},
+               "rule": {"expiryDate": "01/20"},
+               "userOverridden": {"ATM": {"enabled": false}}})
+    };
+    let path = "cards/support/update/preferences";
+    let foreign = m2p(&app, &auth, path, prefs(b.kit())).await;
+    assert_eq!(
+        (foreign.status.as_u16(), foreign.body["businessCode"].as_str()),
+        (409, Some("card.not.found")),
+        "{}",
+        foreign.text
+    );
+    same(
+        "m2p preferences",
+        foreign,
+        m2p(&app, &auth, path, prefs(unknown_kit)).await,
+    );
+
+    // The same wrong claims about A's own card are field errors, all of
+    // them at once, checked by the core before anything is spent.
+    let r = m2p(&app, &auth, "cards/v2/set-pin", pin_body(a.kit())).await;
+    assert_eq!(r.status.as_u16(), 400, "{}", r.text);
+    for field in ["mobile", "otpDetails.mobileNumber", "expiryDate"] {
+        assert!(r.text.contains(field), "{field} named: {}", r.text);
+    }
+
+    // Nothing of B's (nor A's) changed.
+    for c in [&a, &b] {
+        let card = app.get(&format!("/v1/cards/{}", c.id())).await.ok();
+        assert_eq!(
+            (card["status"].as_str(), card["pin_status"].as_str()),
+            (Some("ACTIVE"), Some("NOT_SET"))
+        );
+        assert_eq!(card["limits"], c.card["limits"]);
+    }
+    assert_eq!(app.all_events().await.len(), events_before);
+}
