@@ -755,7 +755,10 @@ async fn update_preferences(
         let expiries = expiries(None, b.rule.as_ref());
         let card = kit_of_holder(&b.entity_id, &b.kit, &phones, &expiries);
         let change = b.user_overridden.change();
-        let limits = s.service.update_limits(&ctx, card, |l| change.clone().apply(l.clone())).await?;
+        let limits = s
+            .service
+            .update_limits(&ctx, card, |l| change.clone().apply(l.clone()))
+            .await?;
         Ok(Envelope::new(PreferencesView::from(&limits)))
     };
     answer(Op::UpdatePreferences, outcome.await)

@@ -387,7 +387,10 @@ async fn update_limits(
     let user = b.external_user_id.clone();
     let change = b.change();
     let card = of_holder(&user, card_id);
-    let limits = s.service.update_limits(&ctx, card, |l| change.clone().apply(l.clone())).await?;
+    let limits = s
+        .service
+        .update_limits(&ctx, card, |l| change.clone().apply(l.clone()))
+        .await?;
     Ok(Json(LimitsView::new(card_id.to_string(), &limits)))
 }
 
