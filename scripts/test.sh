@@ -53,6 +53,7 @@ cargo test --workspace "$@"
 if [ $# -eq 0 ]; then
     python3 scripts/check-docs.py
     # The console and the PIN widget in a real browser (fails under CI when
-    # Chromium or Playwright is missing; refreshes docs/screenshots/).
+    # Chromium or Playwright is missing; UPDATE_SCREENSHOTS=1 refreshes
+    # docs/screenshots/).
     python3 tests/browser/console_browser.py
 fi
