@@ -33,6 +33,7 @@
 mod authorization_endpoint;
 mod money;
 mod queue;
+mod retention;
 mod rows;
 mod webhooks;
 
@@ -55,6 +56,7 @@ use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
+use cardcore_store::{ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs};
 use queue::{Binder, Kind, Queue};
 use rows::CARD_COLUMNS;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -1510,6 +1512,34 @@ impl Store for PostgresStore {
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         self.purge_idem(created_before).await
+    }
+
+    async fn retention_counts(&self, cut: &RetentionCutoffs) -> StoreResult<RetentionCounts> {
+        self.count_retention(cut).await
+    }
+
+    async fn purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents> {
+        self.purge_old_events(before, limit).await
+    }
+
+    async fn purge_dead_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.purge_dead(before, limit).await
+    }
+
+    async fn expired_audit(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAudit>> {
+        self.old_audit(before, limit).await
+    }
+
+    async fn delete_audit(&self, seqs: &[i64]) -> StoreResult<u64> {
+        self.drop_audit(seqs).await
+    }
+
+    async fn lease_job(&self, job: &str, holder: uuid::Uuid, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        self.take_lease(job, holder, now, until).await
+    }
+
+    async fn release_job(&self, job: &str, holder: uuid::Uuid) -> StoreResult<()> {
+        self.give_lease(job, holder).await
     }
 }
 

@@ -340,7 +340,9 @@ impl PostgresStore {
     pub(crate) async fn redeliver(&self, tenant: TenantId, event: EventId, now: Timestamp) -> StoreResult<Option<u32>> {
         self.run(|| async {
             let mut tx = self.pool.begin().await.map_err(map_err)?;
-            let row = sqlx::query("SELECT type, card_id FROM events WHERE tenant_id = $1 AND id = $2")
+            // FOR SHARE: retention deletes events it holds FOR UPDATE, so a
+            // redelivery either waits and finds no event or comes first.
+            let row = sqlx::query("SELECT type, card_id FROM events WHERE tenant_id = $1 AND id = $2 FOR SHARE")
                 .bind(tenant.0)
                 .bind(event.0)
                 .fetch_optional(&mut *tx)

@@ -15,6 +15,7 @@ mod authorization_endpoint;
 mod group;
 mod money;
 mod read;
+mod retention;
 mod rows;
 mod webhooks;
 
@@ -38,6 +39,7 @@ use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
+use cardcore_store::{ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs};
 use rows::{to_json, ts, CARD_COLUMNS};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -1124,6 +1126,34 @@ impl Store for SqliteStore {
 
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64> {
         self.purge_idem(created_before).await
+    }
+
+    async fn retention_counts(&self, cut: &RetentionCutoffs) -> StoreResult<RetentionCounts> {
+        self.count_retention(cut).await
+    }
+
+    async fn purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents> {
+        self.purge_old_events(before, limit).await
+    }
+
+    async fn purge_dead_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {
+        self.purge_dead(before, limit).await
+    }
+
+    async fn expired_audit(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAudit>> {
+        self.old_audit(before, limit).await
+    }
+
+    async fn delete_audit(&self, seqs: &[i64]) -> StoreResult<u64> {
+        self.drop_audit(seqs).await
+    }
+
+    async fn lease_job(&self, job: &str, holder: uuid::Uuid, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        self.take_lease(job, holder, now, until).await
+    }
+
+    async fn release_job(&self, job: &str, holder: uuid::Uuid) -> StoreResult<()> {
+        self.give_lease(job, holder).await
     }
 }
 

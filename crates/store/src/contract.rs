@@ -128,6 +128,7 @@ macro_rules! contract_tests {
             recent_events_are_newest_first,
             console_sessions_expire_and_end,
             pin_sessions_are_spent_once_before_they_expire,
+            retention_deletes_only_what_it_may,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -2891,4 +2892,190 @@ pub async fn pin_sessions_are_spent_once_before_they_expire(store: Arc<dyn Store
         store.claim_pin_session(&session.token_hash, at(23)).await.unwrap(),
         None
     );
+}
+
+/// Retention counts and deletes only what it may: old events that were
+/// fanned out and have no open delivery (with all their deliveries), dead
+/// deliveries past their own cut-off, old audit entries oldest first; the
+/// job lease has one holder at a time.
+pub async fn retention_deletes_only_what_it_may(store: Arc<dyn Store>) {
+    use crate::{PurgedEvents, RetentionCounts, RetentionCutoffs};
+
+    let (t, h) = tenant_with_holder(&*store, "acme").await;
+    let c = card(t.id, h.id);
+    insert_cards(&*store, &[&c]).await;
+    let ep = endpoint(t.id, None, 0);
+    insert_endpoints(&*store, &[&ep]).await;
+    // Cardless events: their deliveries are unordered, so each can be
+    // brought to its own state.
+    let done = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 1).await;
+    let dead = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 2).await;
+    let open = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 3).await;
+    let young = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 600).await;
+    let young_dead = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 601).await;
+    assert_eq!(fan_out_settled(&*store, 5, at(10)).await, 5);
+    let claimed = store.claim_deliveries(at(10), at(100), 50).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    for cl in &claimed {
+        let e = cl.delivery.event_id;
+        let (status, outcome) = if e == dead.event.id || e == young_dead.event.id {
+            (500, DeliveryOutcome::Dead)
+        } else if e == open.event.id {
+            (500, DeliveryOutcome::Retry(at(10_000)))
+        } else {
+            (200, DeliveryOutcome::Succeeded)
+        };
+        assert!(store
+            .record_delivery_attempt(cl.delivery.id, cl.lease, &attempt(11, Some(status), None), outcome)
+            .await
+            .unwrap());
+    }
+    // Old, but not fanned out yet.
+    let unfanned = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 4).await;
+    let mut audits = Vec::new();
+    for secs in [5, 6, 700] {
+        let a = audit(t.id, Some(c.card.id), "card.lock", secs);
+        let mut tx = store.begin().await.unwrap();
+        tx.insert_audit(&a).await.unwrap();
+        tx.commit().await.unwrap();
+        audits.push(a);
+    }
+
+    let cut = RetentionCutoffs {
+        events_before: Some(at(100)),
+        dead_deliveries_before: Some(at(100)),
+        audit_before: Some(at(100)),
+    };
+    assert_eq!(
+        store.retention_counts(&cut).await.unwrap(),
+        RetentionCounts {
+            events: 2,
+            event_deliveries: 2,
+            events_held: 2,
+            dead_deliveries: 1,
+            audit_entries: 2,
+        },
+        "done and dead go with their deliveries; open and unfanned stay; young_dead's delivery goes alone"
+    );
+    let only_dead = RetentionCutoffs {
+        dead_deliveries_before: Some(at(100)),
+        ..RetentionCutoffs::default()
+    };
+    assert_eq!(store.retention_counts(&only_dead).await.unwrap().dead_deliveries, 2);
+    assert_eq!(
+        store.retention_counts(&RetentionCutoffs::default()).await.unwrap(),
+        RetentionCounts::default()
+    );
+    // Counting deleted nothing; nothing is younger than the cut-off at 1.
+    assert_eq!(
+        store.purge_events(at(1), 10).await.unwrap(),
+        PurgedEvents::default(),
+        "made before, not at"
+    );
+
+    // Oldest first, `limit` at a time.
+    let one = PurgedEvents {
+        events: 1,
+        deliveries: 1,
+    };
+    assert_eq!(store.purge_events(at(100), 1).await.unwrap(), one);
+    assert_eq!(store.event(t.id, done.event.id).await.unwrap(), None);
+    assert!(store.event_deliveries(t.id, done.event.id).await.unwrap().is_empty());
+    assert!(store.event(t.id, dead.event.id).await.unwrap().is_some());
+    assert_eq!(store.purge_events(at(100), 10).await.unwrap(), one);
+    assert_eq!(store.purge_events(at(100), 10).await.unwrap(), PurgedEvents::default());
+    for kept in [&open, &unfanned, &young, &young_dead] {
+        assert!(store.event(t.id, kept.event.id).await.unwrap().is_some());
+    }
+    assert_eq!(store.event_deliveries(t.id, open.event.id).await.unwrap().len(), 1);
+    assert_eq!(
+        store.purge_dead_deliveries(at(10), 10).await.unwrap(),
+        0,
+        "made before, not at"
+    );
+    assert_eq!(store.purge_dead_deliveries(at(100), 10).await.unwrap(), 1);
+    assert!(store
+        .event_deliveries(t.id, young_dead.event.id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        store.event(t.id, young_dead.event.id).await.unwrap().is_some(),
+        "the event stays"
+    );
+    assert_eq!(store.purge_dead_deliveries(at(100), 10).await.unwrap(), 0);
+    assert_eq!(
+        store.retention_counts(&cut).await.unwrap(),
+        RetentionCounts {
+            events_held: 2,
+            audit_entries: 2,
+            ..RetentionCounts::default()
+        }
+    );
+
+    // Audit: read oldest first, then deleted by position.
+    let first = store.expired_audit(at(100), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].entry, audits[0]);
+    let both = store.expired_audit(at(100), 10).await.unwrap();
+    assert_eq!(
+        both.iter().map(|a| a.entry.clone()).collect::<Vec<_>>(),
+        audits[..2].to_vec()
+    );
+    assert!(both[0].seq < both[1].seq);
+    let seqs: Vec<i64> = both.iter().map(|a| a.seq).collect();
+    assert_eq!(store.delete_audit(&seqs).await.unwrap(), 2);
+    assert_eq!(store.delete_audit(&seqs).await.unwrap(), 0);
+    assert_eq!(store.delete_audit(&[]).await.unwrap(), 0);
+    assert!(store.expired_audit(at(100), 10).await.unwrap().is_empty());
+    let left = store
+        .audit_entries(
+            t.id,
+            c.card.id,
+            &AuditPage {
+                before: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(left, vec![audits[2].clone()]);
+
+    // The lease: one holder until it runs out or is given back.
+    let (h1, h2) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    assert!(store.lease_job("retention", h1, at(0), at(60)).await.unwrap());
+    assert!(!store.lease_job("retention", h2, at(30), at(90)).await.unwrap());
+    assert!(
+        store.lease_job("retention", h1, at(30), at(90)).await.unwrap(),
+        "renewed"
+    );
+    assert!(!store.lease_job("retention", h2, at(89), at(150)).await.unwrap());
+    assert!(store.lease_job("other-job", h2, at(89), at(150)).await.unwrap());
+    assert!(
+        store.lease_job("retention", h2, at(91), at(150)).await.unwrap(),
+        "ran out"
+    );
+    assert!(!store.lease_job("retention", h1, at(92), at(150)).await.unwrap());
+    store.release_job("retention", h1).await.unwrap();
+    assert!(
+        !store.lease_job("retention", h1, at(93), at(150)).await.unwrap(),
+        "not h1's to give"
+    );
+    store.release_job("retention", h2).await.unwrap();
+    assert!(store.lease_job("retention", h1, at(94), at(150)).await.unwrap());
+    // Many at once: exactly one gets it.
+    let tries = (0..8).map(|_| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .lease_job("contended", uuid::Uuid::new_v4(), at(0), at(60))
+                .await
+                .unwrap()
+        })
+    });
+    let mut won = 0;
+    for t in tries {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
 }

@@ -11,11 +11,13 @@ mod authorization_endpoint;
 #[cfg(feature = "contract")]
 pub mod contract;
 mod records;
+mod retention;
 pub mod retry;
 mod webhooks;
 
 pub use authorization_endpoint::*;
 pub use records::*;
+pub use retention::*;
 pub use webhooks::*;
 
 use async_trait::async_trait;
@@ -547,6 +549,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes the keys made before `created_before`; returns how many.
     async fn purge_idempotency_keys(&self, created_before: Timestamp) -> StoreResult<u64>;
+
+    // --- retention and background jobs --------------------------------------
+
+    /// Counts what retention would delete at `cut` (a `None` cut-off counts
+    /// nothing). Reads only.
+    async fn retention_counts(&self, cut: &RetentionCutoffs) -> StoreResult<RetentionCounts>;
+
+    /// Deletes, in one short transaction, at most `limit` of the oldest
+    /// events made before `before` that were fanned out and have no pending
+    /// or retrying delivery, with every delivery of theirs. An event whose
+    /// redelivery is queued at the same moment is either deleted before the
+    /// redelivery finds it (which then finds no event) or kept.
+    async fn purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents>;
+
+    /// Deletes at most `limit` of the oldest dead deliveries made before
+    /// `before`, in one short transaction; returns how many.
+    async fn purge_dead_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64>;
+
+    /// The oldest audit entries (every tenant) made before `before`, at most
+    /// `limit`, oldest first.
+    async fn expired_audit(&self, before: Timestamp, limit: u32) -> StoreResult<Vec<ExpiredAudit>>;
+
+    /// Deletes the audit entries at these positions, in one transaction;
+    /// returns how many there were.
+    async fn delete_audit(&self, seqs: &[i64]) -> StoreResult<u64>;
+
+    /// Takes the lease on background job `job` for `holder` until `until`,
+    /// or renews it when `holder` has it. False when another holder's lease
+    /// runs past `now`. One statement, so two nodes never both get it.
+    async fn lease_job(&self, job: &str, holder: uuid::Uuid, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
+
+    /// Gives the lease back, if `holder` still has it.
+    async fn release_job(&self, job: &str, holder: uuid::Uuid) -> StoreResult<()>;
 
     // --- authorizations ------------------------------------------------------
 
