@@ -42,6 +42,10 @@ pub enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Delete what is past its retention period (delivered events and their
+    /// webhook deliveries, dead deliveries, audit entries), as `serve` does
+    /// in the background; `--dry-run` only counts.
+    Retention(RetentionCommandArgs),
     /// Development/benchmark only: a new tenant with N cards whose PIN is set, and a CSV of them.
     Seed(crate::seed::SeedArgs),
     /// Import a vendor's cardholders and cards (JSON Lines; PINs as encrypted blocks or Visa PVVs).
@@ -234,9 +238,57 @@ pub struct ServeArgs {
     /// rotated master key, which stops the node), in seconds.
     #[arg(long, env = "CARDCORE_KEY_REFRESH_SECONDS", default_value_t = 60)]
     pub key_refresh_seconds: u64,
+    /// Seconds between background retention runs (one node at a time runs
+    /// it); 0 turns the background job off (run `cardcore retention` instead).
+    #[arg(long, env = "CARDCORE_RETENTION_INTERVAL_SECONDS", default_value_t = 3600)]
+    pub retention_interval_seconds: u64,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// Boxed: the SMS flags would make `Command::Serve` much larger than the other commands.
     #[command(flatten)]
     pub sms: Box<SmsArgs>,
+}
+
+/// How long rows are kept: per deployment, the same for `serve` and
+/// `cardcore retention`.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Days delivered events (no pending or retrying delivery) and their
+    /// webhook deliveries are kept (`GET /v1/events` and redelivery reach
+    /// back this far); 0 keeps them forever.
+    #[arg(long, env = "CARDCORE_RETENTION_EVENTS_DAYS", default_value_t = 90)]
+    pub retention_events_days: u32,
+    /// Days dead webhook deliveries are kept; 0 keeps them forever.
+    #[arg(long, env = "CARDCORE_RETENTION_DEAD_DELIVERIES_DAYS", default_value_t = 30)]
+    pub retention_dead_deliveries_days: u32,
+    /// Days audit entries are kept: at least 365 (PCI DSS 10.5.1 keeps a
+    /// year); 0 keeps them forever.
+    #[arg(long, env = "CARDCORE_RETENTION_AUDIT_DAYS", default_value_t = 400)]
+    pub retention_audit_days: u32,
+    /// Rows deleted per transaction (1 to 10000): each batch holds the
+    /// database's writer for one short transaction.
+    #[arg(long, env = "CARDCORE_RETENTION_BATCH_SIZE", default_value_t = 500)]
+    pub retention_batch_size: u32,
+    /// Before deleting audit entries, append them to a new JSON Lines file
+    /// (mode 0600) in this directory and flush it to disk.
+    #[arg(
+        long = "export-dir",
+        visible_alias = "retention-export-dir",
+        env = "CARDCORE_RETENTION_EXPORT_DIR"
+    )]
+    pub export_dir: Option<PathBuf>,
+}
+
+/// `cardcore retention`.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionCommandArgs {
+    /// Only count what would be deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// OTPs by SMS: the node's provider (tenants turn SMS on with `tenant sms`).

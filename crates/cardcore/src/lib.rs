@@ -7,6 +7,7 @@ pub mod cli;
 pub mod import;
 mod listener;
 mod master_key;
+pub mod retention;
 pub mod seed;
 pub mod serve_lock;
 
@@ -317,6 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Restore { from, db } => backup::restore(&from, &db).await,
+        Command::Retention(args) => retention::command(args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Import(args) => import::run(args).await,
         Command::MasterKey(MasterKeyCommand::Rotate { new_key_file, db }) => {
@@ -837,6 +839,7 @@ impl Server {
         dialects: Vec<cardcore_http::dialects::Dialect>,
     ) -> anyhow::Result<Self> {
         let webhooks = dispatcher_config(args)?;
+        let retention_policy = retention::policy(&args.retention)?;
         let db_lock = match sqlite_path(&database_url(&args.db)) {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -889,11 +892,20 @@ impl Server {
             fatal_tx,
             rx.clone(),
         );
-        let background = vec![
+        let mut background = vec![
             cardcore_webhooks::spawn(service.clone(), webhooks, rx.clone())?,
             spawn_idempotency_cleanup(service.clone(), rx.clone()),
             spawn_authorization_expiry(service.clone(), rx.clone()),
         ];
+        if args.retention_interval_seconds > 0 {
+            background.push(retention::spawn(
+                service.clone(),
+                retention_policy,
+                args.retention.export_dir.clone(),
+                Duration::from_secs(args.retention_interval_seconds),
+                rx.clone(),
+            ));
+        }
         let limits = http_limits(args)?;
         // With its own listener, /metrics is served there only.
         let (main_metrics, metrics_task) = match (metrics_listener, prometheus()) {

@@ -653,3 +653,268 @@ async fn the_master_key_rotates_under_load_on_two_nodes_and_old_nodes_stop_sayin
     assert_ne!(keys["key_id"].as_str().unwrap(), zone_id);
     assert_eq!(db.sql("SELECT count(*) FROM zone_keys"), "2");
 }
+
+// --- retention -------------------------------------------------------------------------
+
+/// A number from the SQLite file beside a running server.
+fn sqlite_count(path: &std::path::Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// Changes the SQLite file beside a running server (what time does to rows).
+fn sqlite_exec(path: &std::path::Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+/// `cardcore retention` as typed: exit code and what it printed.
+fn retention_cli(db: &Database, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(support::BIN)
+        .arg("retention")
+        .args(args)
+        .args(db.args())
+        .env("CARDCORE_MASTER_KEY", &db.master_key)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The JSON lines of every export file in `dir`.
+fn exported(dir: &std::path::Path) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let path = f.unwrap().path();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} is readable by others", path.display());
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            lines.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    lines
+}
+
+/// Old rows go and young ones stay, through the command and through the
+/// server's background job: delivered events with their deliveries, dead
+/// deliveries, audit entries (written to a JSON Lines file first); an old
+/// event whose delivery is still open stays; `--dry-run` counts and
+/// changes nothing; a run finds the lease of another and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_only_what_is_past_its_period_and_exports_audit_first() {
+    use std::time::{Duration, Instant};
+
+    let db = Database::sqlite();
+    let file = db.sqlite_file();
+    let tenant = db.create_tenant("retention");
+    let hooks = [
+        "--webhook-allow-networks",
+        "127.0.0.0/8",
+        "--webhook-poll-interval-ms",
+        "50",
+        "--retention-interval-seconds",
+        "0",
+    ];
+    let mut node = db.start("first", &hooks);
+    let api = Api::new(&node, &tenant.key);
+    let receiver = Receiver::default();
+    let hook_url = receiver.start().await;
+    api.post("/v1/webhook-endpoints", json!({ "url": hook_url })).await.ok();
+    let mut cards = Vec::new();
+    for n in 0..4 {
+        let card = id(&api.new_card(&format!("retention-{n}")).await);
+        api.post(&format!("/v1/cards/{card}/lock"), json!({})).await.ok();
+        cards.push(card);
+    }
+    let events = sqlite_count(&file, "SELECT COUNT(*) FROM events");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sqlite_count(
+        &file,
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'succeeded'",
+    ) < events
+    {
+        assert!(Instant::now() < deadline, "webhooks not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let audit = sqlite_count(&file, "SELECT COUNT(*) FROM audit_log");
+    assert!(events >= 8 && audit >= 8, "{events} events, {audit} audit entries");
+
+    // Time passes: every event so far is 100 days old; one of them still
+    // waits for a retry. Two audit entries are 401 days old; one delivery
+    // died 31 days ago (its event is young).
+    let held = sqlite_strings(&file, "SELECT id FROM events ORDER BY seq LIMIT 1").remove(0);
+    let old_audit = sqlite_strings(&file, "SELECT id FROM audit_log ORDER BY seq LIMIT 2");
+    let young = id(&api.new_card("retention-young").await);
+    let young_event = sqlite_strings(&file, "SELECT id FROM events ORDER BY seq DESC LIMIT 1").remove(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sqlite_count(
+        &file,
+        &format!("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = '{young_event}' AND state = 'succeeded'"),
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "webhook not delivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let hundred_days =
+        (chrono::Utc::now() - chrono::Duration::days(100)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let past = |days: i64| {
+        (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    sqlite_exec(
+        &file,
+        &format!(
+            "UPDATE events SET created_at = '{hundred_days}' WHERE id <> '{young_event}';
+             UPDATE webhook_deliveries SET state = 'retrying', next_attempt_at = '2999-01-01T00:00:00.000000Z'
+                 WHERE event_id = '{held}';
+             UPDATE audit_log SET created_at = '{}' WHERE id IN ('{}', '{}');
+             INSERT INTO webhook_deliveries (id, tenant_id, event_id, endpoint_id, card_id, state, attempts, created_at)
+                 SELECT '{}', tenant_id, event_id, endpoint_id, card_id, 'dead', 8, '{}'
+                 FROM webhook_deliveries WHERE event_id = '{young_event}';",
+            past(401),
+            old_audit[0],
+            old_audit[1],
+            uuid::Uuid::new_v4(),
+            past(31),
+        ),
+    );
+    let before = (
+        sqlite_count(&file, "SELECT COUNT(*) FROM events"),
+        sqlite_count(&file, "SELECT COUNT(*) FROM webhook_deliveries"),
+        sqlite_count(&file, "SELECT COUNT(*) FROM audit_log"),
+    );
+    let old_events = before.0 - 2; // all but the held one and the young one
+
+    // A dry run counts and deletes nothing.
+    let (code, text) = retention_cli(&db, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            ": {old_events} would go, with {old_events} webhook deliveries"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("kept for now: 1 old events"), "{text}");
+    assert!(text.contains("(30 days): 1 would go"), "{text}");
+    assert!(text.contains("(400 days): 2 would go"), "{text}");
+    assert_eq!(
+        before,
+        (
+            sqlite_count(&file, "SELECT COUNT(*) FROM events"),
+            sqlite_count(&file, "SELECT COUNT(*) FROM webhook_deliveries"),
+            sqlite_count(&file, "SELECT COUNT(*) FROM audit_log"),
+        )
+    );
+
+    // Another holder's lease: the command says so and deletes nothing.
+    sqlite_exec(
+        &file,
+        &format!(
+            "INSERT INTO job_leases (name, holder, lease_until) VALUES ('retention', '{}', '2999-01-01T00:00:00.000000Z')",
+            uuid::Uuid::new_v4()
+        ),
+    );
+    let (code, text) = retention_cli(&db, &[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("holds the lease"), "{text}");
+    assert_eq!(sqlite_count(&file, "SELECT COUNT(*) FROM events"), before.0);
+    sqlite_exec(&file, "DELETE FROM job_leases");
+
+    // Bad settings are refused before anything is read.
+    let (code, text) = retention_cli(&db, &["--retention-audit-days", "90"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("at least 365 days"), "{text}");
+
+    // The run, in batches of 3, with the audit export.
+    let export = db.dir.path().join("audit-export");
+    let (code, text) = retention_cli(
+        &db,
+        &["--retention-batch-size", "3", "--export-dir", export.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains(&format!(": {old_events} deleted")), "{text}");
+    let remaining = sqlite_strings(&file, "SELECT id FROM events ORDER BY seq");
+    assert_eq!(remaining, vec![held.clone(), young_event.clone()]);
+    assert_eq!(
+        sqlite_count(
+            &file,
+            &format!("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = '{held}'")
+        ),
+        1,
+        "the open delivery stays"
+    );
+    assert_eq!(
+        sqlite_count(&file, "SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead'"),
+        0
+    );
+    assert_eq!(
+        sqlite_count(
+            &file,
+            &format!("SELECT COUNT(*) FROM webhook_deliveries WHERE event_id = '{young_event}'")
+        ),
+        1,
+        "the young event's delivered delivery stays"
+    );
+    assert_eq!(sqlite_count(&file, "SELECT COUNT(*) FROM audit_log"), before.2 - 2);
+    let lines = exported(&export);
+    let ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, old_audit.iter().map(String::as_str).collect::<Vec<_>>());
+    for l in &lines {
+        assert_eq!(l["tenant_id"], tenant.id.as_str());
+        assert!(!l["type"].as_str().unwrap().is_empty(), "{l}");
+        assert!(l["created_at"].is_string() && l["actor"].is_object(), "{l}");
+    }
+    // What the API shows: the deleted events are gone, the rest are there.
+    let listed = api.get("/v1/events?limit=100").await.ok();
+    let listed: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![held.as_str(), young_event.as_str()]);
+    assert_eq!(api.get(&format!("/v1/cards/{young}")).await.status, 200);
+    assert_eq!(node.terminate().code(), Some(0));
+
+    // The server's own job, every second, with its export directory.
+    let mut with_job = hooks[..4].to_vec();
+    let job_export = db.dir.path().join("job-export");
+    with_job.extend([
+        "--retention-interval-seconds",
+        "1",
+        "--export-dir",
+        job_export.to_str().unwrap(),
+    ]);
+    let mut node = db.start("with-job", &with_job);
+    let oldest = sqlite_strings(&file, "SELECT id FROM audit_log ORDER BY seq LIMIT 1").remove(0);
+    sqlite_exec(
+        &file,
+        &format!(
+            "UPDATE audit_log SET created_at = '{}' WHERE id = '{oldest}'",
+            past(500)
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sqlite_count(&file, &format!("SELECT COUNT(*) FROM audit_log WHERE id = '{oldest}'")) > 0 {
+        assert!(Instant::now() < deadline, "the job did not run: {}", node.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lines = exported(&job_export);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["id"], oldest.as_str());
+    assert_eq!(node.terminate().code(), Some(0));
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    assert!(log.contains("retention deleted what was past its period"), "{log}");
+}

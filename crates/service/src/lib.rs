@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod import;
 pub mod keyring;
 pub mod pins;
+pub mod retention;
 mod retry;
 pub mod seed;
 pub mod settings;

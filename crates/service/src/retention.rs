@@ -1,0 +1,292 @@
+//! Retention: what bounds the growth of the event log, the webhook
+//! deliveries and the audit log.
+//!
+//! A run deletes, oldest first and `batch` rows per short transaction (a
+//! pause between batches lets other writers in): dead deliveries past their
+//! cut-off, then events past theirs that were fanned out and have no open
+//! delivery (with all their deliveries), then audit entries past theirs,
+//! each batch appended to a JSON Lines file and flushed to disk before it
+//! is deleted when an export directory is set. One run at a time across
+//! nodes and CLI calls: a run holds the `retention` lease in the database,
+//! renewed before every batch; a run that loses it stops.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cardcore_domain::{AuditEntry, TenantId, Timestamp};
+use cardcore_store::{RetentionCounts, RetentionCutoffs, Store};
+use serde::Serialize;
+
+use crate::{Service, ServiceError, ServiceResult};
+
+/// The lease's name in the database.
+const LEASE: &str = "retention";
+/// How long a lease lasts without renewal (a run renews it every batch).
+const LEASE_FOR: Duration = Duration::from_secs(120);
+
+/// A deployment's retention settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Events older than this, once delivered (no pending or retrying
+    /// delivery), go with their deliveries. None: kept forever.
+    pub events: Option<Duration>,
+    /// Dead deliveries older than this go. None: kept forever.
+    pub dead_deliveries: Option<Duration>,
+    /// Audit entries older than this go. None: kept forever.
+    pub audit: Option<Duration>,
+    /// Rows per transaction.
+    pub batch: u32,
+    /// The wait between batches, so other writers get the database.
+    pub pause: Duration,
+}
+
+const DAY: u64 = 24 * 60 * 60;
+
+impl Default for RetentionPolicy {
+    /// 90 days of delivered events, 30 of dead deliveries, 400 of audit
+    /// (PCI DSS 10.5.1 keeps a year), 500 rows a batch.
+    fn default() -> Self {
+        Self {
+            events: Some(Duration::from_secs(90 * DAY)),
+            dead_deliveries: Some(Duration::from_secs(30 * DAY)),
+            audit: Some(Duration::from_secs(400 * DAY)),
+            batch: 500,
+            pause: Duration::from_millis(20),
+        }
+    }
+}
+
+impl RetentionPolicy {
+    /// The instants before which rows go, as of `now`.
+    pub fn cutoffs(&self, now: Timestamp) -> RetentionCutoffs {
+        let before = |age: Option<Duration>| {
+            age.map(|age| now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX))
+        };
+        RetentionCutoffs {
+            events_before: before(self.events),
+            dead_deliveries_before: before(self.dead_deliveries),
+            audit_before: before(self.audit),
+        }
+    }
+}
+
+/// What a run deleted (or a dry run would delete).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub cutoffs: RetentionCutoffs,
+    /// Deleted rows; `events_held` is what stayed (counted by dry runs only).
+    pub counts: RetentionCounts,
+    /// The JSON Lines file the deleted audit entries went to, if any.
+    pub export: Option<PathBuf>,
+}
+
+/// One line of an audit export: the entry with its tenant.
+#[derive(Serialize)]
+struct ExportLine<'a> {
+    tenant_id: TenantId,
+    #[serde(flatten)]
+    entry: &'a AuditEntry,
+}
+
+impl Service {
+    /// What a run of `policy` would delete now (reads only).
+    pub async fn retention_preview(&self, policy: &RetentionPolicy) -> ServiceResult<RetentionReport> {
+        preview(self.store.as_ref(), policy, self.now()).await
+    }
+
+    /// [`run`] on this service's store and clock.
+    pub async fn run_retention(
+        &self,
+        policy: &RetentionPolicy,
+        export_dir: Option<&Path>,
+        stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> ServiceResult<Option<RetentionReport>> {
+        run(self.store.as_ref(), policy, export_dir, stop, &|| self.now()).await
+    }
+}
+
+/// What a run of `policy` would delete at `now` (reads only; needs no keys).
+pub async fn preview(store: &dyn Store, policy: &RetentionPolicy, now: Timestamp) -> ServiceResult<RetentionReport> {
+    let cutoffs = policy.cutoffs(now);
+    let counts = store.retention_counts(&cutoffs).await?;
+    Ok(RetentionReport {
+        cutoffs,
+        counts,
+        export: None,
+    })
+}
+
+/// Runs `policy` once: `None` when another node or CLI holds the lease.
+/// With `export_dir`, audit entries are written to a new JSON Lines file
+/// there (mode 0600) and flushed to disk before they are deleted; a run
+/// cut short may export entries twice (in two files), never lose one.
+/// Stops between batches when `stop` answers true. Needs no keys.
+pub async fn run(
+    store: &dyn Store,
+    policy: &RetentionPolicy,
+    export_dir: Option<&Path>,
+    stop: &(dyn Fn() -> bool + Send + Sync),
+    clock: &(dyn Fn() -> Timestamp + Send + Sync),
+) -> ServiceResult<Option<RetentionReport>> {
+    let job = Job {
+        store,
+        clock,
+        holder: uuid::Uuid::new_v4(),
+    };
+    if !job.renew_lease().await? {
+        return Ok(None);
+    }
+    let outcome = job.retain(policy, export_dir, stop).await;
+    if let Err(e) = store.release_job(LEASE, job.holder).await {
+        tracing::warn!(cause = %e, "could not give the retention lease back; it runs out by itself");
+    }
+    outcome.map(Some)
+}
+
+/// One run: the store, the clock, and who holds the lease.
+struct Job<'a> {
+    store: &'a dyn Store,
+    clock: &'a (dyn Fn() -> Timestamp + Send + Sync),
+    holder: uuid::Uuid,
+}
+
+impl Job<'_> {
+    async fn renew_lease(&self) -> ServiceResult<bool> {
+        let now = (self.clock)();
+        let until = now + chrono::Duration::from_std(LEASE_FOR).unwrap_or(chrono::Duration::MAX);
+        Ok(self.store.lease_job(LEASE, self.holder, now, until).await?)
+    }
+
+    async fn retain(
+        &self,
+        policy: &RetentionPolicy,
+        export_dir: Option<&Path>,
+        stop: &(dyn Fn() -> bool + Send + Sync),
+    ) -> ServiceResult<RetentionReport> {
+        let store = self.store;
+        let batch = policy.batch.max(1);
+        let cutoffs = policy.cutoffs((self.clock)());
+        let mut report = RetentionReport {
+            cutoffs,
+            ..RetentionReport::default()
+        };
+        // Before every batch: still ours, and not told to stop.
+        let go_on = || async {
+            if stop() {
+                return Ok(false);
+            }
+            if !self.renew_lease().await? {
+                tracing::warn!("the retention lease went to another holder; this run stops");
+                return Ok(false);
+            }
+            ServiceResult::Ok(true)
+        };
+        if let Some(before) = cutoffs.dead_deliveries_before {
+            while go_on().await? {
+                let n = store.purge_dead_deliveries(before, batch).await?;
+                report.counts.dead_deliveries += n;
+                metrics::counter!("cardcore_retention_deleted_total", "kind" => "dead_deliveries").increment(n);
+                if n < u64::from(batch) {
+                    break;
+                }
+                tokio::time::sleep(policy.pause).await;
+            }
+        }
+        if let Some(before) = cutoffs.events_before {
+            while go_on().await? {
+                let gone = store.purge_events(before, batch).await?;
+                report.counts.events += gone.events;
+                report.counts.event_deliveries += gone.deliveries;
+                metrics::counter!("cardcore_retention_deleted_total", "kind" => "events").increment(gone.events);
+                metrics::counter!("cardcore_retention_deleted_total", "kind" => "event_deliveries")
+                    .increment(gone.deliveries);
+                if gone.events < u64::from(batch) {
+                    break;
+                }
+                tokio::time::sleep(policy.pause).await;
+            }
+        }
+        if let Some(before) = cutoffs.audit_before {
+            let mut export: Option<(std::fs::File, PathBuf)> = None;
+            while go_on().await? {
+                let expired = store.expired_audit(before, batch).await?;
+                if expired.is_empty() {
+                    break;
+                }
+                if let Some(dir) = export_dir {
+                    let mut lines = Vec::new();
+                    for e in &expired {
+                        serde_json::to_writer(
+                            &mut lines,
+                            &ExportLine {
+                                tenant_id: e.entry.tenant_id,
+                                entry: &e.entry,
+                            },
+                        )
+                        .map_err(|err| ServiceError::caused("audit export: an entry did not serialize", err))?;
+                        lines.push(b'\n');
+                    }
+                    let (file, path) = match export.take() {
+                        Some(open) => open,
+                        None => open_export(dir, (self.clock)())?,
+                    };
+                    let file = append_durably(file, lines, &path).await?;
+                    report.export = Some(path.clone());
+                    export = Some((file, path));
+                }
+                let seqs: Vec<i64> = expired.iter().map(|e| e.seq).collect();
+                let n = store.delete_audit(&seqs).await?;
+                report.counts.audit_entries += n;
+                metrics::counter!("cardcore_retention_deleted_total", "kind" => "audit_entries").increment(n);
+                if expired.len() < batch as usize {
+                    break;
+                }
+                tokio::time::sleep(policy.pause).await;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A new export file in `dir` (made, mode 0700, if missing), mode 0600.
+fn open_export(dir: &Path, now: Timestamp) -> ServiceResult<(std::fs::File, PathBuf)> {
+    let failed = |what: &str, e: std::io::Error| {
+        ServiceError::Unavailable(format!("audit export to {}: {what}: {e}", dir.display()))
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| failed("cannot create the directory", e))?;
+    let path = dir.join(format!(
+        "audit-{}-{}.jsonl",
+        now.format("%Y%m%dT%H%M%S%.6fZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path).map_err(|e| failed("cannot create the file", e))?;
+    // The new name itself must survive a crash.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| failed("cannot flush the directory", e))?;
+    Ok((file, path))
+}
+
+/// Appends `lines` and waits until they are on disk.
+async fn append_durably(mut file: std::fs::File, lines: Vec<u8>, path: &Path) -> ServiceResult<std::fs::File> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        file.write_all(&lines)
+            .and_then(|()| file.sync_data())
+            .map(|()| file)
+            .map_err(|e| ServiceError::Unavailable(format!("audit export to {}: {e}", path.display())))
+    })
+    .await
+    .map_err(|e| ServiceError::caused("audit export: the writer task failed", e))?
+}
