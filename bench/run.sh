@@ -8,6 +8,7 @@
 #                [--backend sqlite|postgres|both] [--warmup S] [--threads T]
 #                [--scenarios "healthz verify ..."] [--pg-url URL] [--out DIR]
 #                [--keep] [--no-build] [--soak-duration S]
+#                [--purge-rows N] [--purge-batch B]
 #
 # `authorize` and `authorize-pin` send POST /v1/authorizations (12.50 at a
 # grocery, a fresh network_reference each; the second with the card's PIN as
@@ -23,6 +24,14 @@
 # RSS and anonymous memory are sampled every 30 s. The curve goes to
 # soak-BACKEND.md beside the table:
 #   bench/run.sh --backend sqlite --scenarios soak
+#
+# The scenario `purge` (not in the default list) measures the writer while
+# retention deletes: it adds --purge-rows rows past their retention period
+# (default 1,000,000: 40 % events already delivered, as many succeeded
+# deliveries, 20 % audit entries), runs lock-unlock without the job, then
+# again while the server's retention job purges them in batches of
+# --purge-batch (default 500), and prints how long the purge took:
+#   bench/run.sh --backend sqlite --scenarios purge
 #
 # Load goes to 127.0.0.1 only. PostgreSQL: a fresh database on --pg-url
 # (default postgres://postgres@127.0.0.1:5432), dropped at the end.
@@ -42,6 +51,8 @@ OUT=""
 KEEP=0
 BUILD=1
 SOAK_DURATION=600
+PURGE_ROWS=1000000
+PURGE_BATCH=500
 SOAK_MIX="verify verify-wrong pin-set lock-unlock m2p-validate p100-pin"
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -63,6 +74,8 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --soak-duration) SOAK_DURATION=${2:-}; int --soak-duration "$SOAK_DURATION" 30; shift 2 ;;
+        --purge-rows) PURGE_ROWS=${2:-}; int --purge-rows "$PURGE_ROWS" 10; shift 2 ;;
+        --purge-batch) PURGE_BATCH=${2:-}; int --purge-batch "$PURGE_BATCH"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -111,7 +124,7 @@ fi
 # The machine and the exact command, beside the results.
 {
     echo "date: $STAMP"
-    echo "command: bench/run.sh --cards $CARDS --duration $DURATION --connections $CONNECTIONS --backend $BACKEND --warmup $WARMUP --threads $THREADS --scenarios \"$SCENARIOS\" --soak-duration $SOAK_DURATION"
+    echo "command: bench/run.sh --cards $CARDS --duration $DURATION --connections $CONNECTIONS --backend $BACKEND --warmup $WARMUP --threads $THREADS --scenarios \"$SCENARIOS\" --soak-duration $SOAK_DURATION --purge-rows $PURGE_ROWS --purge-batch $PURGE_BATCH"
     echo "cpus: $(nproc) ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1))"
     echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
     echo "kernel: $(uname -sr)"
@@ -124,12 +137,14 @@ fi
 KEY=$WORK/master.key
 (umask 077 && "$CARDCORE" master-key generate > "$KEY")
 
-# Starts `cardcore serve` on a free port; sets SERVER_PID and ADDR.
+# Starts `cardcore serve` on a free port (more flags after the log file;
+# no background retention unless they ask); sets SERVER_PID and ADDR.
 start_server() {
     local url=$1 logfile=$2
+    shift 2
     ADDR=""
     "$CARDCORE" serve --listen 127.0.0.1:0 --database "$url" --master-key-file "$KEY" \
-        --rate-limit-per-second 0 --card-pin-calls-per-minute 0 >"$logfile" 2>&1 &
+        --rate-limit-per-second 0 --card-pin-calls-per-minute 0 --retention-interval-seconds 0 "$@" >"$logfile" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -242,6 +257,103 @@ run_soak() {
     cat "$OUT/soak-$backend.md" >&2
 }
 
+# SQL on the backend's database: sqlite3 or psql, from standard input.
+sql() {
+    local backend=$1 url=$2
+    if [ "$backend" = sqlite ]; then
+        sqlite3 -bail "${url#sqlite://}"
+    else
+        psql "$url" -v ON_ERROR_STOP=1 -qAt
+    fi
+}
+
+# Adds PURGE_ROWS rows past their retention period, with the server
+# stopped: 40 % events 200 days old (fanned out: the cursor moves past
+# them), a succeeded delivery of each to a deleted endpoint, 20 % audit
+# entries 500 days old.
+fill_old_rows() {
+    local backend=$1 url=$2 events=$((PURGE_ROWS * 2 / 5)) audit
+    audit=$((PURGE_ROWS - 2 * events))
+    if [ "$backend" = sqlite ]; then
+        sql sqlite "$url" <<SQL
+PRAGMA synchronous = OFF;
+BEGIN;
+INSERT INTO webhook_endpoints (id, tenant_id, url, secret_sealed, secret_key_version, created_at, deleted_at)
+    SELECT '00000000-0000-4000-8000-00000000beef', id, 'https://example.invalid/hook', x'00', 1,
+           '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z' FROM tenants LIMIT 1;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $events)
+INSERT INTO events (id, tenant_id, type, data, created_at)
+    SELECT printf('00000000-0000-4000-8001-%012d', i), (SELECT id FROM tenants LIMIT 1), 'card.limits_updated', '{}',
+           strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '-200 days') FROM n;
+INSERT INTO webhook_deliveries (id, tenant_id, event_id, endpoint_id, state, attempts, created_at)
+    SELECT printf('00000000-0000-4000-8002-%012d', seq), tenant_id, id, '00000000-0000-4000-8000-00000000beef',
+           'succeeded', 1, created_at FROM events WHERE id LIKE '00000000-0000-4000-8001-%';
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $audit)
+INSERT INTO audit_log (id, tenant_id, type, actor, created_at)
+    SELECT printf('00000000-0000-4000-8003-%012d', i), (SELECT id FROM tenants LIMIT 1), 'card.lock',
+           '{"type":"system","api_key_id":null,"channel":"system"}', strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '-500 days') FROM n;
+UPDATE webhook_cursor SET seq = (SELECT MAX(seq) FROM events);
+COMMIT;
+SQL
+    else
+        sql postgres "$url" <<SQL
+BEGIN;
+INSERT INTO webhook_endpoints (id, tenant_id, url, secret_sealed, secret_key_version, created_at, deleted_at)
+    SELECT '00000000-0000-4000-8000-00000000beef', id, 'https://example.invalid/hook', '\\x00', 1,
+           now() - interval '300 days', now() - interval '299 days' FROM tenants LIMIT 1;
+INSERT INTO events (id, tenant_id, type, data, created_at)
+    SELECT gen_random_uuid(), (SELECT id FROM tenants LIMIT 1), 'card.limits_updated', '{}', now() - interval '200 days'
+    FROM generate_series(1, $events);
+INSERT INTO webhook_deliveries (id, tenant_id, event_id, endpoint_id, state, attempts, created_at)
+    SELECT gen_random_uuid(), tenant_id, id, '00000000-0000-4000-8000-00000000beef', 'succeeded', 1, created_at
+    FROM events WHERE created_at < now() - interval '199 days';
+INSERT INTO audit_log (id, tenant_id, type, actor, created_at)
+    SELECT gen_random_uuid(), (SELECT id FROM tenants LIMIT 1), 'card.lock', '{"type":"system","api_key_id":null,"channel":"system"}',
+           now() - interval '500 days' FROM generate_series(1, $audit);
+UPDATE webhook_cursor SET (tx_id, seq) = (SELECT tx_id, seq FROM events ORDER BY tx_id DESC, seq DESC LIMIT 1);
+COMMIT;
+VACUUM ANALYZE;
+SQL
+    fi
+}
+
+# Rows still past their period (what the purge has left).
+old_rows() {
+    sql "$1" "$2" <<SQL
+SELECT (SELECT COUNT(*) FROM events WHERE created_at < '2026-06-01')
+     + (SELECT COUNT(*) FROM webhook_deliveries WHERE created_at < '2026-06-01')
+     + (SELECT COUNT(*) FROM audit_log WHERE created_at < '2026-06-01');
+SQL
+}
+
+# lock-unlock before and during a retention purge of PURGE_ROWS rows.
+run_purge() {
+    local backend=$1 url=$2 csv=$3 logfile=$4 results="$OUT/$1.jsonl" started left took
+    stop_server
+    log "$backend: adding $PURGE_ROWS rows past their retention period"
+    fill_old_rows "$backend" "$url"
+    log "$backend: $(old_rows "$backend" "$url") old rows; lock-unlock without the retention job"
+    start_server "$url" "$logfile" || die "cardcore serve did not start on $backend"
+    "$LOAD" run --url "http://$ADDR" --scenario lock-unlock --seed "$csv" --connections "$CONNECTIONS" \
+        --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --server-pid "$SERVER_PID" \
+        --backend "$backend, no purge" --out "$results" >"$WORK/last.json"
+    stop_server
+    log "$backend: lock-unlock while the retention job purges (batches of $PURGE_BATCH)"
+    start_server "$url" "$logfile" --retention-interval-seconds 1 --retention-batch-size "$PURGE_BATCH" ||
+        die "cardcore serve did not start on $backend"
+    started=$(date +%s.%N)
+    "$LOAD" run --url "http://$ADDR" --scenario lock-unlock --seed "$csv" --connections "$CONNECTIONS" \
+        --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --server-pid "$SERVER_PID" \
+        --backend "$backend, purging $PURGE_ROWS rows" --out "$results" >"$WORK/last.json"
+    left=$(old_rows "$backend" "$url")
+    [ "$left" -gt 0 ] || log "$backend: WARNING: the purge ended before the measurement did; raise --purge-rows"
+    log "$backend: $left old rows left when the measurement ended; waiting for the purge to finish"
+    while [ "$(old_rows "$backend" "$url")" -gt 0 ]; do sleep 1; done
+    took=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.0f", e - s }')
+    echo "$backend: purge of $PURGE_ROWS rows in batches of $PURGE_BATCH took about $took s (from the job's start, polled each second)" \
+        | tee -a "$OUT/purge.txt" >&2
+}
+
 run_backend() {
     local backend=$1
     local url results="$OUT/$backend.jsonl" csv="$WORK/$backend-cards.csv"
@@ -305,6 +417,10 @@ run_backend() {
             run_soak "$backend" "$csv"
             continue
         fi
+        if [ "$s" = purge ]; then
+            run_purge "$backend" "$url" "$csv" "$logfile"
+            continue
+        fi
         log "$backend: $s (${WARMUP} s warm-up + ${DURATION} s, $CONNECTIONS connections)"
         if ! "$LOAD" run --url "http://$ADDR" --scenario "$s" --seed "$csv" --connections "$CONNECTIONS" \
             --duration "$DURATION" --warmup "$WARMUP" --threads "$THREADS" --server-pid "$SERVER_PID" \
@@ -341,6 +457,7 @@ echo
 cat "$OUT/machine.txt"
 echo
 cat "$OUT/table.md"
+[ -e "$OUT/purge.txt" ] && { echo; cat "$OUT/purge.txt"; }
 for f in "$OUT"/soak-*.md; do
     [ -e "$f" ] && { echo; cat "$f"; }
 done

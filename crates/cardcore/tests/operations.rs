@@ -918,3 +918,82 @@ async fn retention_deletes_only_what_is_past_its_period_and_exports_audit_first(
     let log = std::fs::read_to_string(&node.log).unwrap();
     assert!(log.contains("retention deleted what was past its period"), "{log}");
 }
+
+/// Two nodes on PostgreSQL both run the retention job every second, in
+/// batches of 4: the old rows go, the young stay, each deleted row is
+/// counted once across the nodes, and `--dry-run` counted them first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_on_two_postgres_nodes_and_deletes_each_row_once() {
+    use std::time::{Duration, Instant};
+    let test = "retention_runs_on_two_postgres_nodes_and_deletes_each_row_once";
+    if !postgres_or_skip(test) {
+        return;
+    }
+    let db = Database::postgres();
+    let tenant = db.create_tenant("retention-pg");
+    let quiet = ["--retention-interval-seconds", "0"];
+    let mut na = db.start("a", &quiet);
+    let api = Api::new(&na, &tenant.key);
+    for n in 0..5 {
+        let card = id(&api.new_card(&format!("retention-pg-{n}")).await);
+        api.post(&format!("/v1/cards/{card}/lock"), json!({})).await.ok();
+    }
+    // Fanned out (no endpoint: nothing to deliver), so the events may go.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = db.sql("SELECT count(*) FROM events e, webhook_cursor c WHERE (e.tx_id, e.seq) > (c.tx_id, c.seq)");
+        if left.trim() == "0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outbox was not fanned out: {left}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let events: i64 = db.sql("SELECT count(*) FROM events").trim().parse().unwrap();
+    let audit: i64 = db.sql("SELECT count(*) FROM audit_log").trim().parse().unwrap();
+    db.sql(
+        "UPDATE events SET created_at = now() - interval '100 days' \
+         WHERE seq NOT IN (SELECT seq FROM events ORDER BY seq DESC LIMIT 1); \
+         UPDATE audit_log SET created_at = now() - interval '401 days' \
+         WHERE seq IN (SELECT seq FROM audit_log ORDER BY seq LIMIT 6)",
+    );
+    let (code, text) = retention_cli(&db, &["--dry-run"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(": {} would go, with 0 webhook deliveries", events - 1)),
+        "{text}"
+    );
+    assert!(text.contains("(400 days): 6 would go"), "{text}");
+    na.terminate();
+
+    let job = ["--retention-interval-seconds", "1", "--retention-batch-size", "4"];
+    let na = db.start("a-job", &job);
+    let nb = db.start("b-job", &job);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let e: i64 = db.sql("SELECT count(*) FROM events").trim().parse().unwrap();
+        let a: i64 = db.sql("SELECT count(*) FROM audit_log").trim().parse().unwrap();
+        if e == 1 && a == audit - 6 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{e} events and {a} audit entries left: {}",
+            na.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (a, b) = (Api::new(&na, &tenant.key), Api::new(&nb, &tenant.key));
+    let deleted = |kind: &'static str| {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let name = format!("cardcore_retention_deleted_total{{kind=\"{kind}\"}}");
+            counter(&a, &name).await + counter(&b, &name).await
+        }
+    };
+    assert_eq!(deleted("events").await, (events - 1) as f64);
+    assert_eq!(deleted("audit_entries").await, 6.0);
+    for node in [&na, &nb] {
+        let log = std::fs::read_to_string(&node.log).unwrap();
+        assert!(!log.contains("retention failed"), "{log}");
+    }
+}
