@@ -126,6 +126,13 @@ fn print_report(report: &RetentionReport, args: &RetentionArgs, dry_run: bool) {
         when(audit_before, args.retention_audit_days, "--retention-audit-days"),
         c.audit_entries
     );
+    if !dry_run {
+        println!(
+            "  {} delete transactions; the longest took {} ms (waiting for the database included)",
+            report.batches,
+            report.longest_batch.as_millis()
+        );
+    }
     if let Some(path) = &report.export {
         println!("  the deleted audit entries are in {}", path.display());
     }
@@ -159,6 +166,8 @@ pub(crate) fn spawn(
                                     event_deliveries = c.event_deliveries,
                                     dead_deliveries = c.dead_deliveries,
                                     audit_entries = c.audit_entries,
+                                    batches = r.batches,
+                                    longest_batch_ms = r.longest_batch.as_millis() as u64,
                                     export = ?r.export,
                                     "retention deleted what was past its period"
                                 );

@@ -78,6 +78,22 @@ pub struct RetentionReport {
     pub counts: RetentionCounts,
     /// The JSON Lines file the deleted audit entries went to, if any.
     pub export: Option<PathBuf>,
+    /// Delete transactions run.
+    pub batches: u32,
+    /// The longest of them, waiting for the database included.
+    pub longest_batch: Duration,
+}
+
+impl RetentionReport {
+    /// Runs one delete transaction, counting it and its time.
+    async fn time<T>(&mut self, batch: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = batch.await;
+        self.batches += 1;
+        self.longest_batch = self.longest_batch.max(started.elapsed());
+        metrics::histogram!("cardcore_retention_batch_seconds").record(started.elapsed().as_secs_f64());
+        out
+    }
 }
 
 /// One line of an audit export: the entry with its tenant.
@@ -112,7 +128,7 @@ pub async fn preview(store: &dyn Store, policy: &RetentionPolicy, now: Timestamp
     Ok(RetentionReport {
         cutoffs,
         counts,
-        export: None,
+        ..RetentionReport::default()
     })
 }
 
@@ -183,7 +199,7 @@ impl Job<'_> {
         };
         if let Some(before) = cutoffs.dead_deliveries_before {
             while go_on().await? {
-                let n = store.purge_dead_deliveries(before, batch).await?;
+                let n = report.time(store.purge_dead_deliveries(before, batch)).await?;
                 report.counts.dead_deliveries += n;
                 metrics::counter!("cardcore_retention_deleted_total", "kind" => "dead_deliveries").increment(n);
                 if n < u64::from(batch) {
@@ -194,7 +210,7 @@ impl Job<'_> {
         }
         if let Some(before) = cutoffs.events_before {
             while go_on().await? {
-                let gone = store.purge_events(before, batch).await?;
+                let gone = report.time(store.purge_events(before, batch)).await?;
                 report.counts.events += gone.events;
                 report.counts.event_deliveries += gone.deliveries;
                 metrics::counter!("cardcore_retention_deleted_total", "kind" => "events").increment(gone.events);
@@ -235,7 +251,7 @@ impl Job<'_> {
                     export = Some((file, path));
                 }
                 let seqs: Vec<i64> = expired.iter().map(|e| e.seq).collect();
-                let n = store.delete_audit(&seqs).await?;
+                let n = report.time(store.delete_audit(&seqs)).await?;
                 report.counts.audit_entries += n;
                 metrics::counter!("cardcore_retention_deleted_total", "kind" => "audit_entries").increment(n);
                 if expired.len() < batch as usize {
