@@ -226,7 +226,6 @@ impl Service {
                 (sealed, Some(secret.to_whsec()))
             }
         };
-        let mut tx = self.store.begin().await?;
         let record = AuthorizationEndpointRecord {
             tenant_id: tenant,
             url: input.url,
@@ -236,20 +235,27 @@ impl Service {
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
         };
-        tx.put_authorization_endpoint(&record).await?;
         let endpoint = view(&record);
         let mut after = audit_json(&endpoint);
         after["secret_rotated"] = serde_json::Value::Bool(new_secret.is_some());
-        tx.insert_audit(&self.audit(
-            ctx,
-            None,
-            "authorization_endpoint.set",
-            None,
-            existing.as_ref().map(|e| audit_json(&view(e))),
-            Some(after),
-        ))
+        // The secret was made once, above: every attempt writes the same one.
+        let (record, after, existing) = (&record, &after, &existing);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            tx.put_authorization_endpoint(record).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                None,
+                "authorization_endpoint.set",
+                None,
+                existing.as_ref().map(|e| audit_json(&view(e))),
+                Some(after.clone()),
+            ))
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
         .await?;
-        tx.commit().await?;
         self.endpoint_cache.forget(tenant);
         Ok(SetAuthorizationEndpointResult {
             endpoint,
@@ -275,20 +281,25 @@ impl Service {
             .authorization_endpoint(ctx.tenant_id())
             .await?
             .ok_or(ServiceError::NotFound("authorization_endpoint"))?;
-        let mut tx = self.store.begin().await?;
-        if !tx.delete_authorization_endpoint(ctx.tenant_id()).await? {
-            return Err(ServiceError::NotFound("authorization_endpoint"));
-        }
-        tx.insert_audit(&self.audit(
-            ctx,
-            None,
-            "authorization_endpoint.deleted",
-            None,
-            Some(audit_json(&view(&existing))),
-            None,
-        ))
+        let existing = &existing;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            if !tx.delete_authorization_endpoint(ctx.tenant_id()).await? {
+                return Err(ServiceError::NotFound("authorization_endpoint"));
+            }
+            tx.insert_audit(&self.audit(
+                ctx,
+                None,
+                "authorization_endpoint.deleted",
+                None,
+                Some(audit_json(&view(existing))),
+                None,
+            ))
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
         .await?;
-        tx.commit().await?;
         self.endpoint_cache.forget(ctx.tenant_id());
         Ok(())
     }

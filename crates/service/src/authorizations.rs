@@ -195,6 +195,14 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
+/// A `network_reference` that names another transaction of the tenant.
+fn reference_reused() -> ServiceError {
+    ServiceError::Conflict {
+        code: "network_reference_reused",
+        message: "network_reference names another transaction of your tenant".into(),
+    }
+}
+
 fn refused(e: MovementRefused) -> ServiceError {
     ServiceError::Conflict {
         code: e.code(),
@@ -469,128 +477,145 @@ impl Service {
             return self.write_unknown_card(ctx, &p).await;
         };
         let _turn = self.card_order.turn(id).await;
-        let mut tx = self.store.begin().await?;
-        let Some(mut rec) = tx.lock_card(ctx.tenant_id(), id).await? else {
-            drop(tx);
-            return self.write_unknown_card(ctx, &p).await;
-        };
-        // Checked again here: `prepare_authorization` may not have read the card.
-        check_billing_amount(&p.req, &rec)?;
-        let now = self.now();
-        let windows = Windows::at(now, settings.tz());
-        let pin_right = self.pin_right(&rec, &p.pin).await?;
-        let controls = rec.usage.controls.clone().unwrap_or(settings.default_controls);
-        let before = rec.card.snapshot();
-        let decision = {
-            let state = CardState {
-                card: &rec.card,
-                tries: PinTries::new(rec.card.pin_status, rec.secrets.pin_failures),
-                controls: &controls,
-                totals: &rec.usage.totals,
+        // The unit runs again whole when the database aborts it: the card is
+        // locked and decided again on what is committed then. The tenant was
+        // asked once, before it; `p.id` names the authorization in every attempt.
+        let (p, verdict, settings) = (&p, &verdict, &settings);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let Some(mut rec) = tx.lock_card(ctx.tenant_id(), id).await? else {
+                drop(tx);
+                return self.write_unknown_card_once(ctx, p).await;
             };
-            decide(
-                &state,
-                &self.payment(&p, pin_right),
-                &windows,
-                now,
-                self.config.pin_max_failures,
-            )
-        };
-        let (declined, decided_by) = match (decision.declined, &verdict) {
-            (Some(r), _) => (Some(r), DecidedBy::Cardcore),
-            (None, Verdict::Cardcore) => (None, DecidedBy::Cardcore),
-            (None, Verdict::Tenant { approved }) => (
-                if *approved {
-                    None
+            // Checked again here: `prepare_authorization` may not have read the card.
+            check_billing_amount(&p.req, &rec)?;
+            let now = self.now();
+            let windows = Windows::at(now, settings.tz());
+            let pin_right = self.pin_right(&rec, &p.pin).await?;
+            let controls = rec
+                .usage
+                .controls
+                .clone()
+                .unwrap_or_else(|| settings.default_controls.clone());
+            let before = rec.card.snapshot();
+            let decision = {
+                let state = CardState {
+                    card: &rec.card,
+                    tries: PinTries::new(rec.card.pin_status, rec.secrets.pin_failures),
+                    controls: &controls,
+                    totals: &rec.usage.totals,
+                };
+                decide(
+                    &state,
+                    &self.payment(p, pin_right),
+                    &windows,
+                    now,
+                    self.config.pin_max_failures,
+                )
+            };
+            let (declined, decided_by) = match (decision.declined, verdict) {
+                (Some(r), _) => (Some(r), DecidedBy::Cardcore),
+                (None, Verdict::Cardcore) => (None, DecidedBy::Cardcore),
+                (None, Verdict::Tenant { approved }) => (
+                    if *approved {
+                        None
+                    } else {
+                        Some(DeclineReason::DeclinedByTenant)
+                    },
+                    DecidedBy::Tenant,
+                ),
+                (None, Verdict::StandIn { approved }) => (
+                    if *approved {
+                        None
+                    } else {
+                        Some(DeclineReason::TenantUnavailable)
+                    },
+                    DecidedBy::StandIn,
+                ),
+            };
+            let billing = p.req.billing_amount.unwrap_or(p.req.amount);
+            let approved = declined.is_none();
+            let rec_auth = AuthorizationRecord {
+                id: p.id,
+                tenant_id: ctx.tenant_id(),
+                card_id: Some(id),
+                status: if approved {
+                    AuthorizationStatus::Approved
                 } else {
-                    Some(DeclineReason::DeclinedByTenant)
+                    AuthorizationStatus::Declined
                 },
-                DecidedBy::Tenant,
-            ),
-            (None, Verdict::StandIn { approved }) => (
-                if *approved {
-                    None
-                } else {
-                    Some(DeclineReason::TenantUnavailable)
+                decline_reason: declined,
+                response_code: declined
+                    .map_or(authorization::APPROVED_CODE, DeclineReason::response_code)
+                    .to_owned(),
+                decided_by,
+                amount: p.req.amount,
+                currency: p.req.currency.clone(),
+                billing_amount: billing,
+                billing_currency: rec.card.limits.currency.clone(),
+                amounts: Amounts {
+                    approved: if approved { billing } else { 0 },
+                    pending: if approved { billing } else { 0 },
+                    captured: 0,
+                    reversed: 0,
                 },
-                DecidedBy::StandIn,
-            ),
-        };
-        let billing = p.req.billing_amount.unwrap_or(p.req.amount);
-        let approved = declined.is_none();
-        let rec_auth = AuthorizationRecord {
-            id: p.id,
-            tenant_id: ctx.tenant_id(),
-            card_id: Some(id),
-            status: if approved {
-                AuthorizationStatus::Approved
+                merchant: p.req.merchant.clone(),
+                channel: p.req.channel,
+                network_reference: p.req.network_reference.clone(),
+                windows: windows.clone(),
+                expires_at: approved.then(|| now + chrono::Duration::days(i64::from(settings.expiry_days))),
+                created_at: now,
+                updated_at: now,
+            };
+            if !tx.insert_authorization(&rec_auth).await? {
+                // A concurrent retry with the same reference won: its answer is the answer.
+                tx.rollback().await?;
+                return self.replay(ctx, &p.req.network_reference).await;
+            }
+            let tries_changed = decision.pin.is_some_and(PinDecision::changed);
+            if tries_changed {
+                rec.card.pin_status = decision.tries.status;
+                rec.secrets.pin_failures = decision.tries.failures;
+            }
+            if approved {
+                rec.usage.totals.add(p.req.channel, &windows, billing);
+            }
+            if approved || tries_changed {
+                self.save_card(&mut *tx, &mut rec).await?;
+            }
+            if let Some(PinDecision::Wrong { remaining_attempts }) = decision.pin {
+                self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
+                    .await?;
+            }
+            let view = authorization_view(&rec_auth);
+            let (entry, event) = if approved {
+                ("authorization.approved", EventType::AuthorizationApproved)
             } else {
-                AuthorizationStatus::Declined
-            },
-            decline_reason: declined,
-            response_code: declined
-                .map_or(authorization::APPROVED_CODE, DeclineReason::response_code)
-                .to_owned(),
-            decided_by,
-            amount: p.req.amount,
-            currency: p.req.currency.clone(),
-            billing_amount: billing,
-            billing_currency: rec.card.limits.currency.clone(),
-            amounts: Amounts {
-                approved: if approved { billing } else { 0 },
-                pending: if approved { billing } else { 0 },
-                captured: 0,
-                reversed: 0,
-            },
-            merchant: p.req.merchant.clone(),
-            channel: p.req.channel,
-            network_reference: p.req.network_reference.clone(),
-            windows: windows.clone(),
-            expires_at: approved.then(|| now + chrono::Duration::days(i64::from(settings.expiry_days))),
-            created_at: now,
-            updated_at: now,
-        };
-        if !tx.insert_authorization(&rec_auth).await? {
-            // A concurrent retry with the same reference won: its answer is the answer.
-            tx.rollback().await?;
-            return self.replay(ctx, &p.req.network_reference).await;
-        }
-        let tries_changed = decision.pin.is_some_and(PinDecision::changed);
-        if tries_changed {
-            rec.card.pin_status = decision.tries.status;
-            rec.secrets.pin_failures = decision.tries.failures;
-        }
-        if approved {
-            rec.usage.totals.add(p.req.channel, &windows, billing);
-        }
-        if approved || tries_changed {
-            self.save_card(&mut *tx, &mut rec).await?;
-        }
-        if let Some(PinDecision::Wrong { remaining_attempts }) = decision.pin {
-            self.record_failure(ctx, &mut *tx, &rec, before, remaining_attempts)
+                ("authorization.declined", EventType::AuthorizationDeclined)
+            };
+            tx.insert_audit(&self.audit(ctx, Some(id), entry, None, None, Some(audit_after(&rec_auth))))
                 .await?;
-        }
-        let view = authorization_view(&rec_auth);
-        let (entry, event) = if approved {
-            ("authorization.approved", EventType::AuthorizationApproved)
-        } else {
-            ("authorization.declined", EventType::AuthorizationDeclined)
-        };
-        tx.insert_audit(&self.audit(ctx, Some(id), entry, None, None, Some(audit_after(&rec_auth))))
-            .await?;
-        tx.insert_event(&self.event(ctx.tenant_id(), Some(id), event, to_json(&view)).await?)
-            .await?;
-        tx.commit().await?;
-        metrics::counter!("cardcore_authorizations_total", "status" => rec_auth.status.as_str()).increment(1);
-        Ok(Decided {
-            authorization: view,
-            replayed: false,
+            tx.insert_event(&self.event(ctx.tenant_id(), Some(id), event, to_json(&view)).await?)
+                .await?;
+            tx.commit().await?;
+            metrics::counter!("cardcore_authorizations_total", "status" => rec_auth.status.as_str()).increment(1);
+            Ok(Decided {
+                authorization: view,
+                replayed: false,
+            })
         })
+        .await
     }
 
     /// The decline of a card the tenant does not have: the same answer,
     /// shape and writes whether the card is another tenant's or nobody's.
     async fn write_unknown_card(&self, ctx: &Ctx, p: &Prepared) -> ServiceResult<Decided> {
+        self.unit_of_work(|| self.write_unknown_card_once(ctx, p)).await
+    }
+
+    /// One attempt of [`Self::write_unknown_card`] (also the end of an
+    /// attempt of [`Self::decide_and_write`] that found no card).
+    async fn write_unknown_card_once(&self, ctx: &Ctx, p: &Prepared) -> ServiceResult<Decided> {
         let now = self.now();
         let settings = self.tenant_settings(ctx.tenant_id()).await?.authorizations;
         let reason = DeclineReason::CardNotFound;
@@ -730,34 +755,51 @@ impl Service {
         })
     }
 
-    /// Locks the authorization's card and reads the authorization in the
-    /// same transaction: the card's lock orders every change of its money.
-    async fn lock_authorization(
-        &self,
-        ctx: &Ctx,
-        id: AuthorizationId,
-    ) -> ServiceResult<(
-        Box<dyn Tx>,
-        CardRecord,
-        AuthorizationRecord,
-        tokio::sync::MutexGuard<'_, ()>,
-    )> {
+    /// The card an authorization holds money on, on a plain read: its turn
+    /// is taken before the unit of work, which locks it.
+    async fn authorization_card(&self, ctx: &Ctx, id: AuthorizationId) -> ServiceResult<CardId> {
         let auth = self
             .store
             .authorization(ctx.tenant_id(), id)
             .await?
             .ok_or(ServiceError::NotFound("authorization"))?;
-        let Some(card) = auth.card_id else {
-            return Err(refused(MovementRefused::Declined));
-        };
-        let turn = self.card_order.turn(card).await;
+        // A decline of an unknown card holds nothing on any card.
+        auth.card_id.ok_or_else(|| refused(MovementRefused::Declined))
+    }
+
+    /// Locks the authorization's card and reads the authorization in the
+    /// same transaction: the card's lock orders every change of its money.
+    async fn lock_authorization(
+        &self,
+        ctx: &Ctx,
+        card: CardId,
+        id: AuthorizationId,
+    ) -> ServiceResult<(Box<dyn Tx>, CardRecord, AuthorizationRecord)> {
         let mut tx = self.store.begin().await?;
         let rec = self.lock_card(ctx, &mut *tx, card).await?;
         let auth = tx
             .authorization_in_tx(ctx.tenant_id(), id)
             .await?
             .ok_or(ServiceError::NotFound("authorization"))?;
-        Ok((tx, rec, auth, turn))
+        Ok((tx, rec, auth))
+    }
+
+    /// What an earlier capture with `reference` answers: the authorization
+    /// as it is when it was this capture of `id`, a `409` when the reference
+    /// names another transaction, None when no transaction has it.
+    async fn earlier_capture(
+        &self,
+        ctx: &Ctx,
+        id: AuthorizationId,
+        reference: &str,
+    ) -> ServiceResult<Option<Authorization>> {
+        let Some(t) = self.store.transaction_by_reference(ctx.tenant_id(), reference).await? else {
+            return Ok(None);
+        };
+        if t.authorization_id == Some(id) && t.kind == TransactionKind::Capture {
+            return self.authorization(ctx, id).await.map(Some);
+        }
+        Err(reference_reused())
     }
 
     /// Clearing: moves `amount` from pending to captured. A retry with the
@@ -769,82 +811,84 @@ impl Service {
         amount: u64,
         network_reference: &str,
     ) -> ServiceResult<Authorization> {
-        if let Some(t) = self
-            .store
-            .transaction_by_reference(ctx.tenant_id(), network_reference)
-            .await?
-        {
-            if t.authorization_id == Some(id) && t.kind == TransactionKind::Capture {
-                return self.authorization(ctx, id).await;
+        if let Some(answer) = self.earlier_capture(ctx, id, network_reference).await? {
+            return Ok(answer);
+        }
+        let card = self.authorization_card(ctx, id).await?;
+        let _turn = self.card_order.turn(card).await;
+        self.unit_of_work(|| async move {
+            let (mut tx, rec, mut auth) = self.lock_authorization(ctx, card, id).await?;
+            let mv = authorization::capture(auth.status, auth.amounts, amount).map_err(refused)?;
+            let now = self.now();
+            auth.amounts = mv.amounts;
+            auth.status = mv.status;
+            auth.updated_at = now;
+            let txn = TransactionRecord {
+                id: TransactionId::new(),
+                tenant_id: ctx.tenant_id(),
+                card_id: rec.card.id,
+                authorization_id: Some(id),
+                kind: TransactionKind::Capture,
+                amount,
+                currency: auth.billing_currency.clone(),
+                merchant: Some(auth.merchant.clone()),
+                network_reference: network_reference.to_owned(),
+                created_at: now,
+            };
+            if !tx.insert_transaction(&txn).await? {
+                tx.rollback().await?;
+                // The same capture, committed since the check above (another
+                // node, or a concurrent retry): its answer is the answer.
+                return self
+                    .earlier_capture(ctx, id, network_reference)
+                    .await?
+                    .ok_or_else(reference_reused);
             }
-            return Err(ServiceError::Conflict {
-                code: "network_reference_reused",
-                message: "network_reference names another transaction of your tenant".into(),
-            });
-        }
-        let (mut tx, rec, mut auth, _turn) = self.lock_authorization(ctx, id).await?;
-        let mv = authorization::capture(auth.status, auth.amounts, amount).map_err(refused)?;
-        let now = self.now();
-        auth.amounts = mv.amounts;
-        auth.status = mv.status;
-        auth.updated_at = now;
-        let txn = TransactionRecord {
-            id: TransactionId::new(),
-            tenant_id: ctx.tenant_id(),
-            card_id: rec.card.id,
-            authorization_id: Some(id),
-            kind: TransactionKind::Capture,
-            amount,
-            currency: auth.billing_currency.clone(),
-            merchant: Some(auth.merchant.clone()),
-            network_reference: network_reference.to_owned(),
-            created_at: now,
-        };
-        if !tx.insert_transaction(&txn).await? {
-            tx.rollback().await?;
-            return Err(ServiceError::Conflict {
-                code: "network_reference_reused",
-                message: "network_reference names another transaction of your tenant".into(),
-            });
-        }
-        tx.update_authorization(&auth).await?;
-        let view = authorization_view(&auth);
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(rec.card.id),
-            "transaction.captured",
-            None,
-            None,
-            Some(serde_json::json!({ "authorization_id": id, "transaction_id": txn.id, "amount": amount })),
-        ))
-        .await?;
-        let data = serde_json::json!({ "transaction": transaction_view(&txn), "authorization": view });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(rec.card.id), EventType::TransactionCaptured, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(view)
+            tx.update_authorization(&auth).await?;
+            let view = authorization_view(&auth);
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(rec.card.id),
+                "transaction.captured",
+                None,
+                None,
+                Some(serde_json::json!({ "authorization_id": id, "transaction_id": txn.id, "amount": amount })),
+            ))
+            .await?;
+            let data = serde_json::json!({ "transaction": transaction_view(&txn), "authorization": view });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(rec.card.id), EventType::TransactionCaptured, data)
+                    .await?,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(view)
+        })
+        .await
     }
 
     /// Releases `amount` (None: all) of what is held; spendable again.
     pub async fn reverse(&self, ctx: &Ctx, id: AuthorizationId, amount: Option<u64>) -> ServiceResult<Authorization> {
-        let (mut tx, mut rec, mut auth, _turn) = self.lock_authorization(ctx, id).await?;
-        let mv = authorization::reverse(auth.status, auth.amounts, amount).map_err(refused)?;
-        self.release(
-            ctx,
-            &mut *tx,
-            &mut rec,
-            &mut auth,
-            mv,
-            "authorization.reversed",
-            EventType::AuthorizationReversed,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(authorization_view(&auth))
+        let card = self.authorization_card(ctx, id).await?;
+        let _turn = self.card_order.turn(card).await;
+        self.unit_of_work(|| async move {
+            let (mut tx, mut rec, mut auth) = self.lock_authorization(ctx, card, id).await?;
+            let mv = authorization::reverse(auth.status, auth.amounts, amount).map_err(refused)?;
+            self.release(
+                ctx,
+                &mut *tx,
+                &mut rec,
+                &mut auth,
+                mv,
+                "authorization.reversed",
+                EventType::AuthorizationReversed,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(authorization_view(&auth))
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -902,100 +946,117 @@ impl Service {
                 None,
             );
             let _turn = self.card_order.turn(d.card_id).await;
-            let mut tx = self.store.begin().await?;
-            let Some(mut rec) = tx.lock_card(d.tenant_id, d.card_id).await? else {
-                continue;
-            };
-            let Some(mut auth) = tx.authorization_in_tx(d.tenant_id, d.id).await? else {
-                continue;
-            };
-            let Some(mv) = authorization::expire(auth.status, auth.amounts, auth.expires_at, now) else {
-                // Another node expired it (or it was settled) since it was listed.
-                tx.rollback().await?;
-                continue;
-            };
-            self.release(
-                &ctx,
-                &mut *tx,
-                &mut rec,
-                &mut auth,
-                mv,
-                "authorization.expired",
-                EventType::AuthorizationExpired,
-            )
-            .await?;
-            tx.commit().await?;
-            done += 1;
+            let (ctx, d) = (&ctx, &d);
+            // One hold, one unit of work: an aborted one runs again alone.
+            let expired = self
+                .unit_of_work(|| async move {
+                    let mut tx = self.store.begin().await?;
+                    let Some(mut rec) = tx.lock_card(d.tenant_id, d.card_id).await? else {
+                        return Ok(false);
+                    };
+                    let Some(mut auth) = tx.authorization_in_tx(d.tenant_id, d.id).await? else {
+                        return Ok(false);
+                    };
+                    let Some(mv) = authorization::expire(auth.status, auth.amounts, auth.expires_at, now) else {
+                        // Another node expired it (or it was settled) since it was listed.
+                        tx.rollback().await?;
+                        return Ok(false);
+                    };
+                    self.release(
+                        ctx,
+                        &mut *tx,
+                        &mut rec,
+                        &mut auth,
+                        mv,
+                        "authorization.expired",
+                        EventType::AuthorizationExpired,
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await?;
+            if expired {
+                done += 1;
+            }
         }
         Ok(done)
     }
 
     /// A credit to the card. Refunds give no room back on the limits.
     pub async fn refund(&self, ctx: &Ctx, card: CardId, req: RefundRequest) -> ServiceResult<(Transaction, bool)> {
-        if let Some(t) = self
-            .store
-            .transaction_by_reference(ctx.tenant_id(), &req.network_reference)
-            .await?
-        {
-            if t.card_id == card && t.kind == TransactionKind::Refund {
-                return Ok((transaction_view(&t), true));
-            }
-            return Err(ServiceError::Conflict {
-                code: "network_reference_reused",
-                message: "network_reference names another transaction of your tenant".into(),
-            });
+        if let Some(earlier) = self.earlier_refund(ctx, card, &req.network_reference).await? {
+            return Ok((earlier, true));
         }
         let _turn = self.card_order.turn(card).await;
-        let mut tx = self.store.begin().await?;
-        let rec = self.lock_card(ctx, &mut *tx, card).await?;
-        if req.currency != rec.card.limits.currency {
-            return Err(ServiceError::invalid(
-                "currency",
-                format!("must be the card's currency, {}", rec.card.limits.currency),
-            ));
-        }
-        let txn = TransactionRecord {
-            id: TransactionId::new(),
-            tenant_id: ctx.tenant_id(),
-            card_id: card,
-            authorization_id: None,
-            kind: TransactionKind::Refund,
-            amount: req.amount,
-            currency: req.currency,
-            merchant: req.merchant,
-            network_reference: req.network_reference,
-            created_at: self.now(),
+        let req = &req;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let rec = self.lock_card(ctx, &mut *tx, card).await?;
+            if req.currency != rec.card.limits.currency {
+                return Err(ServiceError::invalid(
+                    "currency",
+                    format!("must be the card's currency, {}", rec.card.limits.currency),
+                ));
+            }
+            let txn = TransactionRecord {
+                id: TransactionId::new(),
+                tenant_id: ctx.tenant_id(),
+                card_id: card,
+                authorization_id: None,
+                kind: TransactionKind::Refund,
+                amount: req.amount,
+                currency: req.currency.clone(),
+                merchant: req.merchant.clone(),
+                network_reference: req.network_reference.clone(),
+                created_at: self.now(),
+            };
+            if !tx.insert_transaction(&txn).await? {
+                tx.rollback().await?;
+                // The same refund, committed since the check above: its answer.
+                return self
+                    .earlier_refund(ctx, card, &req.network_reference)
+                    .await?
+                    .map(|earlier| (earlier, true))
+                    .ok_or_else(reference_reused);
+            }
+            let view = transaction_view(&txn);
+            tx.insert_audit(&self.audit(
+                ctx,
+                Some(card),
+                "transaction.refunded",
+                None,
+                None,
+                Some(serde_json::json!({ "transaction_id": txn.id, "amount": txn.amount })),
+            ))
+            .await?;
+            tx.insert_event(
+                &self
+                    .event(
+                        ctx.tenant_id(),
+                        Some(card),
+                        EventType::TransactionRefunded,
+                        serde_json::json!({ "transaction": view }),
+                    )
+                    .await?,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok((view, false))
+        })
+        .await
+    }
+
+    /// The refund of `card` a `reference` already names (a retry), a `409`
+    /// when it names another transaction, None when no transaction has it.
+    async fn earlier_refund(&self, ctx: &Ctx, card: CardId, reference: &str) -> ServiceResult<Option<Transaction>> {
+        let Some(t) = self.store.transaction_by_reference(ctx.tenant_id(), reference).await? else {
+            return Ok(None);
         };
-        if !tx.insert_transaction(&txn).await? {
-            tx.rollback().await?;
-            return Err(ServiceError::Conflict {
-                code: "network_reference_reused",
-                message: "network_reference names another transaction of your tenant".into(),
-            });
+        if t.card_id == card && t.kind == TransactionKind::Refund {
+            return Ok(Some(transaction_view(&t)));
         }
-        let view = transaction_view(&txn);
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(card),
-            "transaction.refunded",
-            None,
-            None,
-            Some(serde_json::json!({ "transaction_id": txn.id, "amount": txn.amount })),
-        ))
-        .await?;
-        tx.insert_event(
-            &self
-                .event(
-                    ctx.tenant_id(),
-                    Some(card),
-                    EventType::TransactionRefunded,
-                    serde_json::json!({ "transaction": view }),
-                )
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok((view, false))
+        Err(reference_reused())
     }
 
     /// A card's effective spending controls.
@@ -1026,9 +1087,13 @@ impl Service {
     ) -> ServiceResult<EffectiveControls> {
         controls.validate()?;
         let _turn = self.card_order.turn(card).await;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, card).await?;
-        if rec.usage.controls.as_ref() != Some(&controls) {
+        let controls = &controls;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, card).await?;
+            if rec.usage.controls.as_ref() == Some(controls) {
+                return Ok(());
+            }
             let before = rec.usage.controls.as_ref().map(to_json);
             rec.usage.controls = Some(controls.clone());
             self.save_card(&mut *tx, &mut rec).await?;
@@ -1038,7 +1103,7 @@ impl Service {
                 "card.controls_updated",
                 None,
                 before,
-                Some(to_json(&controls)),
+                Some(to_json(controls)),
             ))
             .await?;
             let data = serde_json::json!({ "card_id": card, "controls": controls });
@@ -1049,9 +1114,11 @@ impl Service {
             )
             .await?;
             tx.commit().await?;
-        }
+            Ok(())
+        })
+        .await?;
         Ok(EffectiveControls {
-            controls,
+            controls: controls.clone(),
             source: "card",
         })
     }

@@ -355,28 +355,33 @@ impl Service {
     /// attempt counter and its lock stay as they are.
     pub async fn resend_activation_code(&self, ctx: &Ctx, id: CardId) -> ServiceResult<Card> {
         self.card_throttle.check(ctx.tenant_id(), id)?;
-        let mut tx = self.store.begin().await?;
-        let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
-        if rec.card.status != CardStatus::Inactive {
-            return Err(ServiceError::Conflict {
-                code: "card_not_inactive",
-                message: "only an INACTIVE card waits for an activation code".into(),
-            });
-        }
-        let (code, verifier) = self.new_activation_code(id).await?;
-        rec.secrets.activation_code = Some(verifier);
-        self.save_card(&mut *tx, &mut rec).await?;
-        tx.insert_audit(&self.audit(ctx, Some(id), "card.activation_code_resent", None, None, None))
+        // A card write: it takes the card's turn, as every other does.
+        let _turn = self.card_order.turn(id).await;
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            let mut rec = self.lock_card(ctx, &mut *tx, id).await?;
+            if rec.card.status != CardStatus::Inactive {
+                return Err(ServiceError::Conflict {
+                    code: "card_not_inactive",
+                    message: "only an INACTIVE card waits for an activation code".into(),
+                });
+            }
+            let (code, verifier) = self.new_activation_code(id).await?;
+            rec.secrets.activation_code = Some(verifier);
+            self.save_card(&mut *tx, &mut rec).await?;
+            tx.insert_audit(&self.audit(ctx, Some(id), "card.activation_code_resent", None, None, None))
+                .await?;
+            let data = serde_json::json!({ "card_id": id, "activation_code": code.expose() });
+            tx.insert_event(
+                &self
+                    .event(ctx.tenant_id(), Some(id), EventType::CardActivationCode, data)
+                    .await?,
+            )
             .await?;
-        let data = serde_json::json!({ "card_id": id, "activation_code": code.expose() });
-        tx.insert_event(
-            &self
-                .event(ctx.tenant_id(), Some(id), EventType::CardActivationCode, data)
-                .await?,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(rec.card)
+            tx.commit().await?;
+            Ok(rec.card)
+        })
+        .await
     }
 
     /// A PIN widget session for one of the tenant's cards: one use, within

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::cards::ReasonInput;
 use crate::keyring::PVK;
 use crate::pins::BlockFormat;
-use crate::{Ctx, Service, ServiceError};
+use crate::{Ctx, Service, ServiceError, ServiceResult};
 
 /// Longest line accepted, in bytes.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -453,41 +453,47 @@ impl Importer {
     }
 
     async fn write(&self, line: ImportCard) -> Result<LineOutcome, LineError> {
+        let pan_hash = self
+            .service
+            .pan_hash(&line.pan)
+            .await
+            .map_err(|e| from_service("", e))?;
+        let (line, pan_hash) = (&line, &pan_hash);
+        // The line's reads and its transaction run again whole when the
+        // database aborts it: a holder or card committed meanwhile is then
+        // seen as the tenant's existing data.
+        self.service
+            .unit_of_work(|| self.write_once(line, pan_hash))
+            .await
+            .unwrap_or_else(|e| Err(from_service("", e)))
+    }
+
+    /// One attempt of [`Self::write`]: `Err` is the system's (the database
+    /// aborted it: [`ServiceError::Retryable`] runs it again), `Ok(Err)`
+    /// the line's.
+    async fn write_once(&self, line: &ImportCard, pan_hash: &[u8]) -> ServiceResult<Result<LineOutcome, LineError>> {
         let service = &*self.service;
         let ctx = &self.ctx;
-        let fatal = |e: ServiceError| from_service("", e);
-        let store_fatal = |e: cardcore_store::StoreError| from_service("", e.into());
         let tenant = ctx.tenant_id();
-        let pan_hash = service.pan_hash(&line.pan).await.map_err(fatal)?;
         let existing_holder = service
             .store
             .cardholder_by_external_id(tenant, &line.holder.external_id)
-            .await
-            .map_err(store_fatal)?;
+            .await?;
         if let Some(holder) = &existing_holder {
-            same_holder(holder, &line.holder)?;
+            if let Err(e) = same_holder(holder, &line.holder) {
+                return Ok(Err(e));
+            }
         }
-        if let Some(existing) = service
-            .store
-            .card_by_pan_hash(tenant, &pan_hash)
-            .await
-            .map_err(store_fatal)?
-        {
-            return same_card(&existing, existing_holder.as_ref(), &line).map(|()| LineOutcome::Unchanged);
+        if let Some(existing) = service.store.card_by_pan_hash(tenant, pan_hash).await? {
+            return Ok(same_card(&existing, existing_holder.as_ref(), line).map(|()| LineOutcome::Unchanged));
         }
         if let Some(kit) = &line.kit {
-            if service
-                .store
-                .card_by_kit(tenant, kit)
-                .await
-                .map_err(store_fatal)?
-                .is_some()
-            {
-                return Err(LineError::new("card.kit_number", "is another card's kit number"));
+            if service.store.card_by_kit(tenant, kit).await?.is_some() {
+                return Ok(Err(LineError::new("card.kit_number", "is another card's kit number")));
             }
         }
         if self.dry_run {
-            return Ok(LineOutcome::Imported);
+            return Ok(Ok(LineOutcome::Imported));
         }
         let now = service.now();
         let holder = existing_holder.clone().unwrap_or_else(|| Cardholder {
@@ -501,23 +507,25 @@ impl Importer {
             default_account_id: AccountId::new(),
             created_at: now,
         });
-        let mut tx = service.store.begin().await.map_err(store_fatal)?;
+        let mut tx = service.store.begin().await?;
         if existing_holder.is_none() {
-            if !tx.insert_cardholder(&holder).await.map_err(store_fatal)? {
-                return Err(LineError::new(
+            if !tx.insert_cardholder(&holder).await? {
+                return Ok(Err(LineError::new(
                     "external_id",
                     "was taken by another import or request meanwhile",
-                ));
+                )));
             }
             let after = serde_json::json!({ "cardholder_id": holder.id, "external_id": holder.external_id });
             tx.insert_audit(&service.audit(ctx, None, "cardholder.created", None, None, Some(after)))
-                .await
-                .map_err(store_fatal)?;
+                .await?;
         }
         let mut inserted = None;
         for _ in 0..8 {
-            let rec = self.record(&line, &holder).await?;
-            if tx.insert_card(&rec.0).await.map_err(store_fatal)? {
+            let rec = match self.record(line, &holder).await {
+                Ok(rec) => rec,
+                Err(e) => return Ok(Err(e)),
+            };
+            if tx.insert_card(&rec.0).await? {
                 inserted = Some(rec);
                 break;
             }
@@ -526,23 +534,24 @@ impl Importer {
             let kit_taken = service
                 .store
                 .card_by_kit(tenant, &rec.0.card.kit_number)
-                .await
-                .map_err(store_fatal)?
+                .await?
                 .is_some();
             if !kit_taken {
-                return Err(LineError::new(
+                return Ok(Err(LineError::new(
                     "card.pan",
                     "is already another card's PAN (a PAN is unique across all tenants)",
-                ));
+                )));
             }
             if line.kit.is_some() {
-                return Err(LineError::new(
+                return Ok(Err(LineError::new(
                     "card.kit_number",
                     "was taken by another line or request meanwhile",
-                ));
+                )));
             }
         }
-        let (rec, activation) = inserted.ok_or_else(|| LineError::new("card.pan", "was taken meanwhile"))?;
+        let Some((rec, activation)) = inserted else {
+            return Ok(Err(LineError::new("card.pan", "was taken meanwhile")));
+        };
         let card = &rec.card;
         let pin_source = match &line.pin {
             Some(ImportPin::Clear { source, .. }) => Some(*source),
@@ -559,8 +568,7 @@ impl Importer {
             None,
             Some(after),
         ))
-        .await
-        .map_err(store_fatal)?;
+        .await?;
         let event = service
             .event(
                 tenant,
@@ -568,19 +576,17 @@ impl Importer {
                 EventType::CardCreated,
                 serde_json::json!({ "card": card, "imported": true }),
             )
-            .await
-            .map_err(fatal)?;
-        tx.insert_event(&event).await.map_err(store_fatal)?;
+            .await?;
+        tx.insert_event(&event).await?;
         if let Some(code) = activation {
             let data = serde_json::json!({ "card_id": card.id, "activation_code": code.expose() });
             let event = service
                 .event(tenant, Some(card.id), EventType::CardActivationCode, data)
-                .await
-                .map_err(fatal)?;
-            tx.insert_event(&event).await.map_err(store_fatal)?;
+                .await?;
+            tx.insert_event(&event).await?;
         }
-        tx.commit().await.map_err(store_fatal)?;
-        Ok(LineOutcome::Imported)
+        tx.commit().await?;
+        Ok(Ok(LineOutcome::Imported))
     }
 
     /// The card record a line makes: its PAN, kit (given, or drawn), status,

@@ -749,23 +749,30 @@ impl Service {
         let id = self.card_id_of(ctx, card.into()).await?;
         self.card_throttle.check(ctx.tenant_id(), id)?;
         let _turn = self.card_order.turn(id).await;
-        let mut tx = self.store.begin().await?;
-        let rec = self.lock_card(ctx, &mut *tx, id).await?;
-        let outcome = self.check_otp(&mut *tx, &rec, &proof, false).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            Some(id),
-            "otp.validated",
-            None,
-            None,
-            Some(serde_json::json!({
-                "purpose": OtpPurpose::PinChange,
-                "trace_number": proof.trace_number,
-                "valid": outcome.is_ok(),
-            })),
-        ))
-        .await?;
-        tx.commit().await?;
+        let proof = &proof;
+        // The rule's answer comes after the commit: the count is kept either way.
+        let outcome = self
+            .unit_of_work(|| async move {
+                let mut tx = self.store.begin().await?;
+                let rec = self.lock_card(ctx, &mut *tx, id).await?;
+                let outcome = self.check_otp(&mut *tx, &rec, proof, false).await?;
+                tx.insert_audit(&self.audit(
+                    ctx,
+                    Some(id),
+                    "otp.validated",
+                    None,
+                    None,
+                    Some(serde_json::json!({
+                        "purpose": OtpPurpose::PinChange,
+                        "trace_number": proof.trace_number,
+                        "valid": outcome.is_ok(),
+                    })),
+                ))
+                .await?;
+                tx.commit().await?;
+                Ok(outcome)
+            })
+            .await?;
         outcome?;
         let (_, key) = self.keys.mac_key(Purpose::Otp, None).await?;
         let hash = key.compute(
@@ -773,7 +780,7 @@ impl Service {
             &[id.as_uuid().as_bytes(), b"validated", proof.trace_number.as_bytes()],
         );
         Ok(OtpValidated {
-            trace_number: proof.trace_number,
+            trace_number: proof.trace_number.clone(),
             message_hash: hash.iter().map(|b| format!("{b:02X}")).collect(),
         })
     }

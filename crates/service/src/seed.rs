@@ -146,133 +146,140 @@ impl Service {
             printed_name: None,
             kit_number: None,
         };
-        let mut out = Vec::with_capacity(count as usize);
-        let mut tx = self.store.begin().await?;
-        for index in first..first.saturating_add(u64::from(count)) {
-            let now = self.now();
-            let valid = NewCardholder::validate(
-                &seed_external_id(index),
-                &format!("Seed Holder {index}"),
-                &seed_phone(index),
-                None,
-                None,
-                now.date_naive(),
-            )?;
-            let holder = Cardholder {
-                id: CardholderId::new(),
-                tenant_id: ctx.tenant_id(),
-                external_id: valid.external_id,
-                name: valid.name,
-                phone: valid.phone,
-                email: valid.email,
-                date_of_birth: valid.date_of_birth,
-                default_account_id: AccountId::new(),
-                created_at: now,
-            };
-            if !tx.insert_cardholder(&holder).await? {
-                return Err(ServiceError::Conflict {
-                    code: "cardholder_exists",
-                    message: format!(
-                        "a cardholder with external_id {:?} already exists: seed into a new tenant",
-                        holder.external_id.as_str()
-                    ),
+        let (input, limits, controls) = (&input, &limits, &controls);
+        let (limits_json, unlimited_json, controls_json) = (&limits_json, &unlimited_json, &controls_json);
+        // The batch is one transaction: when the database aborts it, the
+        // whole batch is drawn and written again (nothing was answered).
+        self.unit_of_work(|| async move {
+            let mut out = Vec::with_capacity(count as usize);
+            let mut tx = self.store.begin().await?;
+            for index in first..first.saturating_add(u64::from(count)) {
+                let now = self.now();
+                let valid = NewCardholder::validate(
+                    &seed_external_id(index),
+                    &format!("Seed Holder {index}"),
+                    &seed_phone(index),
+                    None,
+                    None,
+                    now.date_naive(),
+                )?;
+                let holder = Cardholder {
+                    id: CardholderId::new(),
+                    tenant_id: ctx.tenant_id(),
+                    external_id: valid.external_id,
+                    name: valid.name,
+                    phone: valid.phone,
+                    email: valid.email,
+                    date_of_birth: valid.date_of_birth,
+                    default_account_id: AccountId::new(),
+                    created_at: now,
+                };
+                if !tx.insert_cardholder(&holder).await? {
+                    return Err(ServiceError::Conflict {
+                        code: "cardholder_exists",
+                        message: format!(
+                            "a cardholder with external_id {:?} already exists: seed into a new tenant",
+                            holder.external_id.as_str()
+                        ),
+                    });
+                }
+                let after = serde_json::json!({ "cardholder_id": holder.id, "external_id": holder.external_id });
+                tx.insert_audit(&self.audit(ctx, None, "cardholder.created", None, None, Some(after)))
+                    .await?;
+
+                // As `issue_in`: draw again on a PAN or kit number collision.
+                let mut inserted = None;
+                for _ in 0..8 {
+                    let mut candidate = self.new_card(ctx, &holder, &input(&holder), None).await?.record;
+                    self.put_new_pin(&mut candidate, pin).await?;
+                    candidate.card.limits = limits.clone();
+                    candidate.usage.controls = Some(controls.clone());
+                    if tx.insert_card(&candidate).await? {
+                        inserted = Some(candidate);
+                        break;
+                    }
+                }
+                let record =
+                    inserted.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
+                let pin_block = match zone_key {
+                    Some(key) => {
+                        let pan = self.open_pan(&record).await?;
+                        let block = pinblock::encrypt_format4(key.key.expose(), pin, &pan, &mut OsRng)
+                            .map_err(|e| ServiceError::caused("a format-4 PIN block for a seeded card", e))?;
+                        Some(hex::encode_upper(block))
+                    }
+                    None => None,
+                };
+                let card = record.card;
+                tx.insert_audit(&self.audit(ctx, Some(card.id), "card.created", None, None, Some(card.snapshot())))
+                    .await?;
+                tx.insert_event(
+                    &self
+                        .event(
+                            card.tenant_id,
+                            Some(card.id),
+                            EventType::CardCreated,
+                            serde_json::json!({ "card": card }),
+                        )
+                        .await?,
+                )
+                .await?;
+                tx.insert_audit(&self.audit(ctx, Some(card.id), "card.pin_set", None, None, Some(card.snapshot())))
+                    .await?;
+                let data = serde_json::json!({ "card_id": card.id, "pin_status": card.pin_status });
+                tx.insert_event(
+                    &self
+                        .event(card.tenant_id, Some(card.id), EventType::CardPinSet, data)
+                        .await?,
+                )
+                .await?;
+                // As `set_limits` and `set_controls` record them.
+                tx.insert_audit(&self.audit(
+                    ctx,
+                    Some(card.id),
+                    "card.limits_updated",
+                    None,
+                    unlimited_json.clone(),
+                    limits_json.clone(),
+                ))
+                .await?;
+                let data = serde_json::json!({ "card_id": card.id, "limits": limits });
+                tx.insert_event(
+                    &self
+                        .event(card.tenant_id, Some(card.id), EventType::CardLimitsUpdated, data)
+                        .await?,
+                )
+                .await?;
+                tx.insert_audit(&self.audit(
+                    ctx,
+                    Some(card.id),
+                    "card.controls_updated",
+                    None,
+                    None,
+                    controls_json.clone(),
+                ))
+                .await?;
+                let data = serde_json::json!({ "card_id": card.id, "controls": controls });
+                tx.insert_event(
+                    &self
+                        .event(card.tenant_id, Some(card.id), EventType::CardControlsUpdated, data)
+                        .await?,
+                )
+                .await?;
+                out.push(SeededCard {
+                    card_id: card.id,
+                    external_id: holder.external_id.as_str().to_owned(),
+                    kit_number: card.kit_number.as_str().to_owned(),
+                    phone_country_code: holder.phone.country_code.clone(),
+                    phone_number: holder.phone.number.clone(),
+                    expiry: card.expiry.to_string(),
+                    pin_block,
                 });
             }
-            let after = serde_json::json!({ "cardholder_id": holder.id, "external_id": holder.external_id });
-            tx.insert_audit(&self.audit(ctx, None, "cardholder.created", None, None, Some(after)))
-                .await?;
-
-            // As `issue_in`: draw again on a PAN or kit number collision.
-            let mut inserted = None;
-            for _ in 0..8 {
-                let mut candidate = self.new_card(ctx, &holder, &input(&holder), None).await?.record;
-                self.put_new_pin(&mut candidate, pin).await?;
-                candidate.card.limits = limits.clone();
-                candidate.usage.controls = Some(controls.clone());
-                if tx.insert_card(&candidate).await? {
-                    inserted = Some(candidate);
-                    break;
-                }
-            }
-            let record =
-                inserted.ok_or_else(|| ServiceError::internal("could not draw a unique PAN and kit number"))?;
-            let pin_block = match zone_key {
-                Some(key) => {
-                    let pan = self.open_pan(&record).await?;
-                    let block = pinblock::encrypt_format4(key.key.expose(), pin, &pan, &mut OsRng)
-                        .map_err(|e| ServiceError::caused("a format-4 PIN block for a seeded card", e))?;
-                    Some(hex::encode_upper(block))
-                }
-                None => None,
-            };
-            let card = record.card;
-            tx.insert_audit(&self.audit(ctx, Some(card.id), "card.created", None, None, Some(card.snapshot())))
-                .await?;
-            tx.insert_event(
-                &self
-                    .event(
-                        card.tenant_id,
-                        Some(card.id),
-                        EventType::CardCreated,
-                        serde_json::json!({ "card": card }),
-                    )
-                    .await?,
-            )
-            .await?;
-            tx.insert_audit(&self.audit(ctx, Some(card.id), "card.pin_set", None, None, Some(card.snapshot())))
-                .await?;
-            let data = serde_json::json!({ "card_id": card.id, "pin_status": card.pin_status });
-            tx.insert_event(
-                &self
-                    .event(card.tenant_id, Some(card.id), EventType::CardPinSet, data)
-                    .await?,
-            )
-            .await?;
-            // As `set_limits` and `set_controls` record them.
-            tx.insert_audit(&self.audit(
-                ctx,
-                Some(card.id),
-                "card.limits_updated",
-                None,
-                unlimited_json.clone(),
-                limits_json.clone(),
-            ))
-            .await?;
-            let data = serde_json::json!({ "card_id": card.id, "limits": limits });
-            tx.insert_event(
-                &self
-                    .event(card.tenant_id, Some(card.id), EventType::CardLimitsUpdated, data)
-                    .await?,
-            )
-            .await?;
-            tx.insert_audit(&self.audit(
-                ctx,
-                Some(card.id),
-                "card.controls_updated",
-                None,
-                None,
-                controls_json.clone(),
-            ))
-            .await?;
-            let data = serde_json::json!({ "card_id": card.id, "controls": controls });
-            tx.insert_event(
-                &self
-                    .event(card.tenant_id, Some(card.id), EventType::CardControlsUpdated, data)
-                    .await?,
-            )
-            .await?;
-            out.push(SeededCard {
-                card_id: card.id,
-                external_id: holder.external_id.as_str().to_owned(),
-                kit_number: card.kit_number.as_str().to_owned(),
-                phone_country_code: holder.phone.country_code.clone(),
-                phone_number: holder.phone.number.clone(),
-                expiry: card.expiry.to_string(),
-                pin_block,
-            });
-        }
-        tx.commit().await?;
-        Ok(out)
+            tx.commit().await?;
+            Ok(out)
+        })
+        .await
     }
 }
 

@@ -169,14 +169,24 @@ impl Service {
                     format: EndpointFormat::Sms,
                     created_at: self.now(),
                 };
-                let mut tx = self.store.begin().await?;
-                tx.insert_webhook_endpoint(&record).await?;
-                tx.commit().await?;
+                let record = &record;
+                self.unit_of_work(|| async move {
+                    let mut tx = self.store.begin().await?;
+                    tx.insert_webhook_endpoint(record).await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await?;
             }
             (Some(false), Some(endpoint)) => {
-                let mut tx = self.store.begin().await?;
-                tx.delete_webhook_endpoint(tenant, endpoint.id, self.now()).await?;
-                tx.commit().await?;
+                let endpoint = &endpoint;
+                self.unit_of_work(|| async move {
+                    let mut tx = self.store.begin().await?;
+                    tx.delete_webhook_endpoint(tenant, endpoint.id, self.now()).await?;
+                    tx.commit().await?;
+                    Ok(())
+                })
+                .await?;
             }
             _ => {}
         }

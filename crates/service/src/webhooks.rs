@@ -259,18 +259,24 @@ impl Service {
             created_at: self.now(),
         };
         let endpoint = view(&record);
-        let mut tx = self.store.begin().await?;
-        tx.insert_webhook_endpoint(&record).await?;
-        tx.insert_audit(&self.audit(
-            ctx,
-            None,
-            "webhook_endpoint.created",
-            None,
-            None,
-            Some(endpoint_json(&endpoint)),
-        ))
+        // The id and secret were made once, above: every attempt writes them.
+        let (record, endpoint_ref) = (&record, &endpoint);
+        self.unit_of_work(|| async move {
+            let mut tx = self.store.begin().await?;
+            tx.insert_webhook_endpoint(record).await?;
+            tx.insert_audit(&self.audit(
+                ctx,
+                None,
+                "webhook_endpoint.created",
+                None,
+                None,
+                Some(endpoint_json(endpoint_ref)),
+            ))
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
         .await?;
-        tx.commit().await?;
         Ok(NewWebhookEndpoint {
             endpoint,
             secret: secret.to_whsec(),
