@@ -163,6 +163,257 @@ async fn serialization_failures_are_retried_whole_with_no_5xx_and_nothing_lost()
     );
 }
 
+/// What a writer of the authorization test was answered for one payment.
+#[derive(Debug)]
+struct Payment {
+    reference: String,
+    id: String,
+    amount: u64,
+    captured: u64,
+    reversed: u64,
+}
+
+/// Concurrent authorizations, captures and reversals on one card from two
+/// nodes at SERIALIZABLE: each decision's transaction meets the other node's
+/// commits on the card's row and is aborted (40001), then decided again whole
+/// on what is committed. No request sees a 5xx, every approval is there
+/// exactly once with what was captured or reversed of it, a capture sent to
+/// both nodes at once counts once (both answer it), so does a refund, and
+/// the card's running totals are the approved amounts less what was reversed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorizations_captures_and_reversals_at_serializable_are_retried_with_no_5xx_and_counted_once() {
+    let test = "authorizations_captures_and_reversals_at_serializable_are_retried_with_no_5xx_and_counted_once";
+    if !postgres_or_skip(test) {
+        return;
+    }
+    let db = Database::postgres();
+    let tenant = db.create_tenant("serializable-money");
+    let extra = ["--db-isolation", "serializable", "--db-pool-size", "12"];
+    let na = db.start("a", &extra);
+    let nb = db.start("b", &extra);
+    let a = Api::new(&na, &tenant.key);
+    let b = a.on(&nb);
+    let card = id(&a.new_card("serial-money").await);
+    let open = json!({"enabled": true, "per_transaction": null, "daily": null, "monthly": null});
+    a.put(
+        &format!("/v1/cards/{card}/limits"),
+        json!({"currency": "EUR", "channels": {"pos": open, "ecommerce": open, "atm": open, "contactless": open}}),
+    )
+    .await
+    .ok();
+
+    // 16 writers, 8 per node, each 6 payments of amounts no other uses; of
+    // each approval, one in three is captured in full (the same capture sent
+    // to both nodes at once), one in three reversed in part, and with the
+    // third a controls change; then a refund, sent to both nodes at once.
+    let show = |what: &str, r: &support::Reply| format!("{what}: {} {}", r.status, r.text);
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..16u64 {
+        let (api, other) = if w % 2 == 0 {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        let card = card.clone();
+        set.spawn(async move {
+            let mut paid = Vec::new();
+            let mut fives = Vec::new();
+            for n in 0..6u64 {
+                let amount = 1_000 + w * 10 + n;
+                let reference = format!("w{w}-n{n}");
+                let r = api
+                    .post(
+                        "/v1/authorizations",
+                        json!({"card_id": card, "amount": amount, "currency": "EUR", "channel": "pos",
+                               "merchant": {"mcc": "5411", "country": "PT"}, "network_reference": reference}),
+                    )
+                    .await;
+                if r.status >= 500 || r.status != 201 || r.body["status"] != "APPROVED" {
+                    fives.push(show(&reference, &r));
+                    continue;
+                }
+                let auth = r.body["id"].as_str().expect("id").to_owned();
+                let mut p = Payment {
+                    reference,
+                    id: auth.clone(),
+                    amount,
+                    captured: 0,
+                    reversed: 0,
+                };
+                match n % 3 {
+                    0 => {
+                        let path = format!("/v1/authorizations/{auth}/capture");
+                        let body = json!({"amount": amount, "network_reference": format!("c-{w}-{n}")});
+                        let (r1, r2) = tokio::join!(api.post(&path, body.clone()), other.post(&path, body));
+                        for r in [&r1, &r2] {
+                            if r.status != 200 || r.body["captured_amount"].as_u64() != Some(amount) {
+                                fives.push(show(&format!("capture of {}", p.reference), r));
+                            }
+                        }
+                        p.captured = amount;
+                    }
+                    1 => {
+                        let r = api
+                            .post(&format!("/v1/authorizations/{auth}/reverse"), json!({"amount": 300}))
+                            .await;
+                        if r.status != 200 {
+                            fives.push(show(&format!("reversal of {}", p.reference), &r));
+                        }
+                        p.reversed = 300;
+                    }
+                    _ => {
+                        // A controls change in the mix: another card write,
+                        // with a value no other writer sets.
+                        let r = api
+                            .put(
+                                &format!("/v1/cards/{card}/controls"),
+                                json!({"blocked_mccs": [format!("{}", 7000 + w * 10 + n)]}),
+                            )
+                            .await;
+                        if r.status != 200 {
+                            fives.push(show(&format!("controls of w{w}"), &r));
+                        }
+                    }
+                }
+                paid.push(p);
+            }
+            // A refund sent to both nodes at once: one is made, the other
+            // answers it.
+            let path = format!("/v1/cards/{card}/refunds");
+            let body = json!({"amount": 50, "currency": "EUR", "network_reference": format!("r-{w}")});
+            let (r1, r2) = tokio::join!(api.post(&path, body.clone()), other.post(&path, body));
+            let mut statuses = [r1.status, r2.status];
+            statuses.sort_unstable();
+            if statuses != [200, 201] || r1.body["id"] != r2.body["id"] {
+                fives.push(show(&format!("refund r-{w}"), &r1));
+                fives.push(show(&format!("refund r-{w}"), &r2));
+            }
+            (paid, fives)
+        });
+    }
+    let mut payments = Vec::new();
+    let mut wrong = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (paid, fives) = r.expect("writer");
+        payments.extend(paid);
+        wrong.extend(fives);
+    }
+    assert!(
+        wrong.is_empty(),
+        "unexpected answers:\n{}\nnode a: {}\nnode b: {}",
+        wrong.join("\n"),
+        na.log_tail(),
+        nb.log_tail()
+    );
+    assert_eq!(payments.len(), 16 * 6);
+
+    // The database did abort transactions, and they were run again.
+    let retries = counter(&a, "cardcore_db_retries_total").await + counter(&b, "cardcore_db_retries_total").await;
+    let exhausted = counter(&a, "cardcore_db_retries_exhausted_total").await
+        + counter(&b, "cardcore_db_retries_exhausted_total").await;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: {retries} transactions run again, {} gave up",
+        exhausted.abs()
+    );
+    assert!(
+        retries > 0.0,
+        "no serialization failure was forced: the test proves nothing"
+    );
+    assert_eq!(exhausted, 0.0);
+
+    // Every approval is there exactly once, with what was done with it.
+    let mut listed: HashMap<String, Value> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = b
+            .get(&format!(
+                "/v1/cards/{card}/authorizations?limit=100{}",
+                cursor.as_deref().map(|c| format!("&cursor={c}")).unwrap_or_default()
+            ))
+            .await
+            .ok();
+        for auth in page["data"].as_array().expect("data") {
+            let key = auth["id"].as_str().expect("id").to_owned();
+            assert!(listed.insert(key, auth.clone()).is_none(), "listed twice: {auth}");
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), payments.len(), "one authorization per payment, no other");
+    for p in &payments {
+        let auth = listed
+            .get(&p.id)
+            .unwrap_or_else(|| panic!("{} is not listed", p.reference));
+        assert_eq!(auth["network_reference"], p.reference.as_str());
+        assert_eq!(auth["status"], if p.captured > 0 { "CLOSED" } else { "APPROVED" });
+        assert_eq!(auth["approved_amount"].as_u64(), Some(p.amount));
+        assert_eq!(auth["captured_amount"].as_u64(), Some(p.captured), "{auth}");
+        assert_eq!(auth["reversed_amount"].as_u64(), Some(p.reversed), "{auth}");
+        assert_eq!(
+            auth["pending_amount"].as_u64(),
+            Some(p.amount - p.captured - p.reversed)
+        );
+    }
+    // One capture per captured payment and one refund per writer, although
+    // each was sent twice.
+    let mut captures = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = a
+            .get(&format!(
+                "/v1/cards/{card}/transactions?limit=100{}",
+                cursor.as_deref().map(|c| format!("&cursor={c}")).unwrap_or_default()
+            ))
+            .await
+            .ok();
+        captures += page["data"].as_array().expect("data").len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(
+        captures,
+        payments.iter().filter(|p| p.captured > 0).count() + 16,
+        "captures and refunds"
+    );
+
+    // The card's running totals: what was approved, less what was reversed.
+    let approved: u64 = payments.iter().map(|p| p.amount).sum();
+    let reversed: u64 = payments.iter().map(|p| p.reversed).sum();
+    let spend = a.get(&format!("/v1/cards/{card}/spend")).await.ok();
+    assert_eq!(
+        spend["channels"]["pos"]["daily"]["used"].as_u64(),
+        Some(approved - reversed)
+    );
+    assert_eq!(
+        spend["channels"]["pos"]["monthly"]["used"].as_u64(),
+        Some(approved - reversed)
+    );
+    assert_eq!(
+        spend["channels"]["pos"]["daily"]["count"].as_u64(),
+        Some(payments.len() as u64)
+    );
+    // And one event per decision and movement.
+    let events = b
+        .events_until(&card, |e| count_type(e, "authorization.approved") >= payments.len())
+        .await;
+    assert_eq!(count_type(&events, "authorization.approved"), payments.len());
+    assert_eq!(
+        count_type(&events, "transaction.captured"),
+        payments.iter().filter(|p| p.captured > 0).count()
+    );
+    assert_eq!(
+        count_type(&events, "authorization.reversed"),
+        payments.iter().filter(|p| p.reversed > 0).count()
+    );
+    assert_eq!(count_type(&events, "transaction.refunded"), 16);
+    assert_eq!(count_type(&events, "card.controls_updated"), 2 * 16);
+}
+
 // --- backups ----------------------------------------------------------------
 
 /// A webhook receiver on loopback: every request's `webhook-id` (the event

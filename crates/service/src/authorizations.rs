@@ -818,7 +818,18 @@ impl Service {
         let _turn = self.card_order.turn(card).await;
         self.unit_of_work(|| async move {
             let (mut tx, rec, mut auth) = self.lock_authorization(ctx, card, id).await?;
-            let mv = authorization::capture(auth.status, auth.amounts, amount).map_err(refused)?;
+            let mv = match authorization::capture(auth.status, auth.amounts, amount) {
+                Ok(mv) => mv,
+                Err(e) => {
+                    tx.rollback().await?;
+                    // A copy of this capture committed since the check above
+                    // (another node) may be what closed it: its answer then.
+                    return match self.earlier_capture(ctx, id, network_reference).await? {
+                        Some(answer) => Ok(answer),
+                        None => Err(refused(e)),
+                    };
+                }
+            };
             let now = self.now();
             auth.amounts = mv.amounts;
             auth.status = mv.status;
