@@ -143,8 +143,8 @@ start_server() {
     local url=$1 logfile=$2
     shift 2
     ADDR=""
-    "$CARDCORE" serve --listen 127.0.0.1:0 --database "$url" --master-key-file "$KEY" \
-        --rate-limit-per-second 0 --card-pin-calls-per-minute 0 --retention-interval-seconds 0 "$@" >"$logfile" 2>&1 &
+    CARDCORE_RETENTION_INTERVAL_SECONDS=0 "$CARDCORE" serve --listen 127.0.0.1:0 --database "$url" \
+        --master-key-file "$KEY" --rate-limit-per-second 0 --card-pin-calls-per-minute 0 "$@" >"$logfile" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -278,7 +278,7 @@ fill_old_rows() {
         sql sqlite "$url" <<SQL
 PRAGMA synchronous = OFF;
 BEGIN;
-INSERT INTO webhook_endpoints (id, tenant_id, url, secret_sealed, secret_key_version, created_at, deleted_at)
+INSERT OR IGNORE INTO webhook_endpoints (id, tenant_id, url, secret_sealed, secret_key_version, created_at, deleted_at)
     SELECT '00000000-0000-4000-8000-00000000beef', id, 'https://example.invalid/hook', x'00', 1,
            '2026-01-01T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z' FROM tenants LIMIT 1;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $events)
@@ -300,7 +300,7 @@ SQL
 BEGIN;
 INSERT INTO webhook_endpoints (id, tenant_id, url, secret_sealed, secret_key_version, created_at, deleted_at)
     SELECT '00000000-0000-4000-8000-00000000beef', id, 'https://example.invalid/hook', '\\x00', 1,
-           now() - interval '300 days', now() - interval '299 days' FROM tenants LIMIT 1;
+           now() - interval '300 days', now() - interval '299 days' FROM tenants LIMIT 1 ON CONFLICT DO NOTHING;
 INSERT INTO events (id, tenant_id, type, data, created_at)
     SELECT gen_random_uuid(), (SELECT id FROM tenants LIMIT 1), 'card.limits_updated', '{}', now() - interval '200 days'
     FROM generate_series(1, $events);
@@ -350,8 +350,17 @@ run_purge() {
     log "$backend: $left old rows left when the measurement ended; waiting for the purge to finish"
     while [ "$(old_rows "$backend" "$url")" -gt 0 ]; do sleep 1; done
     took=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.0f", e - s }')
-    echo "$backend: purge of $PURGE_ROWS rows in batches of $PURGE_BATCH took about $took s (from the job's start, polled each second)" \
+    {
+        echo "$backend: purge of $PURGE_ROWS rows in batches of $PURGE_BATCH under load took about $took s (from the job's start, polled each second);"
+        echo "    the job's log: $(grep -o 'batches=[0-9]* batch_p50_ms=[0-9.]* batch_p99_ms=[0-9.]* batch_max_ms=[0-9.]*' "$logfile" | tail -1) (a batch's time includes its wait for the database)"
+    } | tee -a "$OUT/purge.txt" >&2
+    # The same purge with no load: how long one batch holds the database.
+    stop_server
+    fill_old_rows "$backend" "$url"
+    "$CARDCORE" retention --database "$url" --retention-batch-size "$PURGE_BATCH" >"$WORK/retention.out"
+    echo "$backend: the same purge by \`cardcore retention\`, no load: $(grep -o '[0-9]* delete transactions.*' "$WORK/retention.out")" \
         | tee -a "$OUT/purge.txt" >&2
+    start_server "$url" "$logfile" || die "cardcore serve did not start on $backend"
 }
 
 run_backend() {

@@ -88,6 +88,11 @@ pub async fn command(args: RetentionCommandArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Milliseconds, for people.
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
 fn print_report(report: &RetentionReport, args: &RetentionArgs, dry_run: bool) {
     let RetentionCutoffs {
         events_before,
@@ -128,9 +133,11 @@ fn print_report(report: &RetentionReport, args: &RetentionArgs, dry_run: bool) {
     );
     if !dry_run {
         println!(
-            "  {} delete transactions; the longest took {} ms (waiting for the database included)",
-            report.batches,
-            report.longest_batch.as_millis()
+            "  {} delete transactions, each (waiting for the database included) p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            report.batch_times.len(),
+            ms(report.batch_quantile(0.5)),
+            ms(report.batch_quantile(0.99)),
+            ms(report.batch_quantile(1.0))
         );
     }
     if let Some(path) = &report.export {
@@ -166,8 +173,10 @@ pub(crate) fn spawn(
                                     event_deliveries = c.event_deliveries,
                                     dead_deliveries = c.dead_deliveries,
                                     audit_entries = c.audit_entries,
-                                    batches = r.batches,
-                                    longest_batch_ms = r.longest_batch.as_millis() as u64,
+                                    batches = r.batch_times.len(),
+                                    batch_p50_ms = ms(r.batch_quantile(0.5)),
+                                    batch_p99_ms = ms(r.batch_quantile(0.99)),
+                                    batch_max_ms = ms(r.batch_quantile(1.0)),
                                     export = ?r.export,
                                     "retention deleted what was past its period"
                                 );

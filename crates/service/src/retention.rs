@@ -78,19 +78,34 @@ pub struct RetentionReport {
     pub counts: RetentionCounts,
     /// The JSON Lines file the deleted audit entries went to, if any.
     pub export: Option<PathBuf>,
-    /// Delete transactions run.
-    pub batches: u32,
-    /// The longest of them, waiting for the database included.
-    pub longest_batch: Duration,
+    /// How long each delete transaction took, waiting for the database
+    /// included, in the order run.
+    pub batch_times: Vec<Duration>,
 }
 
 impl RetentionReport {
+    /// The batch time at quantile `q` (0 to 1), nearest rank; zero without batches.
+    pub fn batch_quantile(&self, q: f64) -> Duration {
+        let mut times = self.batch_times.clone();
+        times.sort_unstable();
+        let Some(last) = times.len().checked_sub(1) else {
+            return Duration::ZERO;
+        };
+        // A rank from 0 to `last`: the cast cannot lose anything that matters.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let rank = ((q.clamp(0.0, 1.0) * last as f64).round() as usize).min(last);
+        times[rank]
+    }
+
     /// Runs one delete transaction, counting it and its time.
     async fn time<T>(&mut self, batch: impl std::future::Future<Output = T>) -> T {
         let started = std::time::Instant::now();
         let out = batch.await;
-        self.batches += 1;
-        self.longest_batch = self.longest_batch.max(started.elapsed());
+        self.batch_times.push(started.elapsed());
         metrics::histogram!("cardcore_retention_batch_seconds").record(started.elapsed().as_secs_f64());
         out
     }
