@@ -317,12 +317,15 @@ SQL
     fi
 }
 
-# Rows still past their period (what the purge has left).
+# Rows still past their period (what the purge has left): older than 150
+# days (the filled rows are 200 and 500 days old).
 old_rows() {
+    local cut="now() - interval '150 days'"
+    [ "$1" = sqlite ] && cut="strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now', '-150 days')"
     sql "$1" "$2" <<SQL
-SELECT (SELECT COUNT(*) FROM events WHERE created_at < '2026-06-01')
-     + (SELECT COUNT(*) FROM webhook_deliveries WHERE created_at < '2026-06-01')
-     + (SELECT COUNT(*) FROM audit_log WHERE created_at < '2026-06-01');
+SELECT (SELECT COUNT(*) FROM events WHERE created_at < $cut)
+     + (SELECT COUNT(*) FROM webhook_deliveries WHERE created_at < $cut)
+     + (SELECT COUNT(*) FROM audit_log WHERE created_at < $cut);
 SQL
 }
 

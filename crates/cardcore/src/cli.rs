@@ -265,8 +265,9 @@ pub struct RetentionArgs {
     /// year); 0 keeps them forever.
     #[arg(long, env = "CARDCORE_RETENTION_AUDIT_DAYS", default_value_t = 400)]
     pub retention_audit_days: u32,
-    /// Rows deleted per transaction (1 to 10000): each batch holds the
-    /// database's writer for one short transaction.
+    /// Rows deleted per transaction (1 to 10000; an event counts with its
+    /// deliveries): each batch holds the database's writer for one short
+    /// transaction.
     #[arg(long, env = "CARDCORE_RETENTION_BATCH_SIZE", default_value_t = 500)]
     pub retention_batch_size: u32,
     /// Before deleting audit entries, append them to a new JSON Lines file

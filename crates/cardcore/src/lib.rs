@@ -840,6 +840,11 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let webhooks = dispatcher_config(args)?;
         let retention_policy = retention::policy(&args.retention)?;
+        if let (Some(dir), true) = (&args.retention.export_dir, args.retention_interval_seconds > 0) {
+            cardcore_service::retention::check_export_dir(dir)
+                .map_err(anyhow::Error::msg)
+                .context("--retention-export-dir")?;
+        }
         let db_lock = match sqlite_path(&database_url(&args.db)) {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

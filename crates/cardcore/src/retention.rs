@@ -13,6 +13,8 @@ use crate::cli::{RetentionArgs, RetentionCommandArgs};
 use crate::{database_url, display_url, open_store, sqlite_path};
 
 const DAY: u64 = 24 * 60 * 60;
+/// The longest period a setting may name.
+const MAX_DAYS: u32 = 36_500;
 
 /// The policy the flags describe, or what is wrong with them.
 pub fn policy(args: &RetentionArgs) -> anyhow::Result<RetentionPolicy> {
@@ -27,6 +29,15 @@ pub fn policy(args: &RetentionArgs) -> anyhow::Result<RetentionPolicy> {
             "--retention-batch-size {}: must be 1 to 10000 rows per transaction",
             args.retention_batch_size
         );
+    }
+    for (flag, days) in [
+        ("--retention-events-days", args.retention_events_days),
+        ("--retention-dead-deliveries-days", args.retention_dead_deliveries_days),
+        ("--retention-audit-days", args.retention_audit_days),
+    ] {
+        if days > MAX_DAYS {
+            bail!("{flag} {days}: at most {MAX_DAYS} (100 years), or 0 to keep forever");
+        }
     }
     let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * DAY));
     Ok(RetentionPolicy {
@@ -48,13 +59,12 @@ pub async fn command(args: RetentionCommandArgs) -> anyhow::Result<()> {
         }
     }
     let store = open_store(&args.db).await?;
-    let now = chrono::Utc::now();
     if args.dry_run {
         // Reads only: no migration either.
         if store.migration_status().await?.applied.is_empty() {
             bail!("{url} holds no cardcore database (nothing to count); check --database");
         }
-        let report = retention::preview(store.as_ref(), &policy, now)
+        let report = retention::preview(store.as_ref(), &policy)
             .await
             .map_err(anyhow::Error::msg)?;
         println!("retention on {url}, dry run: nothing is deleted");
@@ -67,16 +77,13 @@ pub async fn command(args: RetentionCommandArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    if let Some(dir) = &args.retention.export_dir {
+        retention::check_export_dir(dir).map_err(anyhow::Error::msg)?;
+    }
     store.migrate().await.context("cannot apply database migrations")?;
-    let report = retention::run(
-        store.as_ref(),
-        &policy,
-        args.retention.export_dir.as_deref(),
-        &|| false,
-        &chrono::Utc::now,
-    )
-    .await
-    .map_err(anyhow::Error::msg)?;
+    let report = retention::run(store.as_ref(), &policy, args.retention.export_dir.as_deref(), &|| false)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let Some(report) = report else {
         bail!(
             "another node or `cardcore retention` is running retention on {url} right now (it holds the lease; \

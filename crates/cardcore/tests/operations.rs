@@ -1087,6 +1087,19 @@ async fn retention_deletes_only_what_is_past_its_period_and_exports_audit_first(
     let (code, text) = retention_cli(&db, &["--retention-audit-days", "90"]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("at least 365 days"), "{text}");
+    let (code, text) = retention_cli(&db, &["--retention-events-days", "40000"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("at most 36500"), "{text}");
+    let not_a_dir = db.dir.path().join("a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let (code, text) = retention_cli(&db, &["--export-dir", not_a_dir.join("x").to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("audit export to"), "{text}");
+    assert_eq!(
+        sqlite_count(&file, "SELECT COUNT(*) FROM events"),
+        before.0,
+        "refused before anything went"
+    );
 
     // The run, in batches of 3, with the audit export.
     let export = db.dir.path().join("audit-export");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cardcore_domain::{AuditEntry, TenantId, Timestamp};
-use cardcore_store::{RetentionCounts, RetentionCutoffs, Store};
+use cardcore_store::{EventPosition, RetentionCounts, RetentionCutoffs, Store};
 use serde::Serialize;
 
 use crate::{Service, ServiceError, ServiceResult};
@@ -59,8 +59,14 @@ impl Default for RetentionPolicy {
 impl RetentionPolicy {
     /// The instants before which rows go, as of `now`.
     pub fn cutoffs(&self, now: Timestamp) -> RetentionCutoffs {
+        // An age past what a timestamp can hold deletes nothing.
         let before = |age: Option<Duration>| {
-            age.map(|age| now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX))
+            age.map(|age| {
+                chrono::Duration::from_std(age)
+                    .ok()
+                    .and_then(|age| now.checked_sub_signed(age))
+                    .unwrap_or(Timestamp::UNIX_EPOCH)
+            })
         };
         RetentionCutoffs {
             events_before: before(self.events),
@@ -122,23 +128,24 @@ struct ExportLine<'a> {
 impl Service {
     /// What a run of `policy` would delete now (reads only).
     pub async fn retention_preview(&self, policy: &RetentionPolicy) -> ServiceResult<RetentionReport> {
-        preview(self.store.as_ref(), policy, self.now()).await
+        preview(self.store.as_ref(), policy).await
     }
 
-    /// [`run`] on this service's store and clock.
+    /// [`run`] on this service's store.
     pub async fn run_retention(
         &self,
         policy: &RetentionPolicy,
         export_dir: Option<&Path>,
         stop: &(dyn Fn() -> bool + Send + Sync),
     ) -> ServiceResult<Option<RetentionReport>> {
-        run(self.store.as_ref(), policy, export_dir, stop, &|| self.now()).await
+        run(self.store.as_ref(), policy, export_dir, stop).await
     }
 }
 
-/// What a run of `policy` would delete at `now` (reads only; needs no keys).
-pub async fn preview(store: &dyn Store, policy: &RetentionPolicy, now: Timestamp) -> ServiceResult<RetentionReport> {
-    let cutoffs = policy.cutoffs(now);
+/// What a run of `policy` would delete now, by the database's clock (reads
+/// only; needs no keys).
+pub async fn preview(store: &dyn Store, policy: &RetentionPolicy) -> ServiceResult<RetentionReport> {
+    let cutoffs = policy.cutoffs(store.database_time().await?);
     let counts = store.retention_counts(&cutoffs).await?;
     Ok(RetentionReport {
         cutoffs,
@@ -151,18 +158,19 @@ pub async fn preview(store: &dyn Store, policy: &RetentionPolicy, now: Timestamp
 /// With `export_dir`, audit entries are written to a new JSON Lines file
 /// there (mode 0600) and flushed to disk before they are deleted; a run
 /// cut short may export entries twice (in two files), never lose one.
-/// Stops between batches when `stop` answers true. Needs no keys.
+/// Stops between batches when `stop` answers true. Needs no keys. Its
+/// cut-offs and lease are by the database's clock, so nodes whose clocks
+/// differ still agree.
 pub async fn run(
     store: &dyn Store,
     policy: &RetentionPolicy,
     export_dir: Option<&Path>,
     stop: &(dyn Fn() -> bool + Send + Sync),
-    clock: &(dyn Fn() -> Timestamp + Send + Sync),
 ) -> ServiceResult<Option<RetentionReport>> {
     let job = Job {
         store,
-        clock,
         holder: uuid::Uuid::new_v4(),
+        renewed: std::sync::Mutex::new(None),
     };
     if !job.renew_lease().await? {
         return Ok(None);
@@ -174,18 +182,47 @@ pub async fn run(
     outcome.map(Some)
 }
 
-/// One run: the store, the clock, and who holds the lease.
+/// Checks that audit entries can be exported to `dir`: makes it (mode
+/// 0700) if missing and writes and removes a file there. For start-up, so a
+/// wrong directory is found before the first run.
+pub fn check_export_dir(dir: &Path) -> ServiceResult<()> {
+    let (file, path) = open_export(dir, chrono::Utc::now())?;
+    drop(file);
+    std::fs::remove_file(&path).map_err(|e| {
+        ServiceError::Unavailable(format!(
+            "audit export to {}: cannot remove a test file: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// One run: the store, who holds the lease, and when it was last renewed.
 struct Job<'a> {
     store: &'a dyn Store,
-    clock: &'a (dyn Fn() -> Timestamp + Send + Sync),
     holder: uuid::Uuid,
+    renewed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Job<'_> {
+    /// Takes the lease, or renews it once half of it has passed (a renewal
+    /// is a write: not one per batch).
     async fn renew_lease(&self) -> ServiceResult<bool> {
-        let now = (self.clock)();
+        let due = self
+            .renewed
+            .lock()
+            .map_or(true, |at| at.is_none_or(|at| at.elapsed() >= LEASE_FOR / 2));
+        if !due {
+            return Ok(true);
+        }
+        let now = self.store.database_time().await?;
         let until = now + chrono::Duration::from_std(LEASE_FOR).unwrap_or(chrono::Duration::MAX);
-        Ok(self.store.lease_job(LEASE, self.holder, now, until).await?)
+        let got = self.store.lease_job(LEASE, self.holder, now, until).await?;
+        if got {
+            if let Ok(mut at) = self.renewed.lock() {
+                *at = Some(std::time::Instant::now());
+            }
+        }
+        Ok(got)
     }
 
     async fn retain(
@@ -196,7 +233,8 @@ impl Job<'_> {
     ) -> ServiceResult<RetentionReport> {
         let store = self.store;
         let batch = policy.batch.max(1);
-        let cutoffs = policy.cutoffs((self.clock)());
+        let now = store.database_time().await?;
+        let cutoffs = policy.cutoffs(now);
         let mut report = RetentionReport {
             cutoffs,
             ..RetentionReport::default()
@@ -212,26 +250,29 @@ impl Job<'_> {
             }
             ServiceResult::Ok(true)
         };
+        // Events first (their dead deliveries go with them), as a dry run counts.
+        if let Some(before) = cutoffs.events_before {
+            let mut after = EventPosition::start();
+            while go_on().await? {
+                let gone = report.time(store.purge_events(before, after, batch)).await?;
+                report.counts.events += gone.events;
+                report.counts.event_deliveries += gone.deliveries;
+                metrics::counter!("cardcore_retention_deleted_total", "kind" => "events").increment(gone.events);
+                metrics::counter!("cardcore_retention_deleted_total", "kind" => "event_deliveries")
+                    .increment(gone.deliveries);
+                let Some(next) = gone.next else {
+                    break;
+                };
+                after = next;
+                tokio::time::sleep(policy.pause).await;
+            }
+        }
         if let Some(before) = cutoffs.dead_deliveries_before {
             while go_on().await? {
                 let n = report.time(store.purge_dead_deliveries(before, batch)).await?;
                 report.counts.dead_deliveries += n;
                 metrics::counter!("cardcore_retention_deleted_total", "kind" => "dead_deliveries").increment(n);
                 if n < u64::from(batch) {
-                    break;
-                }
-                tokio::time::sleep(policy.pause).await;
-            }
-        }
-        if let Some(before) = cutoffs.events_before {
-            while go_on().await? {
-                let gone = report.time(store.purge_events(before, batch)).await?;
-                report.counts.events += gone.events;
-                report.counts.event_deliveries += gone.deliveries;
-                metrics::counter!("cardcore_retention_deleted_total", "kind" => "events").increment(gone.events);
-                metrics::counter!("cardcore_retention_deleted_total", "kind" => "event_deliveries")
-                    .increment(gone.deliveries);
-                if gone.events < u64::from(batch) {
                     break;
                 }
                 tokio::time::sleep(policy.pause).await;
@@ -259,7 +300,7 @@ impl Job<'_> {
                     }
                     let (file, path) = match export.take() {
                         Some(open) => open,
-                        None => open_export(dir, (self.clock)())?,
+                        None => open_export(dir, now)?,
                     };
                     let file = append_durably(file, lines, &path).await?;
                     report.export = Some(path.clone());
@@ -308,13 +349,20 @@ fn open_export(dir: &Path, now: Timestamp) -> ServiceResult<(std::fs::File, Path
     Ok((file, path))
 }
 
-/// Appends `lines` and waits until they are on disk.
+/// Appends `lines` and waits until they are on disk. On a failure the
+/// file is cut back to where it was, so it never ends in half a line.
 async fn append_durably(mut file: std::fs::File, lines: Vec<u8>, path: &Path) -> ServiceResult<std::fs::File> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
-        use std::io::Write;
-        file.write_all(&lines)
-            .and_then(|()| file.sync_data())
+        use std::io::{Seek, Write};
+        let written = file.stream_position();
+        let appended = written.and_then(|at| {
+            file.write_all(&lines).and_then(|()| file.sync_data()).inspect_err(|_| {
+                // Best effort: the error that matters is the write's.
+                let _ = file.set_len(at).and_then(|()| file.seek(std::io::SeekFrom::Start(at)));
+            })
+        });
+        appended
             .map(|()| file)
             .map_err(|e| ServiceError::Unavailable(format!("audit export to {}: {e}", path.display())))
     })

@@ -56,7 +56,7 @@ use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
-use cardcore_store::{ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs};
+use cardcore_store::{EventPosition, ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs};
 use queue::{Binder, Kind, Queue};
 use rows::CARD_COLUMNS;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -1518,8 +1518,12 @@ impl Store for PostgresStore {
         self.count_retention(cut).await
     }
 
-    async fn purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents> {
-        self.purge_old_events(before, limit).await
+    async fn purge_events(&self, before: Timestamp, after: EventPosition, limit: u32) -> StoreResult<PurgedEvents> {
+        self.purge_old_events(before, after, limit).await
+    }
+
+    async fn database_time(&self) -> StoreResult<Timestamp> {
+        self.clock().await
     }
 
     async fn purge_dead_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {

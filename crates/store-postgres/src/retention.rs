@@ -2,7 +2,10 @@
 //! CTEs), oldest rows first by the age indexes of migration 0013.
 
 use cardcore_domain::Timestamp;
-use cardcore_store::{ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs, StoreResult};
+use cardcore_store::{
+    candidates_that_fit, next_position, EventPosition, ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs,
+    StoreResult,
+};
 use uuid::Uuid;
 
 use crate::rows::{self, get};
@@ -88,32 +91,108 @@ impl PostgresStore {
         .await
     }
 
-    /// One statement. The chosen events are locked `FOR UPDATE SKIP LOCKED`:
-    /// a redelivery reads its event `FOR SHARE`, so it either queues its
-    /// delivery first (the event is skipped, or has an open delivery and
-    /// stays) or waits and then finds no event.
-    pub(crate) async fn purge_old_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents> {
+    /// One READ COMMITTED transaction. The candidates are locked `FOR UPDATE
+    /// SKIP LOCKED`; a redelivery reads its event `FOR SHARE` first, so one
+    /// holding it makes the event skipped, one starting later waits and
+    /// then finds no event, and one that committed in between is seen by
+    /// the DELETE's own (fresh) snapshot, which checks again that no
+    /// delivery is open: the event stays with its new delivery.
+    pub(crate) async fn purge_old_events(
+        &self,
+        before: Timestamp,
+        after: EventPosition,
+        limit: u32,
+    ) -> StoreResult<PurgedEvents> {
         self.run(|| async {
             let (tx_id, seq) = self.fan_out_cursor().await?;
-            let row = sqlx::query(&format!(
-                "WITH doomed AS (SELECT e.seq, e.tenant_id, e.id FROM events e WHERE {EVENT_GOES} \
-                 ORDER BY e.created_at, e.seq LIMIT $4 FOR UPDATE OF e SKIP LOCKED), \
-                 gone_d AS (DELETE FROM webhook_deliveries d USING doomed \
-                  WHERE d.tenant_id = doomed.tenant_id AND d.event_id = doomed.id RETURNING 1), \
-                 gone_e AS (DELETE FROM events e USING doomed WHERE e.seq = doomed.seq RETURNING 1) \
-                 SELECT (SELECT count(*) FROM gone_e) AS events, (SELECT count(*) FROM gone_d) AS deliveries"
+            let mut tx = self.pool.begin().await.map_err(map_err)?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let rows = sqlx::query(&format!(
+                "SELECT e.seq, e.created_at, e.tenant_id, e.id, (SELECT count(*) FROM webhook_deliveries d \
+                 WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id) AS deliveries FROM events e \
+                 WHERE {EVENT_GOES} AND (e.created_at, e.seq) > ($4, $5) ORDER BY e.created_at, e.seq LIMIT $6 \
+                 FOR UPDATE OF e SKIP LOCKED"
             ))
             .bind(before)
             .bind(&tx_id)
             .bind(seq)
+            .bind(after.created_at)
+            .bind(after.seq)
             .bind(i64::from(limit))
-            .fetch_one(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(map_err)?;
+            let mut positions = Vec::with_capacity(rows.len());
+            let mut counts = Vec::with_capacity(rows.len());
+            for row in &rows {
+                positions.push(EventPosition {
+                    created_at: get(row, "created_at")?,
+                    seq: get(row, "seq")?,
+                });
+                counts.push(count(get(row, "deliveries")?));
+            }
+            let Some(first) = rows.first() else {
+                return Ok(PurgedEvents::default());
+            };
+            let taken = candidates_that_fit(counts.iter().copied(), limit);
+            if taken == 0 {
+                // One event with more deliveries than a batch: some of them now.
+                let deliveries = sqlx::query(
+                    "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries \
+                     WHERE tenant_id = $1 AND event_id = $2 AND state IN ('succeeded', 'dead') ORDER BY seq LIMIT $3)",
+                )
+                .bind(get::<Uuid>(first, "tenant_id")?)
+                .bind(get::<Uuid>(first, "id")?)
+                .bind(i64::from(limit))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+                tx.commit().await.map_err(map_err)?;
+                // Look at it again, unless nothing went (it gained an open delivery).
+                let next = if deliveries > 0 {
+                    Some(after)
+                } else {
+                    Some(positions[0])
+                };
+                return Ok(PurgedEvents {
+                    events: 0,
+                    deliveries,
+                    next,
+                });
+            }
+            let seqs: Vec<i64> = positions[..taken].iter().map(|p| p.seq).collect();
+            let row = sqlx::query(
+                "WITH gone_e AS (DELETE FROM events e WHERE e.seq = ANY($1) AND NOT EXISTS \
+                  (SELECT 1 FROM webhook_deliveries o WHERE o.tenant_id = e.tenant_id AND o.event_id = e.id \
+                  AND o.state IN ('pending', 'retrying')) RETURNING e.tenant_id, e.id), \
+                 gone_d AS (DELETE FROM webhook_deliveries d USING gone_e \
+                  WHERE d.tenant_id = gone_e.tenant_id AND d.event_id = gone_e.id RETURNING 1) \
+                 SELECT (SELECT count(*) FROM gone_e) AS events, (SELECT count(*) FROM gone_d) AS deliveries",
+            )
+            .bind(&seqs)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
             Ok(PurgedEvents {
                 events: count(get(&row, "events")?),
                 deliveries: count(get(&row, "deliveries")?),
+                next: next_position(&positions, taken, limit),
             })
+        })
+        .await
+    }
+
+    pub(crate) async fn clock(&self) -> StoreResult<Timestamp> {
+        self.run(|| async {
+            sqlx::query_scalar("SELECT clock_timestamp()")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)
         })
         .await
     }

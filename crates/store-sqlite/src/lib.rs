@@ -39,7 +39,7 @@ use cardcore_store::{
     ClaimedDelivery, DeliveryAttempt, DeliveryOutcome, IdempotencyBegin, IdempotencyRecord, IdempotencyStart,
     IdempotentResponse, WebhookDelivery, WebhookEndpointRecord,
 };
-use cardcore_store::{ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs};
+use cardcore_store::{EventPosition, ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs};
 use rows::{to_json, ts, CARD_COLUMNS};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -1132,8 +1132,8 @@ impl Store for SqliteStore {
         self.count_retention(cut).await
     }
 
-    async fn purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents> {
-        self.purge_old_events(before, limit).await
+    async fn purge_events(&self, before: Timestamp, after: EventPosition, limit: u32) -> StoreResult<PurgedEvents> {
+        self.purge_old_events(before, after, limit).await
     }
 
     async fn purge_dead_deliveries(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {

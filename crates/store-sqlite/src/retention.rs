@@ -3,10 +3,13 @@
 //! migration 0013), so the writer is held for one batch at a time.
 
 use cardcore_domain::Timestamp;
-use cardcore_store::{ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs, StoreResult};
+use cardcore_store::{
+    candidates_that_fit, next_position, EventPosition, ExpiredAudit, PurgedEvents, RetentionCounts, RetentionCutoffs,
+    StoreResult,
+};
 use uuid::Uuid;
 
-use crate::rows::{self, ts};
+use crate::rows::{self, parse_ts, ts};
 use crate::{map_err, SqliteStore};
 
 /// An event `e` that retention may delete at cut-off `?1`: old enough,
@@ -72,24 +75,86 @@ impl SqliteStore {
         Ok(counts)
     }
 
-    pub(crate) async fn purge_old_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-        let doomed: Vec<(i64, String, String)> = sqlx::query_as(&format!(
-            "SELECT e.seq, e.tenant_id, e.id FROM events e WHERE {EVENT_GOES} ORDER BY e.created_at, e.seq LIMIT ?2"
+    /// Candidates are found on a reader (the held events at the head of the
+    /// age index cost no writer time) and checked again by primary key in
+    /// the write transaction, which holds the write lock, so no fan-out or
+    /// redelivery can come in between.
+    pub(crate) async fn purge_old_events(
+        &self,
+        before: Timestamp,
+        after: EventPosition,
+        limit: u32,
+    ) -> StoreResult<PurgedEvents> {
+        let rows = sqlx::query(&format!(
+            "SELECT e.seq, e.created_at, e.tenant_id, e.id, (SELECT COUNT(*) FROM webhook_deliveries d \
+             WHERE d.tenant_id = e.tenant_id AND d.event_id = e.id) AS deliveries FROM events e \
+             WHERE {EVENT_GOES} AND (e.created_at, e.seq) > (?2, ?3) ORDER BY e.created_at, e.seq LIMIT ?4"
         ))
         .bind(ts(&before))
+        .bind(ts(&after.created_at))
+        .bind(after.seq)
         .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        let mut positions = Vec::with_capacity(rows.len());
+        let mut counts = Vec::with_capacity(rows.len());
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            positions.push(EventPosition {
+                created_at: parse_ts(&rows::get::<String>(row, "created_at")?)?,
+                seq: rows::get(row, "seq")?,
+            });
+            counts.push(u64::try_from(rows::get::<i64>(row, "deliveries")?).unwrap_or(0));
+            keys.push((rows::get::<String>(row, "tenant_id")?, rows::get::<String>(row, "id")?));
+        }
+        let Some(first) = keys.first() else {
+            return Ok(PurgedEvents::default());
+        };
+        let taken = candidates_that_fit(counts.iter().copied(), limit);
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
+        if taken == 0 {
+            // One event with more deliveries than a batch: some of them now.
+            let deliveries = sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries \
+                 WHERE tenant_id = ?1 AND event_id = ?2 AND state IN ('succeeded', 'dead') ORDER BY seq LIMIT ?3)",
+            )
+            .bind(&first.0)
+            .bind(&first.1)
+            .bind(i64::from(limit))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+            tx.commit().await.map_err(map_err)?;
+            // Look at it again, unless nothing went (it gained an open delivery).
+            let next = if deliveries > 0 {
+                Some(after)
+            } else {
+                Some(positions[0])
+            };
+            return Ok(PurgedEvents {
+                events: 0,
+                deliveries,
+                next,
+            });
+        }
+        let seqs = serde_json::Value::from(positions[..taken].iter().map(|p| p.seq).collect::<Vec<_>>()).to_string();
+        // Checked again under the write lock.
+        let gone: Vec<(String, String)> = sqlx::query_as(&format!(
+            "DELETE FROM events AS e WHERE e.seq IN (SELECT value FROM json_each(?4)) AND {EVENT_GOES} \
+             RETURNING tenant_id, id"
+        ))
+        .bind(ts(&before))
+        .bind(ts(&after.created_at))
+        .bind(after.seq)
+        .bind(seqs)
         .fetch_all(&mut *tx)
         .await
         .map_err(map_err)?;
-        if doomed.is_empty() {
-            return Ok(PurgedEvents::default());
-        }
-        let seqs = serde_json::Value::from(doomed.iter().map(|(seq, _, _)| *seq).collect::<Vec<_>>()).to_string();
-        let keys = serde_json::Value::from(
-            doomed
-                .iter()
-                .map(|(_, tenant, id)| serde_json::json!([tenant, id]))
+        let gone_keys = serde_json::Value::from(
+            gone.iter()
+                .map(|(tenant, id)| serde_json::json!([tenant, id]))
                 .collect::<Vec<_>>(),
         )
         .to_string();
@@ -98,19 +163,17 @@ impl SqliteStore {
              JOIN webhook_deliveries d ON d.tenant_id = json_extract(j.value, '$[0]') \
              AND d.event_id = json_extract(j.value, '$[1]'))",
         )
-        .bind(keys)
+        .bind(gone_keys)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
         .rows_affected();
-        let events = sqlx::query("DELETE FROM events WHERE seq IN (SELECT value FROM json_each(?1))")
-            .bind(seqs)
-            .execute(&mut *tx)
-            .await
-            .map_err(map_err)?
-            .rows_affected();
         tx.commit().await.map_err(map_err)?;
-        Ok(PurgedEvents { events, deliveries })
+        Ok(PurgedEvents {
+            events: gone.len() as u64,
+            deliveries,
+            next: next_position(&positions, taken, limit),
+        })
     }
 
     pub(crate) async fn purge_dead(&self, before: Timestamp, limit: u32) -> StoreResult<u64> {

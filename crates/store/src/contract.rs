@@ -129,6 +129,7 @@ macro_rules! contract_tests {
             console_sessions_expire_and_end,
             pin_sessions_are_spent_once_before_they_expire,
             retention_deletes_only_what_it_may,
+            a_redelivery_racing_the_purge_never_outlives_its_event,
         );
     };
     (@each $fresh:path; $($name:ident),+ $(,)?) => {
@@ -2899,7 +2900,7 @@ pub async fn pin_sessions_are_spent_once_before_they_expire(store: Arc<dyn Store
 /// deliveries past their own cut-off, old audit entries oldest first; the
 /// job lease has one holder at a time.
 pub async fn retention_deletes_only_what_it_may(store: Arc<dyn Store>) {
-    use crate::{PurgedEvents, RetentionCounts, RetentionCutoffs};
+    use crate::{EventPosition, PurgedEvents, RetentionCounts, RetentionCutoffs};
 
     let (t, h) = tenant_with_holder(&*store, "acme").await;
     let c = card(t.id, h.id);
@@ -2913,9 +2914,17 @@ pub async fn retention_deletes_only_what_it_may(store: Arc<dyn Store>) {
     let open = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 3).await;
     let young = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 600).await;
     let young_dead = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 601).await;
-    assert_eq!(fan_out_settled(&*store, 5, at(10)).await, 5);
+    // Delivered three times (two redeliveries): more rows than a batch of 2.
+    let multi = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 5).await;
+    assert_eq!(fan_out_settled(&*store, 6, at(10)).await, 6);
+    for _ in 0..2 {
+        assert_eq!(
+            store.redeliver_event(t.id, multi.event.id, at(10)).await.unwrap(),
+            Some(1)
+        );
+    }
     let claimed = store.claim_deliveries(at(10), at(100), 50).await.unwrap();
-    assert_eq!(claimed.len(), 5);
+    assert_eq!(claimed.len(), 8);
     for cl in &claimed {
         let e = cl.delivery.event_id;
         let (status, outcome) = if e == dead.event.id || e == young_dead.event.id {
@@ -2949,13 +2958,13 @@ pub async fn retention_deletes_only_what_it_may(store: Arc<dyn Store>) {
     assert_eq!(
         store.retention_counts(&cut).await.unwrap(),
         RetentionCounts {
-            events: 2,
-            event_deliveries: 2,
+            events: 3,
+            event_deliveries: 5,
             events_held: 2,
             dead_deliveries: 1,
             audit_entries: 2,
         },
-        "done and dead go with their deliveries; open and unfanned stay; young_dead's delivery goes alone"
+        "done, dead and multi go with their deliveries; open and unfanned stay; young_dead's delivery goes alone"
     );
     let only_dead = RetentionCutoffs {
         dead_deliveries_before: Some(at(100)),
@@ -2967,23 +2976,40 @@ pub async fn retention_deletes_only_what_it_may(store: Arc<dyn Store>) {
         RetentionCounts::default()
     );
     // Counting deleted nothing; nothing is younger than the cut-off at 1.
+    let start = EventPosition::start();
     assert_eq!(
-        store.purge_events(at(1), 10).await.unwrap(),
+        store.purge_events(at(1), start, 10).await.unwrap(),
         PurgedEvents::default(),
         "made before, not at"
     );
 
-    // Oldest first, `limit` at a time.
-    let one = PurgedEvents {
-        events: 1,
-        deliveries: 1,
-    };
-    assert_eq!(store.purge_events(at(100), 1).await.unwrap(), one);
+    // Oldest first, at most `limit` rows (an event and its deliveries).
+    let b1 = store.purge_events(at(100), start, 2).await.unwrap();
+    assert_eq!((b1.events, b1.deliveries), (1, 1), "done fits; dead would make 4 rows");
     assert_eq!(store.event(t.id, done.event.id).await.unwrap(), None);
     assert!(store.event_deliveries(t.id, done.event.id).await.unwrap().is_empty());
     assert!(store.event(t.id, dead.event.id).await.unwrap().is_some());
-    assert_eq!(store.purge_events(at(100), 10).await.unwrap(), one);
-    assert_eq!(store.purge_events(at(100), 10).await.unwrap(), PurgedEvents::default());
+    let b2 = store.purge_events(at(100), b1.next.unwrap(), 2).await.unwrap();
+    assert_eq!((b2.events, b2.deliveries), (1, 1), "dead, with its dead delivery");
+    // multi alone is 4 rows: two of its deliveries now, the event again next time.
+    let b3 = store.purge_events(at(100), b2.next.unwrap(), 2).await.unwrap();
+    assert_eq!((b3.events, b3.deliveries), (0, 2));
+    assert_eq!(b3.next, b2.next);
+    assert_eq!(store.event_deliveries(t.id, multi.event.id).await.unwrap().len(), 1);
+    let b4 = store.purge_events(at(100), b3.next.unwrap(), 2).await.unwrap();
+    assert_eq!(
+        b4,
+        PurgedEvents {
+            events: 1,
+            deliveries: 1,
+            next: None
+        },
+        "fewer candidates than asked: done"
+    );
+    assert_eq!(
+        store.purge_events(at(100), start, 10).await.unwrap(),
+        PurgedEvents::default()
+    );
     for kept in [&open, &unfanned, &young, &young_dead] {
         assert!(store.event(t.id, kept.event.id).await.unwrap().is_some());
     }
@@ -3078,4 +3104,99 @@ pub async fn retention_deletes_only_what_it_may(store: Arc<dyn Store>) {
         won += usize::from(t.await.unwrap());
     }
     assert_eq!(won, 1);
+}
+
+/// A redelivery racing the purge of its event: either the event stays with
+/// the new (open) delivery, or it is gone and the redelivery found nothing;
+/// never a delivery of a deleted event.
+pub async fn a_redelivery_racing_the_purge_never_outlives_its_event(store: Arc<dyn Store>) {
+    use crate::{EventPosition, PurgedEvents};
+
+    let (t, _) = tenant_with_holder(&*store, "acme").await;
+    let ep = endpoint(t.id, None, 0);
+    insert_endpoints(&*store, &[&ep]).await;
+    let (mut kept, mut gone) = (0, 0);
+    for round in 0..40 {
+        let e = event_at(&*store, t.id, None, EventType::CardLimitsUpdated, 1 + round).await;
+        assert_eq!(fan_out_settled(&*store, 1, at(10)).await, 1);
+        let claimed = store.claim_deliveries(at(10), at(100), 50).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(store
+            .record_delivery_attempt(
+                claimed[0].delivery.id,
+                claimed[0].lease,
+                &attempt(11, Some(200), None),
+                DeliveryOutcome::Succeeded
+            )
+            .await
+            .unwrap());
+        let (s1, s2) = (store.clone(), store.clone());
+        // One side or the other starts 0 to 2 ms late, so both orders and
+        // the overlaps in between happen.
+        let late = Duration::from_millis(u64::try_from(round / 2 % 3).unwrap());
+        let (redelivery_late, purge_late) = if round % 2 == 0 {
+            (late, Duration::ZERO)
+        } else {
+            (Duration::ZERO, late)
+        };
+        let redelivery = tokio::spawn(async move {
+            tokio::time::sleep(redelivery_late).await;
+            s1.redeliver_event(t.id, e.event.id, at(20)).await.unwrap()
+        });
+        let purge = tokio::spawn(async move {
+            tokio::time::sleep(purge_late).await;
+            let mut purged = PurgedEvents::default();
+            let mut after = EventPosition::start();
+            loop {
+                let b = s2.purge_events(at(1_000), after, 10).await.unwrap();
+                purged.events += b.events;
+                match b.next {
+                    Some(next) => after = next,
+                    None => return purged,
+                }
+            }
+        });
+        let (redelivered, purged) = (redelivery.await.unwrap(), purge.await.unwrap());
+        let deliveries = store.event_deliveries(t.id, e.event.id).await.unwrap();
+        match store.event(t.id, e.event.id).await.unwrap() {
+            Some(_) => {
+                kept += 1;
+                assert_eq!(redelivered, Some(1), "kept: the redelivery came first");
+                assert_eq!(purged.events, 0);
+                assert_eq!(deliveries.len(), 2);
+                // Leave nothing open for the next round.
+                let claimed = store.claim_deliveries(at(20), at(100), 50).await.unwrap();
+                for c in claimed {
+                    assert!(store
+                        .record_delivery_attempt(
+                            c.delivery.id,
+                            c.lease,
+                            &attempt(21, Some(200), None),
+                            DeliveryOutcome::Succeeded
+                        )
+                        .await
+                        .unwrap());
+                }
+                assert_eq!(
+                    store
+                        .purge_events(at(1_000), EventPosition::start(), 10)
+                        .await
+                        .unwrap()
+                        .events,
+                    1
+                );
+            }
+            None => {
+                gone += 1;
+                assert_eq!(redelivered, None, "gone: the redelivery found no event");
+            }
+        }
+        assert!(
+            store.event_deliveries(t.id, e.event.id).await.unwrap().is_empty()
+                || store.event(t.id, e.event.id).await.unwrap().is_some(),
+            "a delivery outlived its event"
+        );
+    }
+    // Both outcomes are allowed; the test is that nothing else happens.
+    assert_eq!(kept + gone, 40);
 }

@@ -556,12 +556,22 @@ pub trait Store: Send + Sync + 'static {
     /// nothing). Reads only.
     async fn retention_counts(&self, cut: &RetentionCutoffs) -> StoreResult<RetentionCounts>;
 
-    /// Deletes, in one short transaction, at most `limit` of the oldest
-    /// events made before `before` that were fanned out and have no pending
-    /// or retrying delivery, with every delivery of theirs. An event whose
-    /// redelivery is queued at the same moment is either deleted before the
-    /// redelivery finds it (which then finds no event) or kept.
-    async fn purge_events(&self, before: Timestamp, limit: u32) -> StoreResult<PurgedEvents>;
+    /// One batch of the event purge, in one short transaction: looks at up
+    /// to `limit` of the oldest events made before `before`, after `after`,
+    /// that were fanned out and have no pending or retrying delivery, and
+    /// deletes those that fit in `limit` rows with every delivery of theirs
+    /// ([`candidates_that_fit`]); when the first alone has more deliveries,
+    /// deletes `limit` of them and looks at it again next time. An event
+    /// whose redelivery is queued at the same moment is either deleted
+    /// before the redelivery finds it (which then finds no event) or kept
+    /// with its new delivery.
+    async fn purge_events(&self, before: Timestamp, after: EventPosition, limit: u32) -> StoreResult<PurgedEvents>;
+
+    /// The database's clock (retention's cut-offs and lease use it, so
+    /// nodes whose clocks differ still agree). SQLite: this machine's.
+    async fn database_time(&self) -> StoreResult<Timestamp> {
+        Ok(chrono::Utc::now())
+    }
 
     /// Deletes at most `limit` of the oldest dead deliveries made before
     /// `before`, in one short transaction; returns how many.
