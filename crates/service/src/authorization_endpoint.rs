@@ -212,55 +212,85 @@ impl Service {
             .await
             .map_err(|refusal| ServiceError::invalid("url", refusal.to_string()))?;
         let tenant = ctx.tenant_id();
-        let now = self.now();
-        let existing = self.store.authorization_endpoint(tenant).await?;
-        let (secret, new_secret) = match &existing {
-            Some(old) if !input.rotate_secret => (old.secret.clone(), None),
-            _ => {
-                let secret = WebhookSecret::generate(&mut OsRng);
-                let (version, key) = self.keys.data_key(None).await?;
-                let sealed = SealedData {
-                    ciphertext: key.seal(secret_aad(tenant).as_bytes(), secret.expose_bytes(), &mut OsRng),
-                    key_version: version,
-                };
-                (sealed, Some(secret.to_whsec()))
+        // Read, then write only if nobody wrote in between (a compare and
+        // set on `updated_at`): two first PUTs at once make one secret, and
+        // a PUT that keeps the secret cannot put back the one a concurrent
+        // rotation just replaced. The loser reads again and decides again,
+        // after a jittered wait, within the bounds of the retry policy.
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let now = self.now();
+            let existing = self.store.authorization_endpoint(tenant).await?;
+            let (secret, new_secret) = match &existing {
+                Some(old) if !input.rotate_secret => (old.secret.clone(), None),
+                _ => {
+                    let secret = WebhookSecret::generate(&mut OsRng);
+                    let (version, key) = self.keys.data_key(None).await?;
+                    let sealed = SealedData {
+                        ciphertext: key.seal(secret_aad(tenant).as_bytes(), secret.expose_bytes(), &mut OsRng),
+                        key_version: version,
+                    };
+                    (sealed, Some(secret.to_whsec()))
+                }
+            };
+            let record = AuthorizationEndpointRecord {
+                tenant_id: tenant,
+                url: input.url.clone(),
+                timeout_ms,
+                on_timeout: input.on_timeout.unwrap_or(OnTimeout::Decline),
+                secret,
+                created_at: existing.as_ref().map_or(now, |e| e.created_at),
+                updated_at: now,
+            };
+            let endpoint = view(&record);
+            let mut after = audit_json(&endpoint);
+            after["secret_rotated"] = serde_json::Value::Bool(new_secret.is_some());
+            // The secret was made once, above: every attempt writes the same one.
+            let (record, after, existing) = (&record, &after, &existing);
+            let written = self
+                .unit_of_work(|| async move {
+                    let mut tx = self.store.begin().await?;
+                    let replacing = existing.as_ref().map(|e| e.updated_at);
+                    if !tx.put_authorization_endpoint(record, replacing).await? {
+                        return Ok(false);
+                    }
+                    tx.insert_audit(&self.audit(
+                        ctx,
+                        None,
+                        "authorization_endpoint.set",
+                        None,
+                        existing.as_ref().map(|e| audit_json(&view(e))),
+                        Some(after.clone()),
+                    ))
+                    .await?;
+                    tx.commit().await?;
+                    Ok(true)
+                })
+                .await?;
+            if written {
+                self.endpoint_cache.forget(tenant);
+                return Ok(SetAuthorizationEndpointResult {
+                    endpoint,
+                    secret: new_secret,
+                });
             }
-        };
-        let record = AuthorizationEndpointRecord {
-            tenant_id: tenant,
-            url: input.url,
-            timeout_ms,
-            on_timeout: input.on_timeout.unwrap_or(OnTimeout::Decline),
-            secret,
-            created_at: existing.as_ref().map_or(now, |e| e.created_at),
-            updated_at: now,
-        };
-        let endpoint = view(&record);
-        let mut after = audit_json(&endpoint);
-        after["secret_rotated"] = serde_json::Value::Bool(new_secret.is_some());
-        // The secret was made once, above: every attempt writes the same one.
-        let (record, after, existing) = (&record, &after, &existing);
-        self.unit_of_work(|| async move {
-            let mut tx = self.store.begin().await?;
-            tx.put_authorization_endpoint(record).await?;
-            tx.insert_audit(&self.audit(
-                ctx,
-                None,
-                "authorization_endpoint.set",
-                None,
-                existing.as_ref().map(|e| audit_json(&view(e))),
-                Some(after.clone()),
-            ))
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
-        .await?;
-        self.endpoint_cache.forget(tenant);
-        Ok(SetAuthorizationEndpointResult {
-            endpoint,
-            secret: new_secret,
-        })
+            let wait = self
+                .config
+                .retry
+                .next_wait(attempt, started.elapsed(), cardcore_store::retry::jitter());
+            let Some(wait) = wait else {
+                return Err(ServiceError::Conflict {
+                    code: "authorization_endpoint_changed",
+                    message: format!(
+                        "the authorization endpoint was changed by other requests {attempt} times while this one \
+                         wrote it; send it again"
+                    ),
+                });
+            };
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// The tenant's authorization endpoint (`authorization_endpoint_not_found` when none).

@@ -1,6 +1,6 @@
 //! A tenant's authorization endpoint (migration 0010).
 
-use cardcore_domain::TenantId;
+use cardcore_domain::{TenantId, Timestamp};
 use cardcore_store::{AuthorizationEndpointRecord, OnTimeout, SealedData, StoreError, StoreResult};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Transaction};
@@ -49,27 +49,37 @@ impl PostgresStore {
     }
 }
 
-pub(crate) async fn put(tx: &mut Transaction<'static, Postgres>, ep: &AuthorizationEndpointRecord) -> StoreResult<()> {
+pub(crate) async fn put(
+    tx: &mut Transaction<'static, Postgres>,
+    ep: &AuthorizationEndpointRecord,
+    replacing: Option<Timestamp>,
+) -> StoreResult<bool> {
     let timeout = i32::try_from(ep.timeout_ms)
         .map_err(|_| StoreError::internal("authorization endpoint timeout out of range"))?;
-    sqlx::query(&format!(
-        "INSERT INTO authorization_endpoints ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, timeout_ms = excluded.timeout_ms, \
-         on_timeout = excluded.on_timeout, secret_sealed = excluded.secret_sealed, \
-         secret_key_version = excluded.secret_key_version, updated_at = excluded.updated_at"
-    ))
-    .bind(ep.tenant_id.0)
-    .bind(&ep.url)
-    .bind(timeout)
-    .bind(ep.on_timeout.as_str())
-    .bind(&ep.secret.ciphertext)
-    .bind(ep.secret.key_version)
-    .bind(ep.created_at)
-    .bind(ep.updated_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
+    let sql = match replacing {
+        None => format!(
+            "INSERT INTO authorization_endpoints ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (tenant_id) DO NOTHING"
+        ),
+        Some(_) => "UPDATE authorization_endpoints SET url = $2, timeout_ms = $3, on_timeout = $4, \
+                    secret_sealed = $5, secret_key_version = $6, updated_at = $8 \
+                    WHERE tenant_id = $1 AND updated_at = $9 AND $7::timestamptz IS NOT NULL"
+            .to_owned(),
+    };
+    let mut q = sqlx::query(&sql)
+        .bind(ep.tenant_id.0)
+        .bind(&ep.url)
+        .bind(timeout)
+        .bind(ep.on_timeout.as_str())
+        .bind(&ep.secret.ciphertext)
+        .bind(ep.secret.key_version)
+        .bind(ep.created_at)
+        .bind(ep.updated_at);
+    if let Some(at) = replacing {
+        q = q.bind(at);
+    }
+    let r = q.execute(&mut **tx).await.map_err(map_err)?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub(crate) async fn delete(tx: &mut Transaction<'static, Postgres>, tenant: TenantId) -> StoreResult<bool> {

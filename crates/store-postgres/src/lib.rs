@@ -2073,10 +2073,11 @@ impl Tx for PostgresTx {
     async fn put_authorization_endpoint(
         &mut self,
         endpoint: &cardcore_store::AuthorizationEndpointRecord,
-    ) -> StoreResult<()> {
+        replacing: Option<Timestamp>,
+    ) -> StoreResult<bool> {
         bounded(self.deadline, async {
             self.flush().await?;
-            authorization_endpoint::put(&mut self.tx, endpoint).await
+            authorization_endpoint::put(&mut self.tx, endpoint, replacing).await
         })
         .await
     }

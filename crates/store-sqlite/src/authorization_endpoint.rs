@@ -1,6 +1,6 @@
 //! A tenant's authorization endpoint (migration 0010).
 
-use cardcore_domain::TenantId;
+use cardcore_domain::{TenantId, Timestamp};
 use cardcore_store::{AuthorizationEndpointRecord, OnTimeout, SealedData, StoreError, StoreResult};
 use sqlx::sqlite::SqliteRow;
 use sqlx::SqliteConnection;
@@ -45,25 +45,35 @@ impl SqliteStore {
     }
 }
 
-pub(crate) async fn put(conn: &mut SqliteConnection, ep: &AuthorizationEndpointRecord) -> StoreResult<()> {
-    sqlx::query(&format!(
-        "INSERT INTO authorization_endpoints ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (tenant_id) DO UPDATE SET url = excluded.url, timeout_ms = excluded.timeout_ms, \
-         on_timeout = excluded.on_timeout, secret_sealed = excluded.secret_sealed, \
-         secret_key_version = excluded.secret_key_version, updated_at = excluded.updated_at"
-    ))
-    .bind(id_str(&ep.tenant_id))
-    .bind(&ep.url)
-    .bind(i64::from(ep.timeout_ms))
-    .bind(ep.on_timeout.as_str())
-    .bind(&ep.secret.ciphertext)
-    .bind(ep.secret.key_version)
-    .bind(ts(&ep.created_at))
-    .bind(ts(&ep.updated_at))
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
+pub(crate) async fn put(
+    conn: &mut SqliteConnection,
+    ep: &AuthorizationEndpointRecord,
+    replacing: Option<Timestamp>,
+) -> StoreResult<bool> {
+    let sql = match replacing {
+        None => format!(
+            "INSERT INTO authorization_endpoints ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (tenant_id) DO NOTHING"
+        ),
+        Some(_) => "UPDATE authorization_endpoints SET url = ?2, timeout_ms = ?3, on_timeout = ?4, \
+                    secret_sealed = ?5, secret_key_version = ?6, updated_at = ?8 \
+                    WHERE tenant_id = ?1 AND updated_at = ?9"
+            .to_owned(),
+    };
+    let mut q = sqlx::query(&sql)
+        .bind(id_str(&ep.tenant_id))
+        .bind(&ep.url)
+        .bind(i64::from(ep.timeout_ms))
+        .bind(ep.on_timeout.as_str())
+        .bind(&ep.secret.ciphertext)
+        .bind(ep.secret.key_version)
+        .bind(ts(&ep.created_at))
+        .bind(ts(&ep.updated_at));
+    if let Some(at) = replacing {
+        q = q.bind(ts(&at));
+    }
+    let r = q.execute(&mut *conn).await.map_err(map_err)?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub(crate) async fn delete(conn: &mut SqliteConnection, tenant: TenantId) -> StoreResult<bool> {

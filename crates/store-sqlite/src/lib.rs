@@ -1518,8 +1518,9 @@ impl Tx for SqliteTx {
     async fn put_authorization_endpoint(
         &mut self,
         endpoint: &cardcore_store::AuthorizationEndpointRecord,
-    ) -> StoreResult<()> {
-        authorization_endpoint::put(self.member.conn().await?, endpoint).await
+        replacing: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        authorization_endpoint::put(self.member.conn().await?, endpoint, replacing).await
     }
 
     async fn delete_authorization_endpoint(&mut self, tenant: TenantId) -> StoreResult<bool> {

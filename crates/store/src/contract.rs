@@ -2686,15 +2686,25 @@ pub async fn authorization_endpoints_are_one_per_tenant(store: Arc<dyn Store>) {
         updated_at: at(30),
     };
     let mut tx = store.begin().await.unwrap();
-    tx.put_authorization_endpoint(&first).await.unwrap();
+    assert!(tx.put_authorization_endpoint(&first, None).await.unwrap());
     drop(tx);
     assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), None, "rolled back");
 
     let mut tx = store.begin().await.unwrap();
-    tx.put_authorization_endpoint(&first).await.unwrap();
+    assert!(tx.put_authorization_endpoint(&first, None).await.unwrap());
     tx.commit().await.unwrap();
     assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), Some(first.clone()));
     assert_eq!(store.authorization_endpoint(b.id).await.unwrap(), None);
+    // A create that finds one, or a change of one it did not read, writes nothing.
+    let mut tx = store.begin().await.unwrap();
+    let racer = AuthorizationEndpointRecord {
+        url: "http://10.0.0.9/racer".into(),
+        ..first.clone()
+    };
+    assert!(!tx.put_authorization_endpoint(&racer, None).await.unwrap());
+    assert!(!tx.put_authorization_endpoint(&racer, Some(at(29))).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(store.authorization_endpoint(a.id).await.unwrap(), Some(first.clone()));
 
     let second = AuthorizationEndpointRecord {
         url: "http://10.0.0.7:8080/decide".into(),
@@ -2709,7 +2719,10 @@ pub async fn authorization_endpoints_are_one_per_tenant(store: Arc<dyn Store>) {
         ..first.clone()
     };
     let mut tx = store.begin().await.unwrap();
-    tx.put_authorization_endpoint(&second).await.unwrap();
+    assert!(tx
+        .put_authorization_endpoint(&second, Some(first.updated_at))
+        .await
+        .unwrap());
     tx.commit().await.unwrap();
     let stored = store.authorization_endpoint(a.id).await.unwrap().unwrap();
     assert_eq!(stored.created_at, first.created_at, "the first creation time is kept");

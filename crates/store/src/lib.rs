@@ -714,8 +714,15 @@ pub trait Tx: Send {
         now: Timestamp,
     ) -> StoreResult<bool>;
 
-    /// Sets the tenant's authorization endpoint (replacing the one it had).
-    async fn put_authorization_endpoint(&mut self, endpoint: &AuthorizationEndpointRecord) -> StoreResult<()>;
+    /// Sets the tenant's authorization endpoint if it is still as the
+    /// caller read it: absent (`replacing` None), or the one last updated at
+    /// `replacing`. False, writing nothing, when another write came first
+    /// (so a secret handed out is always the one stored).
+    async fn put_authorization_endpoint(
+        &mut self,
+        endpoint: &AuthorizationEndpointRecord,
+        replacing: Option<Timestamp>,
+    ) -> StoreResult<bool>;
 
     /// Removes the tenant's authorization endpoint; false when it had none.
     async fn delete_authorization_endpoint(&mut self, tenant: TenantId) -> StoreResult<bool>;

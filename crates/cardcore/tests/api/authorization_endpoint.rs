@@ -464,3 +464,40 @@ async fn the_webhook_network_rules_refuse_a_target_before_any_packet() {
     assert_eq!(ask(&open, "b").await, Some(TenantDecision::StandIn { approved: true }));
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+/// Concurrent PUTs: the endpoint is made once, so exactly one answer shows
+/// a secret (the stored one); the others keep it, as a later PUT does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_puts_make_one_secret() {
+    let app = Arc::new(spawn_app().await);
+    let mut puts = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let app = app.clone();
+        puts.spawn(async move {
+            app.put(
+                "/v1/authorization-endpoint",
+                json!({"url": format!("http://127.0.0.1:9/decide-{n}")}),
+            )
+            .await
+            .ok()
+        });
+    }
+    let mut secrets = Vec::new();
+    while let Some(answer) = puts.join_next().await {
+        let answer = answer.unwrap();
+        if let Some(s) = answer["secret"].as_str() {
+            secrets.push(s.to_owned());
+        }
+    }
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    let conn = rusqlite::Connection::open(app.db_path()).unwrap();
+    let rotated: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM audit_log WHERE type = 'authorization_endpoint.set' \
+             AND json_extract(after, '$.secret_rotated') = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rotated, 1, "one secret made, one audited");
+}
