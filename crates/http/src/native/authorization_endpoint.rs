@@ -117,6 +117,8 @@ pub struct PutView {
         (status = 422, description = "`validation_error` naming `url` (also a host that is or resolves to a \
                                       loopback, private, link-local, CGNAT, multicast or reserved address, or \
                                       plain http to a network the operator did not admit) or `timeout_ms`."),
+        (status = 409, description = "`authorization_endpoint_changed`: other requests kept changing the \
+                                      endpoint while this one wrote it (it read again 25 times); send it again."),
     )
 )]
 pub async fn put(
