@@ -221,8 +221,13 @@ impl Service {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let now = self.now();
             let existing = self.store.authorization_endpoint(tenant).await?;
+            // Strictly after the version it replaces, so the compare and set
+            // on `updated_at` can never mistake one version for another.
+            let now = match &existing {
+                Some(e) => self.now().max(e.updated_at + chrono::Duration::microseconds(1)),
+                None => self.now(),
+            };
             let (secret, new_secret) = match &existing {
                 Some(old) if !input.rotate_secret => (old.secret.clone(), None),
                 _ => {
