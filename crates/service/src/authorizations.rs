@@ -986,9 +986,18 @@ impl Service {
                     tx.commit().await?;
                     Ok(true)
                 })
-                .await?;
-            if expired {
-                done += 1;
+                .await;
+            match expired {
+                Ok(true) => done += 1,
+                Ok(false) => {}
+                // The database is away: the next tick tries again.
+                Err(e @ ServiceError::Unavailable(_)) => return Err(e),
+                // One hold that cannot be expired must not hold up the
+                // others (the list is oldest first: it would come first
+                // every time).
+                Err(e) => {
+                    tracing::warn!(authorization = %d.id, cause = %e, "could not expire this hold; going on with the others");
+                }
             }
         }
         Ok(done)
