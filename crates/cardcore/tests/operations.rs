@@ -128,6 +128,20 @@ async fn serialization_failures_are_retried_whole_with_no_5xx_and_nothing_lost()
         "no serialization failure was forced: the test proves nothing"
     );
     assert_eq!(exhausted, 0.0);
+    // A wrong PIN is counted once, however often its transaction ran:
+    // the metric agrees with the audit trail.
+    let failures = counter(&a, "cardcore_pin_verification_failures_total").await
+        + counter(&b, "cardcore_pin_verification_failures_total").await;
+    let audited: f64 = db
+        .sql("SELECT count(*) FROM audit_log WHERE type IN ('card.pin_verification_failed', 'card.pin_blocked')")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(audited > 0.0);
+    assert_eq!(
+        failures, audited,
+        "wrong PINs counted in /metrics and in the audit trail"
+    );
 
     // Every acknowledged change is audited once, with its own value.
     let audit = a.audit(&card).await;

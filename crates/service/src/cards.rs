@@ -884,7 +884,7 @@ impl Service {
                         Some(serde_json::json!({ "remaining_attempts": remaining })),
                     ))
                     .await?;
-                    metrics::counter!("cardcore_activation_failures_total").increment(1);
+                    crate::retry::count(|| metrics::counter!("cardcore_activation_failures_total").increment(1));
                     if decided == Attempt::FailedAndLocked {
                         tx.insert_audit(&self.audit(
                             ctx,
@@ -895,7 +895,7 @@ impl Service {
                             Some(serde_json::json!({ "locked_until": attempts.locked_until })),
                         ))
                         .await?;
-                        metrics::counter!("cardcore_activation_locks_total").increment(1);
+                        crate::retry::count(|| metrics::counter!("cardcore_activation_locks_total").increment(1));
                     }
                     tx.commit().await?;
                 }

@@ -586,9 +586,12 @@ impl Service {
         remaining: u32,
     ) -> ServiceResult<()> {
         let id = rec.card.id;
-        metrics::counter!("cardcore_pin_verification_failures_total", "channel" => channel_label(ctx)).increment(1);
+        let channel = channel_label(ctx);
+        crate::retry::count(move || {
+            metrics::counter!("cardcore_pin_verification_failures_total", "channel" => channel).increment(1);
+        });
         if remaining == 0 {
-            metrics::counter!("cardcore_pin_blocks_total").increment(1);
+            crate::retry::count(|| metrics::counter!("cardcore_pin_blocks_total").increment(1));
         }
         let after = serde_json::json!({ "pin_status": rec.card.pin_status, "pin_failures": rec.secrets.pin_failures });
         if remaining == 0 {
@@ -840,8 +843,12 @@ impl Service {
         };
         tx.save_otp_state(id, purpose, &state).await?;
         match &outcome {
-            Err(RuleViolation::OtpLocked { .. }) => metrics::counter!("cardcore_otp_locks_total").increment(1),
-            Err(RuleViolation::OtpInvalid { .. }) => metrics::counter!("cardcore_otp_failures_total").increment(1),
+            Err(RuleViolation::OtpLocked { .. }) => {
+                crate::retry::count(|| metrics::counter!("cardcore_otp_locks_total").increment(1));
+            }
+            Err(RuleViolation::OtpInvalid { .. }) => {
+                crate::retry::count(|| metrics::counter!("cardcore_otp_failures_total").increment(1));
+            }
             _ => {}
         }
         Ok(outcome)
