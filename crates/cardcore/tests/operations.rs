@@ -28,6 +28,35 @@ async fn counter(api: &Api, name: &str) -> f64 {
         .sum()
 }
 
+/// A tenant and two nodes on `db` at SERIALIZABLE, with an API client of each.
+fn serializable_nodes(db: &Database, tenant: &str) -> (support::Node, support::Node, Api, Api) {
+    let tenant = db.create_tenant(tenant);
+    let extra = ["--db-isolation", "serializable", "--db-pool-size", "12"];
+    let na = db.start("a", &extra);
+    let nb = db.start("b", &extra);
+    let a = Api::new(&na, &tenant.key);
+    let b = a.on(&nb);
+    (na, nb, a, b)
+}
+
+/// The database did abort transactions (else the test proves nothing), and
+/// each ran again within the bounds (none gave up).
+async fn assert_retried(test: &str, a: &Api, b: &Api) {
+    let retries = counter(a, "cardcore_db_retries_total").await + counter(b, "cardcore_db_retries_total").await;
+    let exhausted = counter(a, "cardcore_db_retries_exhausted_total").await
+        + counter(b, "cardcore_db_retries_exhausted_total").await;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: {retries} transactions run again, {} gave up",
+        exhausted.abs()
+    );
+    assert!(
+        retries > 0.0,
+        "no serialization failure was forced: the test proves nothing"
+    );
+    assert_eq!(exhausted, 0.0);
+}
+
 /// Concurrent writers on one card from two nodes at SERIALIZABLE: the card
 /// lock's `SELECT ... FOR UPDATE` meets rows committed after the
 /// transaction's snapshot, which PostgreSQL answers with 40001. Every such
@@ -41,12 +70,7 @@ async fn serialization_failures_are_retried_whole_with_no_5xx_and_nothing_lost()
         return;
     }
     let db = Database::postgres();
-    let tenant = db.create_tenant("serializable");
-    let extra = ["--db-isolation", "serializable", "--db-pool-size", "12"];
-    let na = db.start("a", &extra);
-    let nb = db.start("b", &extra);
-    let a = Api::new(&na, &tenant.key);
-    let b = a.on(&nb);
+    let (na, nb, a, b) = serializable_nodes(&db, "serializable");
     let card = id(&a.new_card("serial-1").await);
     a.put(&format!("/v1/cards/{card}/pin"), json!({ "pin": "4821" }))
         .await
@@ -115,19 +139,7 @@ async fn serialization_failures_are_retried_whole_with_no_5xx_and_nothing_lost()
     assert!(verifications > 0);
 
     // The database did abort transactions, and they were run again.
-    let retries = counter(&a, "cardcore_db_retries_total").await + counter(&b, "cardcore_db_retries_total").await;
-    let exhausted = counter(&a, "cardcore_db_retries_exhausted_total").await
-        + counter(&b, "cardcore_db_retries_exhausted_total").await;
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: {retries} transactions run again, {} gave up",
-        exhausted.abs()
-    );
-    assert!(
-        retries > 0.0,
-        "no serialization failure was forced: the test proves nothing"
-    );
-    assert_eq!(exhausted, 0.0);
+    assert_retried(test, &a, &b).await;
     // A wrong PIN is counted once, however often its transaction ran:
     // the metric agrees with the audit trail.
     let failures = counter(&a, "cardcore_pin_verification_failures_total").await
@@ -201,12 +213,7 @@ async fn authorizations_captures_and_reversals_at_serializable_are_retried_with_
         return;
     }
     let db = Database::postgres();
-    let tenant = db.create_tenant("serializable-money");
-    let extra = ["--db-isolation", "serializable", "--db-pool-size", "12"];
-    let na = db.start("a", &extra);
-    let nb = db.start("b", &extra);
-    let a = Api::new(&na, &tenant.key);
-    let b = a.on(&nb);
+    let (na, nb, a, b) = serializable_nodes(&db, "serializable-money");
     let card = id(&a.new_card("serial-money").await);
     let open = json!({"enabled": true, "per_transaction": null, "daily": null, "monthly": null});
     a.put(
@@ -322,19 +329,7 @@ async fn authorizations_captures_and_reversals_at_serializable_are_retried_with_
     assert_eq!(payments.len(), 16 * 6);
 
     // The database did abort transactions, and they were run again.
-    let retries = counter(&a, "cardcore_db_retries_total").await + counter(&b, "cardcore_db_retries_total").await;
-    let exhausted = counter(&a, "cardcore_db_retries_exhausted_total").await
-        + counter(&b, "cardcore_db_retries_exhausted_total").await;
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: {retries} transactions run again, {} gave up",
-        exhausted.abs()
-    );
-    assert!(
-        retries > 0.0,
-        "no serialization failure was forced: the test proves nothing"
-    );
-    assert_eq!(exhausted, 0.0);
+    assert_retried(test, &a, &b).await;
 
     // Every approval is there exactly once, with what was done with it.
     let mut listed: HashMap<String, Value> = HashMap::new();
