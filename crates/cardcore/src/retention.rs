@@ -12,41 +12,15 @@ use cardcore_store::RetentionCutoffs;
 use crate::cli::{RetentionArgs, RetentionCommandArgs};
 use crate::{database_url, display_url, open_store, sqlite_path};
 
-const DAY: u64 = 24 * 60 * 60;
-/// The longest period a setting may name.
-const MAX_DAYS: u32 = 36_500;
-
 /// The policy the flags describe, or what is wrong with them.
 pub fn policy(args: &RetentionArgs) -> anyhow::Result<RetentionPolicy> {
-    if args.retention_audit_days != 0 && args.retention_audit_days < 365 {
-        bail!(
-            "--retention-audit-days {}: keep audit entries at least 365 days (PCI DSS 10.5.1 keeps a year), or 0 to keep them forever",
-            args.retention_audit_days
-        );
-    }
-    if !(1..=10_000).contains(&args.retention_batch_size) {
-        bail!(
-            "--retention-batch-size {}: must be 1 to 10000 rows per transaction",
-            args.retention_batch_size
-        );
-    }
-    for (flag, days) in [
-        ("--retention-events-days", args.retention_events_days),
-        ("--retention-dead-deliveries-days", args.retention_dead_deliveries_days),
-        ("--retention-audit-days", args.retention_audit_days),
-    ] {
-        if days > MAX_DAYS {
-            bail!("{flag} {days}: at most {MAX_DAYS} (100 years), or 0 to keep forever");
-        }
-    }
-    let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * DAY));
-    Ok(RetentionPolicy {
-        events: days(args.retention_events_days),
-        dead_deliveries: days(args.retention_dead_deliveries_days),
-        audit: days(args.retention_audit_days),
-        batch: args.retention_batch_size,
-        ..RetentionPolicy::default()
-    })
+    RetentionPolicy::from_days(
+        args.retention_events_days,
+        args.retention_dead_deliveries_days,
+        args.retention_audit_days,
+        args.retention_batch_size,
+    )
+    .map_err(anyhow::Error::msg)
 }
 
 /// `cardcore retention [--dry-run]`.

@@ -56,7 +56,53 @@ impl Default for RetentionPolicy {
     }
 }
 
+/// The longest period a setting may name, in days (100 years).
+pub const MAX_DAYS: u32 = 36_500;
+/// The shortest audit period (PCI DSS 10.5.1 keeps a year), other than 0.
+pub const MIN_AUDIT_DAYS: u32 = 365;
+
 impl RetentionPolicy {
+    /// A policy from periods in days (0: keep forever) and a batch size in
+    /// rows, or which setting is wrong and why (the fields are the flags'
+    /// names). The audit floor is checked here, not by each caller.
+    pub fn from_days(events: u32, dead_deliveries: u32, audit: u32, batch: u32) -> ServiceResult<Self> {
+        if audit != 0 && audit < MIN_AUDIT_DAYS {
+            return Err(ServiceError::invalid(
+                "--retention-audit-days",
+                format!(
+                    "{audit}: keep audit entries at least {MIN_AUDIT_DAYS} days (PCI DSS 10.5.1 keeps a year), \
+                     or 0 to keep them forever"
+                ),
+            ));
+        }
+        if !(1..=10_000).contains(&batch) {
+            return Err(ServiceError::invalid(
+                "--retention-batch-size",
+                format!("{batch}: must be 1 to 10000 rows per transaction"),
+            ));
+        }
+        for (flag, days) in [
+            ("--retention-events-days", events),
+            ("--retention-dead-deliveries-days", dead_deliveries),
+            ("--retention-audit-days", audit),
+        ] {
+            if days > MAX_DAYS {
+                return Err(ServiceError::invalid(
+                    flag,
+                    format!("{days}: at most {MAX_DAYS} (100 years), or 0 to keep forever"),
+                ));
+            }
+        }
+        let days = |d: u32| (d > 0).then(|| Duration::from_secs(u64::from(d) * DAY));
+        Ok(Self {
+            events: days(events),
+            dead_deliveries: days(dead_deliveries),
+            audit: days(audit),
+            batch,
+            ..Self::default()
+        })
+    }
+
     /// The instants before which rows go, as of `now`.
     pub fn cutoffs(&self, now: Timestamp) -> RetentionCutoffs {
         // An age past what a timestamp can hold deletes nothing.
@@ -368,4 +414,27 @@ async fn append_durably(mut file: std::fs::File, lines: Vec<u8>, path: &Path) ->
     })
     .await
     .map_err(|e| ServiceError::caused("audit export: the writer task failed", e))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_keeps_audit_a_year_and_refuses_what_cannot_be() {
+        assert!(RetentionPolicy::from_days(90, 30, 364, 500).is_err());
+        assert!(RetentionPolicy::from_days(90, 30, 365, 500).is_ok());
+        let forever = RetentionPolicy::from_days(0, 0, 0, 500).unwrap();
+        assert_eq!(
+            (forever.events, forever.dead_deliveries, forever.audit),
+            (None, None, None)
+        );
+        assert!(RetentionPolicy::from_days(MAX_DAYS + 1, 30, 400, 500).is_err());
+        assert!(RetentionPolicy::from_days(90, 30, 400, 0).is_err());
+        assert!(RetentionPolicy::from_days(90, 30, 400, 10_001).is_err());
+        assert_eq!(
+            RetentionPolicy::from_days(90, 30, 400, 500).unwrap(),
+            RetentionPolicy::default()
+        );
+    }
 }
