@@ -172,11 +172,6 @@ struct ExportLine<'a> {
 }
 
 impl Service {
-    /// What a run of `policy` would delete now (reads only).
-    pub async fn retention_preview(&self, policy: &RetentionPolicy) -> ServiceResult<RetentionReport> {
-        preview(self.store.as_ref(), policy).await
-    }
-
     /// [`run`] on this service's store.
     pub async fn run_retention(
         &self,
